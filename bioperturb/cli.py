@@ -1,0 +1,96 @@
+"""Command line: ``bioperturb run | compare | list``.
+
+Errors in user input (a bad protocol, an unwritable output folder) print one line naming
+the file, key and reason and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from bioperturb.schema import ConfigError
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """A problem with the user's input that is reported on one line."""
+
+
+def _check_writable(path: Path) -> None:
+    path = path.resolve()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise UsageError(f"{path}: output directory is not writable")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bioperturb.config import load_protocol
+    from bioperturb.training import describe_run, run_protocol
+
+    protocol = load_protocol(args.protocol)
+    out_dir = Path(args.out) if args.out else Path(protocol.output.dir)
+    _check_writable(out_dir)
+    ds, path = run_protocol(protocol, out_dir=out_dir, progress=False if args.quiet else None)
+    summary = describe_run(ds)
+    print(
+        f"{summary['status']}: {summary['trials']} trials, eval loss "
+        f"{summary['initial_eval_loss']:.4g} -> {summary['final_eval_loss']:.4g}; wrote {path}"
+    )
+    return 0 if summary["status"] == "completed" else 1
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from bioperturb.config import MODELS_DIR
+    from bioperturb.rules import RULES
+    from bioperturb.tasks import TASKS
+
+    print("tasks:")
+    for name, cls in sorted(TASKS.items()):
+        print(f"  {name:16s} {cls.meta.get('description', '')}")
+    print("rules:")
+    for name, cls in sorted(RULES.items()):
+        print(f"  {name:16s} {cls.meta.get('description', '')}")
+    print("models:")
+    for path in sorted(MODELS_DIR.glob("*.toml")):
+        first = path.read_text().splitlines()[0].lstrip("# ")
+        print(f"  {path.stem:16s} {first}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bioperturb",
+        description="Noisy Brian2 RNNs learning with node-perturbation rules.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train a network as a protocol TOML file describes")
+    run.add_argument("protocol", help="protocol TOML file")
+    run.add_argument("--out", help="output directory (default: the protocol's output.dir)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_cmd_run)
+    lst = sub.add_parser("list", help="list the shipped tasks, rules and model presets")
+    lst.set_defaults(func=_cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, UsageError) as err:
+        if args.debug:
+            raise
+        print(f"bioperturb: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

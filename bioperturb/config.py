@@ -1,0 +1,295 @@
+"""Protocol configuration: model, task, rule, training and output, loaded from TOML.
+
+A protocol file looks like::
+
+    name = "pattern_anp_rate"
+    seed = 1
+
+    [model]
+    preset = "rate_rnn"        # models/rate_rnn.toml, then the keys below override it
+    n_hidden = 50
+
+    [task]
+    name = "pattern"
+    duration = "1 s"
+
+    [rule]
+    name = "td_anp"
+
+    [training]
+    n_trials = 300
+    lr = 0.05
+
+    [output]
+    dir = "results"
+
+Physical quantities are written with Brian2 units ("10 ms"); they are stored as SI floats.
+Every problem (bad TOML, unknown key, missing key, wrong unit, impossible value, unknown
+task/rule/preset) raises :class:`~bioperturb.schema.ConfigError` with one line naming the
+file, the key and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from bioperturb.schema import ConfigError, from_mapping, param, to_mapping
+
+__all__ = [
+    "ModelConfig",
+    "TrainingConfig",
+    "OutputConfig",
+    "Protocol",
+    "load_protocol",
+    "protocol_from_mapping",
+    "MODELS_DIR",
+]
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A noisy leaky rate RNN: τ dh/dt = −h + W r + U u + b + σ√(2τ) ξ, r = tanh(h), y = V r."""
+
+    kind: str = param("rate", choices=("rate",), doc="network type")
+    n_hidden: int = param(100, positive=True, doc="number of recurrent units N")
+    tau: float = param(0.01, unit="second", positive=True, doc="membrane time constant τ")
+    dt: float = param(0.001, unit="second", positive=True, doc="Euler integration step")
+    sigma: float = param(
+        0.05,
+        nonnegative=True,
+        doc="noise of the noisy twin: stationary std of h_n − h (linear regime)",
+    )
+    nonlinearity: str = param("tanh", choices=("tanh",), doc="rate function φ")
+    g: float = param(1.2, nonnegative=True, doc="initial recurrent gain: W ~ N(0, g²/N)")
+    input_scale: float = param(1.0, nonnegative=True, doc="initial U ~ N(0, input_scale²/n_in)")
+    output_scale: float = param(1.0, nonnegative=True, doc="initial V ~ N(0, output_scale²/N)")
+    bias: float = param(0.0, doc="constant bias b of every unit")
+    n_outputs: int | None = param(None, doc="readout size (default: the task's n_outputs)")
+
+    def check(self) -> None:
+        if self.dt > self.tau:
+            raise ValueError(
+                f"dt ({self.dt} s) must not exceed tau ({self.tau} s): Euler is unstable"
+            )
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The trial loop and the optimiser that turns a rule's estimate into a weight change."""
+
+    n_trials: int = param(200, positive=True, doc="number of training trials")
+    eval_every: int = param(10, positive=True, doc="noise-free evaluation every k trials")
+    optimizer: str = param("sgd", choices=("sgd", "adam"), doc="optimiser applied at trial end")
+    lr: float = param(0.01, positive=True, doc="learning rate η")
+    beta1: float = param(0.9, nonnegative=True, doc="Adam β1")
+    beta2: float = param(0.999, nonnegative=True, doc="Adam β2")
+    adam_eps: float = param(1e-8, positive=True, doc="Adam ε")
+    max_step: float = param(
+        0.0, nonnegative=True, doc="clip each weight change to ±max_step per trial (0: no clip)"
+    )
+    max_weight: float = param(
+        1e3, positive=True, doc="a weight beyond ±max_weight marks the run as diverged"
+    )
+    codegen: str = param(
+        "cython", choices=("cython", "numpy"), doc="Brian2 code-generation target (runtime mode)"
+    )
+
+    def check(self) -> None:
+        if self.beta1 >= 1 or self.beta2 >= 1:
+            raise ValueError("beta1 and beta2 must be below 1")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where results go and what is recorded."""
+
+    dir: str = param("results", doc="output directory (relative to the working directory)")
+    record_dt: float = param(0.01, unit="second", positive=True, doc="sampling step of traces")
+    n_record_units: int = param(10, nonnegative=True, doc="hidden units whose activity is kept")
+    figures: bool = param(True, doc="write PNG figures next to the .nc file")
+    progress: bool = param(True, doc="show a progress bar")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A fully resolved experiment."""
+
+    name: str
+    seed: int
+    model: ModelConfig
+    task_name: str
+    task: Any
+    rule_name: str
+    rule: Any
+    training: TrainingConfig
+    output: OutputConfig
+    source: str = "<memory>"
+
+    def to_toml(self) -> str:
+        """The resolved protocol as TOML text (reloads to an equal Protocol)."""
+        doc = {
+            "name": self.name,
+            "seed": self.seed,
+            "model": to_mapping(self.model),
+            "task": {"name": self.task_name, **to_mapping(self.task)},
+            "rule": {"name": self.rule_name, **to_mapping(self.rule)},
+            "training": to_mapping(self.training),
+            "output": to_mapping(self.output),
+        }
+        return tomli_w.dumps(doc)
+
+    def replace(self, **changes: Any) -> Protocol:
+        return dataclasses.replace(self, **changes)
+
+
+_TOP_KEYS = {"name", "seed", "model", "task", "rule", "training", "output"}
+
+
+def _read_toml(path: Path, where: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(where, "", "file not found") from None
+    except PermissionError:
+        raise ConfigError(where, "", "file not readable (permission denied)") from None
+    except IsADirectoryError:
+        raise ConfigError(where, "", "is a directory, expected a TOML file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(where, "", f"invalid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(where, "", "not a text file") from None
+
+
+def _resolve_model(table: Any, where: str, base_dir: Path) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(where, "model", "expected a table")
+    table = dict(table)
+    preset = table.pop("preset", None)
+    if preset is None:
+        return table
+    if not isinstance(preset, str):
+        raise ConfigError(where, "model.preset", "expected a preset name or a path")
+    candidates = [base_dir / preset, base_dir / f"{preset}.toml"]
+    candidates += [d / f"{preset}.toml" for d in (base_dir / "models", base_dir.parent / "models")]
+    candidates.append(MODELS_DIR / f"{preset}.toml")
+    for path in candidates:
+        if path.is_file():
+            data = _read_toml(path, str(path))
+            unknown = set(data) - {"model"}
+            if unknown:
+                raise ConfigError(str(path), sorted(unknown)[0], "unknown key (expected [model])")
+            base = data.get("model", {})
+            from_mapping(ModelConfig, base, str(path), "model.")  # validate the preset itself
+            return {**base, **table}
+    known = sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
+    raise ConfigError(
+        where, "model.preset", f"unknown preset '{preset}' (known: {', '.join(known)})"
+    )
+
+
+def protocol_from_mapping(
+    data: dict[str, Any], where: str = "<memory>", base_dir: Path | None = None
+) -> Protocol:
+    """Validate a parsed protocol table and resolve presets and defaults."""
+    from bioperturb.rules import RULES
+    from bioperturb.tasks import TASKS
+
+    base_dir = base_dir or Path.cwd()
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(where, unknown[0], f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
+    name = data.get("name", Path(where).stem if where != "<memory>" else "run")
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\\0"):
+        raise ConfigError(where, "name", "must be a non-empty string usable as a file name")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(where, "seed", f"must be a non-negative integer, got {seed!r}")
+
+    model = from_mapping(
+        ModelConfig, _resolve_model(data.get("model", {}), where, base_dir), where, "model."
+    )
+
+    task_table, task_name, task_cls = _named_table(data, "task", TASKS, where)
+    task = from_mapping(task_cls.Params, task_table, where, "task.")
+    rule_table, rule_name, rule_cls = _named_table(data, "rule", RULES, where)
+    rule = from_mapping(rule_cls.Params, rule_table, where, "rule.")
+    training = from_mapping(TrainingConfig, data.get("training", {}), where, "training.")
+    output = from_mapping(OutputConfig, data.get("output", {}), where, "output.")
+
+    protocol = Protocol(
+        name, seed, model, task_name, task, rule_name, rule, training, output, source=where
+    )
+    _check_cross(protocol, task_cls, where)
+    return protocol
+
+
+def _named_table(data: dict[str, Any], key: str, registry: dict[str, Any], where: str):
+    if key not in data:
+        raise ConfigError(where, key, "required table is missing")
+    table = data[key]
+    if not isinstance(table, dict):
+        raise ConfigError(where, key, "expected a table")
+    table = dict(table)
+    name = table.pop("name", None)
+    if name is None:
+        raise ConfigError(where, f"{key}.name", "required key is missing")
+    if name not in registry:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(registry), n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(
+            where,
+            f"{key}.name",
+            f"unknown {key} '{name}' ({hint}known: {', '.join(sorted(registry))})",
+        )
+    return table, name, registry[name]
+
+
+def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
+    try:
+        task = task_cls(protocol.task, protocol.model.dt)
+        task.n_steps  # noqa: B018 - validates duration against dt
+    except ValueError as err:
+        raise ConfigError(where, "task", str(err)) from None
+    n_out = protocol.model.n_outputs
+    if n_out is not None and n_out != task.n_outputs:
+        raise ConfigError(
+            where, "model.n_outputs", f"{n_out} does not match the task's {task.n_outputs} outputs"
+        )
+    if protocol.output.record_dt < protocol.model.dt:
+        raise ConfigError(where, "output.record_dt", "must not be smaller than model.dt")
+
+
+def load_protocol(path: str | Path, overrides: dict[str, Any] | None = None) -> Protocol:
+    """Load, validate and resolve a protocol TOML file.
+
+    ``overrides`` maps dotted keys (``"rule.lr"``) to values applied before validation.
+    """
+    path = Path(path)
+    where = str(path)
+    data = _read_toml(path, where)
+    for dotted, value in (overrides or {}).items():
+        apply_override(data, dotted, value, where)
+    return protocol_from_mapping(data, where, path.resolve().parent)
+
+
+def apply_override(data: dict[str, Any], dotted: str, value: Any, where: str) -> None:
+    """Set ``data[a][b] = value`` for ``dotted = "a.b"``, creating tables as needed."""
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(where, dotted, f"'{part}' is not a table")
+        node = child
+    node[parts[-1]] = value

@@ -1,0 +1,357 @@
+r"""Noisy leaky rate RNN in Brian2 with a clean and a noisy twin in the same groups.
+
+Equations (Euler step dt; ξ white noise, injected into the noisy twin only)::
+
+    τ dh/dt   = −h   + W r   + U u + b
+    τ dh_n/dt = −h_n + W r_n + U u + b + σ √(2τ) ξ(t)
+    r = tanh(h),  r_n = tanh(h_n)          (state variables, updated after each step)
+    y = V r,      y_n = V r_n              (linear readout)
+    L_t = ½ m_t ‖y_t − y*_t‖²,  L̃_t = ½ m_t ‖ỹ_t − y*_t‖²   (one-unit loss group)
+
+σ is the stationary standard deviation of h_n − h in the linear regime. One Synapses
+object per weight matrix carries both twins' currents; the global losses are computed by
+a one-unit group fed by summed variables and broadcast back as scalars — no neuron ever
+receives a per-neuron error.
+
+The *tape*: all trials of a run (evaluation blocks and training trials) laid end to end
+in network time. Trial k occupies the steps at t = kT + dt … (k+1)T; row 0 is an initial
+step that only resets the state. Inputs, targets, mask, noise gate, learning gate and the
+loss normaliser are TimedArrays over the tape, and the trial-end operations (optimiser
+step, state reset) tick once per trial on its last step. The same network therefore runs
+one trial per ``net.run`` (runtime mode) or the whole tape in one simulation.
+
+Per-step schedule (``when``/``order``)::
+
+    start 0   y, y_n        ← Σ V r, Σ V r_n            (summed, readout)
+    start 1   L, L_n        ← Σ l, Σ l_n                 (summed, loss group)
+    start 2-4 rule: global sums, broadcasts, per-synapse accumulation
+    start 4   L_cum += L/M                               (trial-loss accumulator)
+    start 5   monitors
+    groups −1 I_rec, I_rec_n, I_in                       (summed currents)
+    groups 0  Euler step of h, h_n
+    after_groups  r_prev = r; r = tanh(h); r_n = tanh(h_n); u_prev = u
+    end (once per trial)  optimiser step on w; reset h, h_n, r, r_n, r_prev, u_prev
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from brian2 import (
+    Clock,
+    Equations,
+    Network,
+    NeuronGroup,
+    StateMonitor,
+    Synapses,
+    TimedArray,
+    second,
+)
+
+from bioperturb.optimizers import optimizer_code, optimizer_equations, optimizer_namespace
+
+__all__ = ["Tape", "RateNetwork", "build_rate_network", "init_weights", "MATRICES"]
+
+MATRICES = ("W_in", "W_rec", "W_out")
+
+
+@dataclass
+class Tape:
+    """All trials of a run laid end to end; row 0 is the initial reset step.
+
+    Attributes
+    ----------
+    inputs, targets : (rows, n_in), (rows, n_out)
+    mask, noise, learn, m_inv, n_updates : (rows,)
+    kinds : list of ("eval", condition, eval_index) or ("train", trial_index, None)
+    n_steps : steps per trial
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    mask: np.ndarray
+    noise: np.ndarray
+    learn: np.ndarray
+    m_inv: np.ndarray
+    n_updates: np.ndarray
+    kinds: list[tuple[str, int, int | None]] = field(default_factory=list)
+    n_steps: int = 0
+
+    @classmethod
+    def build(cls, segments: list[tuple[str, int, int | None, Any, int]]) -> Tape:
+        """Lay out ``(kind, index, eval_index, trials, row)`` segments in order."""
+        first = segments[0][3]
+        n_steps = first.n_steps
+        n_rows = 1 + n_steps * len(segments)
+        n_in, n_out = first.inputs.shape[2], first.targets.shape[2]
+        tape = cls(
+            inputs=np.zeros((n_rows, n_in)),
+            targets=np.zeros((n_rows, n_out)),
+            mask=np.zeros(n_rows),
+            noise=np.zeros(n_rows),
+            learn=np.zeros(n_rows),
+            m_inv=np.zeros(n_rows),
+            n_updates=np.ones(n_rows),
+            n_steps=n_steps,
+        )
+        updates = 0
+        for k, (kind, index, eval_index, trials, row) in enumerate(segments):
+            sl = slice(1 + k * n_steps, 1 + (k + 1) * n_steps)
+            tape.inputs[sl] = trials.inputs[row]
+            tape.targets[sl] = trials.targets[row]
+            tape.mask[sl] = trials.mask[row]
+            tape.m_inv[sl] = 1.0 / max(trials.mask[row].sum(), 1.0)
+            if kind == "train":
+                tape.noise[sl] = 1.0
+                updates += 1
+                tape.learn[sl.stop - 1] = 1.0
+            tape.n_updates[sl] = max(updates, 1)
+            tape.kinds.append((kind, index, eval_index))
+        return tape
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.kinds)
+
+
+def init_weights(
+    rng: np.random.Generator, n_in: int, n_hidden: int, n_out: int, model: Any
+) -> dict[str, np.ndarray]:
+    """Gaussian initial weights: U ~ N(0, s_in²/n_in), W ~ N(0, g²/N), V ~ N(0, s_out²/N)."""
+    return {
+        "W_in": rng.normal(0.0, model.input_scale / np.sqrt(n_in), (n_hidden, n_in)),
+        "W_rec": rng.normal(0.0, model.g / np.sqrt(n_hidden), (n_hidden, n_hidden)),
+        "W_out": rng.normal(0.0, model.output_scale / np.sqrt(n_hidden), (n_out, n_hidden)),
+    }
+
+
+class RateNetwork:
+    """Handle on the Brian2 objects of a twin rate network and its weight matrices."""
+
+    def __init__(self) -> None:
+        self.net: Network | None = None
+        self.hidden: NeuronGroup | None = None
+        self.inputs: NeuronGroup | None = None
+        self.readout: NeuronGroup | None = None
+        self.loss: NeuronGroup | None = None
+        self.synapses: dict[str, Synapses] = {}
+        self.monitors: dict[str, StateMonitor] = {}
+        self.namespace: dict[str, Any] = {}
+        self.clock: Clock | None = None
+        self.shape: dict[str, tuple[int, int]] = {}
+
+    def schedule_summed(self, syn: Synapses, var: str, order: int) -> None:
+        """Run the summed-variable update of ``var`` at the start of the step."""
+        updater = syn.summed_updaters[f"{var}_post"]
+        updater.when = "start"
+        updater.order = order
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Current weight matrices as (post, pre) arrays."""
+        out = {}
+        for name, syn in self.synapses.items():
+            n_post, n_pre = self.shape[name]
+            w = np.zeros((n_post, n_pre))
+            w[syn.j[:], syn.i[:]] = syn.w[:]
+            out[name] = w
+        return out
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        for name, w in weights.items():
+            syn = self.synapses[name]
+            syn.w[:] = np.asarray(w)[syn.j[:], syn.i[:]]
+
+    def get_acc(self) -> dict[str, np.ndarray]:
+        """The rule's accumulated estimate ``acc`` of each matrix, (post, pre)."""
+        out = {}
+        for name, syn in self.synapses.items():
+            n_post, n_pre = self.shape[name]
+            a = np.zeros((n_post, n_pre))
+            a[syn.j[:], syn.i[:]] = syn.acc[:]
+            out[name] = a
+        return out
+
+
+def build_rate_network(
+    model: Any,
+    rule: Any,
+    training: Any,
+    tape: Tape,
+    weights: dict[str, np.ndarray],
+    *,
+    record_dt: float,
+    record_units: np.ndarray,
+) -> RateNetwork:
+    """Build the twin rate network for ``tape`` with ``rule`` and the training optimiser."""
+    dt = model.dt
+    n_hidden = model.n_hidden
+    n_in = tape.inputs.shape[1]
+    n_out = tape.targets.shape[1]
+    trial_T = tape.n_steps * dt * second
+    handle = RateNetwork()
+    handle.shape = {
+        "W_in": (n_hidden, n_in),
+        "W_rec": (n_hidden, n_hidden),
+        "W_out": (n_out, n_hidden),
+    }
+
+    tdt = dt * second
+    clock = Clock(tdt, name="bioperturb_step")
+    trial_clock = Clock(trial_T, name="bioperturb_trial")
+    ns: dict[str, Any] = {
+        "tau": model.tau * second,
+        "stim": TimedArray(tape.inputs, dt=tdt, name="tape_inputs"),
+        "target": TimedArray(tape.targets, dt=tdt, name="tape_targets"),
+        "mask_at": TimedArray(tape.mask, dt=tdt, name="tape_mask"),
+        "noise_at": TimedArray(tape.noise, dt=tdt, name="tape_noise"),
+        "learn_at": TimedArray(tape.learn, dt=tdt, name="tape_learn"),
+        "minv_at": TimedArray(tape.m_inv, dt=tdt, name="tape_minv"),
+        "n_updates": TimedArray(tape.n_updates, dt=tdt, name="tape_nupdates"),
+    }
+    ns.update(optimizer_namespace(training))
+    ns.update(rule.namespace(n_in, n_hidden, n_out))
+
+    hidden_eqs = Equations(
+        """
+        dh/dt = (-h + I_rec + I_in + b) / tau : 1
+        dh_n/dt = (-h_n + I_rec_n + I_in + b) / tau : 1
+        I_rec : 1
+        I_rec_n : 1
+        I_in : 1
+        r : 1
+        r_n : 1
+        r_prev : 1
+        b : 1 (constant)
+        sigma : 1 (shared, constant)
+        """
+    ) + rule.group_equations("hidden")
+    hidden = NeuronGroup(n_hidden, hidden_eqs, method="euler", clock=clock, name="hidden")
+    hidden.b = model.bias
+    hidden.sigma = model.sigma
+    # Euler–Maruyama noise as a separate step, so that the deterministic part of both twins
+    # is the same expression: with σ = 0 the twins stay bitwise equal and δ = 0 exactly.
+    hidden.run_regularly(
+        "h_n += sigma * noise_at(t) * sqrt(2 * dt / tau) * randn()",
+        when="after_groups",
+        order=0,
+        name="hidden_noise",
+    )
+    hidden.run_regularly(
+        "r_prev = r\nr = tanh(h)\nr_n = tanh(h_n)",
+        when="after_groups",
+        order=1,
+        name="hidden_rates",
+    )
+    hidden.run_regularly(
+        "h = 0\nh_n = 0\nr = 0\nr_n = 0\nr_prev = 0",
+        clock=trial_clock,
+        when="end",
+        order=1,
+        name="hidden_reset",
+    )
+
+    inputs = NeuronGroup(n_in, "u = stim(t, i) : 1\nu_prev : 1", clock=clock, name="inputs")
+    inputs.run_regularly("u_prev = u", when="after_groups", name="inputs_prev")
+    inputs.run_regularly("u_prev = 0", clock=trial_clock, when="end", order=1, name="inputs_reset")
+
+    readout_eqs = Equations(
+        """
+        y : 1
+        y_n : 1
+        ystar = target(t, i) : 1
+        l = 0.5 * mask_at(t) * (y - ystar)**2 : 1
+        l_n = 0.5 * mask_at(t) * (y_n - ystar)**2 : 1
+        """
+    ) + rule.group_equations("readout")
+    readout = NeuronGroup(n_out, readout_eqs, clock=clock, name="readout")
+
+    loss_eqs = Equations(
+        """
+        L : 1
+        L_n : 1
+        M_inv = minv_at(t) : 1
+        L_cum : 1
+        L_n_cum : 1
+        """
+    ) + rule.group_equations("loss")
+    loss = NeuronGroup(1, loss_eqs, clock=clock, name="loss")
+    loss.run_regularly(
+        "L_cum += L * M_inv\nL_n_cum += L_n * M_inv", when="start", order=4, name="loss_accumulate"
+    )
+
+    handle.hidden, handle.inputs, handle.readout, handle.loss = hidden, inputs, readout, loss
+
+    plastic = optimizer_equations(training.optimizer) + rule.synapse_equations()
+    update = optimizer_code(training.optimizer, clip=training.max_step > 0)
+    syn_models = {
+        "W_in": ("inputs", "hidden", "I_in_post = w * u_pre : 1 (summed)"),
+        "W_rec": (
+            "hidden",
+            "hidden",
+            "I_rec_post = w * r_pre : 1 (summed)\nI_rec_n_post = w * r_n_pre : 1 (summed)",
+        ),
+        "W_out": (
+            "hidden",
+            "readout",
+            "y_post = w * r_pre : 1 (summed)\ny_n_post = w * r_n_pre : 1 (summed)",
+        ),
+    }
+    groups = {"inputs": inputs, "hidden": hidden, "readout": readout}
+    for name, (pre, post, summed) in syn_models.items():
+        eqs = Equations("w : 1") + Equations(summed) + plastic
+        syn = Synapses(groups[pre], groups[post], eqs, clock=clock, name=name.lower())
+        syn.connect()
+        handle.synapses[name] = syn
+        syn.run_regularly(
+            update, clock=trial_clock, when="end", order=0, name=f"{name.lower()}_update"
+        )
+    handle.set_weights(weights)
+    for var in ("y", "y_n"):
+        handle.schedule_summed(handle.synapses["W_out"], var, order=0)
+
+    to_loss = Synapses(
+        readout,
+        loss,
+        "L_post = l_pre : 1 (summed)\nL_n_post = l_n_pre : 1 (summed)",
+        clock=clock,
+        name="loss_sum",
+    )
+    to_loss.connect()
+    for var in ("L", "L_n"):
+        handle.schedule_summed(to_loss, var, order=1)
+
+    rec_clock = Clock(record_dt * second, name="bioperturb_record")
+    handle.monitors = {
+        "loss_t": StateMonitor(
+            loss, "L", record=0, clock=rec_clock, when="start", order=5, name="mon_loss_t"
+        ),
+        "activity": StateMonitor(
+            hidden,
+            "r",
+            record=record_units,
+            clock=rec_clock,
+            when="start",
+            order=5,
+            name="mon_activity",
+        ),
+        "output": StateMonitor(
+            readout, "y", record=True, clock=rec_clock, when="start", order=5, name="mon_output"
+        ),
+    }
+    handle.namespace = ns
+    handle.clock = clock
+    rule_objs = rule.install(handle)
+    handle.net = Network(
+        hidden,
+        inputs,
+        readout,
+        loss,
+        to_loss,
+        *handle.synapses.values(),
+        *rule_objs,
+        *handle.monitors.values(),
+        name="bioperturb_rate",
+    )
+    return handle

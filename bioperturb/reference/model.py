@@ -1,0 +1,233 @@
+"""BPTT twin of the Brian2 rate RNN: the same discretised dynamics, written in JAX.
+
+The dynamics are exactly (Euler step ``dt``, time constant ``tau``, tanh rate)::
+
+    h_0 = 0 (or a given h0)
+    for t = 0 .. T-1:
+        r_t = tanh(h_t)
+        y_t = W_out @ r_t
+        L_t = 0.5 * m_t * ||y_t - ystar_t||^2
+        h_{t+1} = h_t + (dt/tau) * (-h_t + W_rec @ r_t + W_in @ u_t + b)
+
+    trial loss = sum_t L_t / max(sum_t m_t, 1);  batch loss = mean over trials
+
+Weights are a dict ``{"W_in": (N, n_in), "W_rec": (N, N), "W_out": (n_out, N)}``;
+``b`` (N,) is a fixed bias (zeros by default).  Arrays are batched over trials:
+inputs (n_trials, T, n_in), targets (n_trials, T, n_out), mask (n_trials, T).
+
+Importing this module enables JAX 64-bit mode (``jax_enable_x64``), which is
+process-global: afterwards every JAX array created without an explicit dtype in
+this process is float64 / int64.  The reference needs float64 to agree with the
+Brian2 network and the numpy loop to ~1e-12.
+
+All public functions take and return numpy arrays.  The compiled functions are
+module-level and take ``dt / tau``, ``b`` and ``h0`` as traced arguments, so
+they are compiled once per array shape, not per call or per weight value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = [
+    "WEIGHT_KEYS",
+    "forward",
+    "loss_t",
+    "loss_per_trial",
+    "batch_loss",
+    "gradient_at",
+    "forward_trials",
+    "loss_per_trial_trials",
+    "gradient_at_trials",
+]
+
+WEIGHT_KEYS = ("W_in", "W_rec", "W_out")
+
+
+# --------------------------------------------------------------------------- pure JAX
+
+
+def _scan(weights, inputs, alpha, b, h0):
+    """Run the dynamics; returns h_t, r_t, y_t for t = 0..T-1, time-major (T, B, .)."""
+    W_in, W_rec, W_out = weights["W_in"], weights["W_rec"], weights["W_out"]
+
+    def step(h, u):
+        r = jnp.tanh(h)
+        y = r @ W_out.T
+        h_next = h + alpha * (-h + r @ W_rec.T + u @ W_in.T + b)
+        return h_next, (h, r, y)
+
+    _, (h, r, y) = jax.lax.scan(step, h0, jnp.swapaxes(inputs, 0, 1))
+    return h, r, y
+
+
+def _loss_t(weights, inputs, targets, mask, alpha, b, h0):
+    """Instantaneous masked losses L_t, shape (B, T)."""
+    _, _, y = _scan(weights, inputs, alpha, b, h0)
+    err = jnp.swapaxes(y, 0, 1) - targets
+    return 0.5 * mask * jnp.sum(err * err, axis=-1)
+
+
+def _loss_per_trial(weights, inputs, targets, mask, alpha, b, h0):
+    lt = _loss_t(weights, inputs, targets, mask, alpha, b, h0)
+    return jnp.sum(lt, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+
+
+def _batch_loss(weights, inputs, targets, mask, alpha, b, h0):
+    return jnp.mean(_loss_per_trial(weights, inputs, targets, mask, alpha, b, h0))
+
+
+@jax.jit
+def _forward_jit(weights, inputs, alpha, b, h0):
+    h, r, y = _scan(weights, inputs, alpha, b, h0)
+    return tuple(jnp.swapaxes(a, 0, 1) for a in (h, r, y))
+
+
+_loss_t_jit = jax.jit(_loss_t)
+_loss_per_trial_jit = jax.jit(_loss_per_trial)
+_batch_loss_jit = jax.jit(_batch_loss)
+_grad_jit = jax.jit(jax.grad(_batch_loss))
+
+
+# --------------------------------------------------------------------------- argument handling
+
+
+def _as_weights(weights: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    missing = [k for k in WEIGHT_KEYS if k not in weights]
+    if missing:
+        raise KeyError(f"weights lack {missing}; expected keys {list(WEIGHT_KEYS)}")
+    w = {k: np.asarray(weights[k], dtype=np.float64) for k in WEIGHT_KEYS}
+    n = w["W_rec"].shape[0]
+    if w["W_rec"].shape != (n, n):
+        raise ValueError(f"W_rec must be square, got {w['W_rec'].shape}")
+    if w["W_in"].ndim != 2 or w["W_in"].shape[0] != n:
+        raise ValueError(f"W_in must be (N={n}, n_in), got {w['W_in'].shape}")
+    if w["W_out"].ndim != 2 or w["W_out"].shape[1] != n:
+        raise ValueError(f"W_out must be (n_out, N={n}), got {w['W_out'].shape}")
+    return w
+
+
+def _alpha(dt: float, tau: float) -> np.ndarray:
+    dt, tau = float(dt), float(tau)
+    if not (dt > 0 and tau > 0):
+        raise ValueError(f"dt and tau must be positive, got dt={dt}, tau={tau}")
+    return np.float64(dt / tau)
+
+
+def _as_inputs(w, inputs) -> np.ndarray:
+    u = np.asarray(inputs, dtype=np.float64)
+    if u.ndim != 3 or u.shape[2] != w["W_in"].shape[1]:
+        raise ValueError(f"inputs must be (n_trials, T, n_in={w['W_in'].shape[1]}), got {u.shape}")
+    return u
+
+
+def _as_targets_mask(w, u, targets, mask) -> tuple[np.ndarray, np.ndarray]:
+    ys = np.asarray(targets, dtype=np.float64)
+    m = np.asarray(mask, dtype=np.float64)
+    n_out = w["W_out"].shape[0]
+    if ys.shape != (*u.shape[:2], n_out):
+        raise ValueError(f"targets must be {(*u.shape[:2], n_out)}, got {ys.shape}")
+    if m.shape != u.shape[:2]:
+        raise ValueError(f"mask must be {u.shape[:2]}, got {m.shape}")
+    return ys, m
+
+
+def _bias_h0(w, n_trials, b, h0) -> tuple[np.ndarray, np.ndarray]:
+    n = w["W_rec"].shape[0]
+    bb = np.zeros(n) if b is None else np.asarray(b, dtype=np.float64)
+    if bb.shape != (n,):
+        raise ValueError(f"b must have shape ({n},), got {bb.shape}")
+    if h0 is None:
+        hh = np.zeros((n_trials, n))
+    else:
+        hh = np.asarray(h0, dtype=np.float64)
+        if hh.shape not in ((n,), (n_trials, n)):
+            raise ValueError(f"h0 must be ({n},) or ({n_trials}, {n}), got {hh.shape}")
+        hh = np.broadcast_to(hh, (n_trials, n)).copy()
+    return bb, hh
+
+
+def _prepare(weights, inputs, targets, mask, dt, tau, b, h0):
+    w = _as_weights(weights)
+    u = _as_inputs(w, inputs)
+    ys, m = _as_targets_mask(w, u, targets, mask)
+    bb, hh = _bias_h0(w, u.shape[0], b, h0)
+    return w, u, ys, m, _alpha(dt, tau), bb, hh
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def forward(weights, inputs, *, dt: float, tau: float, b=None, h0=None):
+    """Run the network on a batch of trials.
+
+    Returns ``(h, r, y)`` as numpy float64 arrays: ``h`` and ``r`` (n_trials, T, N)
+    hold h_t and r_t = tanh(h_t) for t = 0..T-1 (h_T is not included), ``y``
+    (n_trials, T, n_out) holds y_t = W_out r_t.  ``h0`` is (N,) or (n_trials, N).
+    """
+    w = _as_weights(weights)
+    u = _as_inputs(w, inputs)
+    bb, hh = _bias_h0(w, u.shape[0], b, h0)
+    h, r, y = _forward_jit(w, u, _alpha(dt, tau), bb, hh)
+    return np.asarray(h), np.asarray(r), np.asarray(y)
+
+
+def loss_t(weights, inputs, targets, mask, *, dt: float, tau: float, b=None, h0=None):
+    """Instantaneous masked losses L_t = 0.5 m_t ||y_t - y*_t||^2, shape (n_trials, T)."""
+    args = _prepare(weights, inputs, targets, mask, dt, tau, b, h0)
+    return np.asarray(_loss_t_jit(*args))
+
+
+def loss_per_trial(weights, inputs, targets, mask, *, dt: float, tau: float, b=None, h0=None):
+    """Loss of each trial, sum_t L_t / max(sum_t m_t, 1), shape (n_trials,)."""
+    args = _prepare(weights, inputs, targets, mask, dt, tau, b, h0)
+    return np.asarray(_loss_per_trial_jit(*args))
+
+
+def batch_loss(weights, inputs, targets, mask, *, dt: float, tau: float, b=None, h0=None):
+    """Mean of :func:`loss_per_trial` over the trials (a float)."""
+    args = _prepare(weights, inputs, targets, mask, dt, tau, b, h0)
+    return float(_batch_loss_jit(*args))
+
+
+def gradient_at(weights, inputs, targets, mask, *, dt: float, tau: float, b=None, h0=None):
+    """Exact gradient of the batch loss w.r.t. the weights (full BPTT through the trial).
+
+    Returns a dict with the keys and shapes of ``weights`` (``W_in``, ``W_rec``,
+    ``W_out``), numpy float64.  The bias ``b`` and ``h0`` are held fixed.
+    """
+    args = _prepare(weights, inputs, targets, mask, dt, tau, b, h0)
+    g = _grad_jit(*args)
+    return {k: np.asarray(g[k]) for k in WEIGHT_KEYS}
+
+
+# --------------------------------------------------------------------------- Trials wrappers
+# ``trials`` is anything with ``inputs``, ``targets``, ``mask`` and ``dt`` attributes,
+# e.g. :class:`bioperturb.tasks.base.Trials`.
+
+
+def forward_trials(weights, trials, *, tau: float, b=None, h0=None):
+    """:func:`forward` on a ``Trials`` object (uses ``trials.dt``)."""
+    return forward(weights, trials.inputs, dt=trials.dt, tau=tau, b=b, h0=h0)
+
+
+def loss_per_trial_trials(weights, trials, *, tau: float, b=None, h0=None):
+    """:func:`loss_per_trial` on a ``Trials`` object (uses ``trials.dt``)."""
+    return loss_per_trial(
+        weights, trials.inputs, trials.targets, trials.mask, dt=trials.dt, tau=tau, b=b, h0=h0
+    )
+
+
+def gradient_at_trials(weights, trials, *, tau: float, b=None, h0=None):
+    """:func:`gradient_at` on a ``Trials`` object (uses ``trials.dt``)."""
+    return gradient_at(
+        weights, trials.inputs, trials.targets, trials.mask, dt=trials.dt, tau=tau, b=b, h0=h0
+    )

@@ -1,0 +1,49 @@
+"""What a learning rule contributes to a Brian2 network.
+
+A rule is written once as Brian2 equation fragments and code strings, so the same rule
+serves every network builder and both Brian2 modes (runtime and standalone):
+
+* ``group_equations[group]``: extra variables of the ``hidden``, ``readout`` or ``loss``
+  group (e.g. a broadcast gate);
+* ``synapse_equations``: per-synapse variables of every plastic weight matrix; every rule
+  keeps its trial's gradient estimate in ``acc`` (the optimiser reads it at trial end);
+* :meth:`install`: the extra Synapses (global sums, broadcasts) and the per-step
+  accumulation operations, added to a built network.
+
+The rule estimates the gradient of the trial loss; the optimiser (``bioperturb.optimizers``)
+turns ``acc`` into a weight change at trial end. The two are separate, as in NEST's e-prop
+models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from brian2 import Equations
+
+__all__ = ["Rule"]
+
+
+class Rule:
+    """Base class of all learning rules."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type]
+    meta: ClassVar[dict[str, Any]] = {}
+    #: whether the network must carry a clean and a noisy twin of its state
+    twin: ClassVar[bool] = True
+
+    def __init__(self, params: Any):
+        self.params = params
+
+    def group_equations(self, group: str) -> Equations:
+        """Extra equations of the network group ``group`` (hidden, readout, loss)."""
+        return Equations("")
+
+    def synapse_equations(self) -> Equations:
+        """Extra per-synapse variables of every plastic weight matrix."""
+        return Equations("acc : 1")
+
+    def install(self, network: Any) -> list[Any]:
+        """Create the rule's Brian2 objects on a built network; return them."""
+        raise NotImplementedError

@@ -1,0 +1,115 @@
+"""Task interface: a task turns its parameters and a seed into trials as arrays.
+
+A trial is a sequence of ``n_steps`` Euler steps of length ``dt`` with inputs
+``u`` (n_steps, n_inputs), targets ``y*`` (n_steps, n_outputs) and a loss mask
+(n_steps,) that is 1 where the loss counts.  Trials are built from named periods
+(fixation, stimulus, delay, response, ...) in the style of neurogym.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = ["Trials", "Task", "whole_steps"]
+
+
+@dataclass(frozen=True)
+class Trials:
+    """A batch of trials, all of the same length.
+
+    Attributes
+    ----------
+    inputs : ndarray, shape (n_trials, n_steps, n_inputs), float64
+    targets : ndarray, shape (n_trials, n_steps, n_outputs), float64
+    mask : ndarray, shape (n_trials, n_steps), float64, 1 where the loss counts
+    periods : dict name -> (start_step, stop_step), half-open, shared by all trials
+    conditions : ndarray, shape (n_trials,), int, the condition label of each trial
+    dt : float, step in seconds
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    mask: np.ndarray
+    periods: dict[str, tuple[int, int]]
+    conditions: np.ndarray
+    dt: float
+
+    @property
+    def n_trials(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def n_steps(self) -> int:
+        return self.inputs.shape[1]
+
+    def __getitem__(self, index) -> Trials:
+        """Select trials (an int keeps a trial axis of length 1)."""
+        sel = np.atleast_1d(np.arange(self.n_trials)[index])
+        return Trials(
+            self.inputs[sel],
+            self.targets[sel],
+            self.mask[sel],
+            dict(self.periods),
+            self.conditions[sel],
+            self.dt,
+        )
+
+
+class Task:
+    """Base class of all tasks.
+
+    Subclasses set ``name``, ``Params`` (a dataclass declared with
+    :func:`bioperturb.schema.param`), ``meta`` (description, reference, tags) and
+    implement :meth:`trials` and :meth:`eval_trials`.
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type]
+    meta: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, params: Any, dt: float):
+        self.params = params
+        self.dt = float(dt)
+
+    @property
+    def n_inputs(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def n_outputs(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def n_steps(self) -> int:
+        raise NotImplementedError
+
+    def trials(self, rng: np.random.Generator, n: int) -> Trials:
+        """``n`` training trials drawn with ``rng``."""
+        raise NotImplementedError
+
+    def eval_trials(self) -> Trials:
+        """The fixed, deterministic evaluation set (one trial per condition)."""
+        raise NotImplementedError
+
+
+def whole_steps(duration: float, dt: float, key: str) -> int:
+    """Number of steps of length ``dt`` in ``duration``.
+
+    Raises ``ValueError("key: reason")`` unless ``dt`` is positive, ``duration`` is not
+    negative and ``duration / dt`` is a whole number within 1e-9 relative.
+    """
+    if not (np.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt: must be a positive number of seconds, got {dt!r}")
+    if not (np.isfinite(duration) and duration >= 0):
+        raise ValueError(f"{key}: must be a non-negative duration, got {duration!r} s")
+    steps = duration / dt
+    n = round(steps)
+    if abs(steps - n) > 1e-9 * steps:
+        raise ValueError(
+            f"{key}: {duration!r} s is not a whole number of steps of dt = {dt!r} s "
+            f"({steps:.6g} steps)"
+        )
+    return n

@@ -1,0 +1,155 @@
+"""Delayed match-to-sample: report whether a test stimulus matches a remembered sample.
+
+A sample stimulus s is shown, withdrawn for a delay, then a test stimulus t is shown; in the
+decision period the network reports "match" (t = s) or "non-match" (t ≠ s) on two output
+channels (Miller, Erickson & Desimone 1996; neurogym's DelayMatchSample).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from bioperturb.schema import param
+from bioperturb.tasks.base import Task, Trials, whole_steps
+
+__all__ = ["DelayedMatchTask"]
+
+_PERIODS = ("fixation", "sample", "delay", "test", "decision")
+
+
+class DelayedMatchTask(Task):
+    """Delayed match-to-sample with one-hot stimuli and two-choice output.
+
+    Inputs: channel 0 is the fixation cue (1 in every period but ``decision``), channels
+    1 … n_stimuli carry the one-hot sample (``sample`` period) and test (``test`` period)
+    stimuli.  Outputs: channel 0 = match, channel 1 = non-match; the target is 1 on the
+    correct channel and 0 on the other during ``decision``, 0 on both elsewhere.
+    Condition label = sample · n_stimuli + test (see :meth:`decode`).
+    """
+
+    name: ClassVar[str] = "delayed_match"
+
+    @dataclass(frozen=True)
+    class Params:
+        fixation_duration: float = param(
+            0.1, unit="second", nonnegative=True, doc="duration of the fixation period"
+        )
+        sample_duration: float = param(
+            0.2, unit="second", positive=True, doc="duration of the sample stimulus"
+        )
+        delay_duration: float = param(
+            0.3, unit="second", nonnegative=True, doc="duration of the memory delay"
+        )
+        test_duration: float = param(
+            0.2, unit="second", positive=True, doc="duration of the test stimulus"
+        )
+        decision_duration: float = param(
+            0.1, unit="second", positive=True, doc="duration of the decision period"
+        )
+        n_stimuli: int = param(2, positive=True, doc="number of distinct stimuli (one-hot)")
+        match_prob: float = param(0.5, nonnegative=True, doc="probability of a match trial")
+        input_noise: float = param(
+            0.1, nonnegative=True, doc="std of Gaussian noise added per step to training inputs"
+        )
+        mask_all_periods: bool = param(
+            False, doc="count the loss in every period (else only during decision)"
+        )
+
+        def check(self) -> None:
+            """Cross-field constraints (raise ``ValueError("key: reason")``)."""
+            if self.n_stimuli < 2:
+                raise ValueError(
+                    f"n_stimuli: needs at least 2 stimuli for non-match trials, got "
+                    f"{self.n_stimuli!r}"
+                )
+            if not 0.0 <= self.match_prob <= 1.0:
+                raise ValueError(f"match_prob: must lie in [0, 1], got {self.match_prob!r}")
+
+    meta: ClassVar[dict[str, Any]] = {
+        "description": (
+            "Delayed match-to-sample: hold a one-hot sample stimulus in memory over a delay "
+            "and report whether the test stimulus matches it."
+        ),
+        "reference": (
+            "Miller EK, Erickson CA, Desimone R (1996) Neural mechanisms of visual working "
+            "memory in prefrontal cortex of the macaque. J Neurosci 16(16):5154-5167. "
+            "Task layout after NeuroGym's DelayMatchSample: Molano-Mazon M et al. (2022) "
+            "NeuroGym: an open resource for developing and sharing neuroscience tasks. "
+            "PsyArXiv, doi:10.31234/osf.io/aqc9n."
+        ),
+        "tags": ["working memory", "perceptual", "two-alternative", "supervised"],
+    }
+
+    def __init__(self, params: DelayedMatchTask.Params, dt: float):
+        super().__init__(params, dt)
+        params.check()
+        self._periods: dict[str, tuple[int, int]] = {}
+        start = 0
+        for period in _PERIODS:
+            key = f"{period}_duration"
+            stop = start + whole_steps(getattr(params, key), self.dt, key)
+            self._periods[period] = (start, stop)
+            start = stop
+        self._n_steps = start
+
+    @property
+    def n_inputs(self) -> int:
+        return self.params.n_stimuli + 1
+
+    @property
+    def n_outputs(self) -> int:
+        return 2
+
+    @property
+    def n_steps(self) -> int:
+        return self._n_steps
+
+    def decode(self, conditions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sample and test stimulus indices of condition labels."""
+        return np.divmod(np.asarray(conditions), self.params.n_stimuli)
+
+    def _batch(self, sample: np.ndarray, test: np.ndarray, noise: np.ndarray | None) -> Trials:
+        n = sample.shape[0]
+        trial = np.arange(n)
+        per = self._periods
+        inputs = np.zeros((n, self._n_steps, self.n_inputs))
+        inputs[:, : per["decision"][0], 0] = 1.0
+        inputs[trial, slice(*per["sample"]), 1 + sample] = 1.0
+        inputs[trial, slice(*per["test"]), 1 + test] = 1.0
+        if noise is not None:
+            inputs += noise
+        targets = np.zeros((n, self._n_steps, 2))
+        targets[trial, slice(*per["decision"]), np.where(sample == test, 0, 1)] = 1.0
+        if self.params.mask_all_periods:
+            mask = np.ones((n, self._n_steps))
+        else:
+            mask = np.zeros((n, self._n_steps))
+            mask[:, slice(*per["decision"])] = 1.0
+        return Trials(
+            inputs=inputs,
+            targets=targets,
+            mask=mask,
+            periods=dict(per),
+            conditions=(sample * self.params.n_stimuli + test).astype(np.int64),
+            dt=self.dt,
+        )
+
+    def trials(self, rng: np.random.Generator, n: int) -> Trials:
+        """``n`` training trials: uniform sample, match with probability ``match_prob``,
+        otherwise a uniformly drawn different test stimulus; plus input noise."""
+        k = self.params.n_stimuli
+        sample = rng.integers(k, size=n)
+        match = rng.random(n) < self.params.match_prob
+        test = np.where(match, sample, (sample + rng.integers(1, k, size=n)) % k)
+        noise = None
+        if self.params.input_noise > 0:
+            noise = self.params.input_noise * rng.standard_normal((n, self._n_steps, self.n_inputs))
+        return self._batch(sample, test, noise)
+
+    def eval_trials(self) -> Trials:
+        """Every (sample, test) pair once, noise-free, in condition order."""
+        sample, test = self.decode(np.arange(self.params.n_stimuli**2))
+        return self._batch(sample, test, None)

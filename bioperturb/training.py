@@ -1,0 +1,320 @@
+"""The trial loop: build the network once, run trials, let it learn, record, write.
+
+Randomness comes only from one :class:`numpy.random.SeedSequence` per run, spawned into
+independent streams for the task's training trials, the initial weights and Brian2's
+noise, so the same seed gives an identical Dataset.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import brian2
+import numpy as np
+import xarray as xr
+from brian2 import second
+
+from bioperturb.config import Protocol
+from bioperturb.dataset import versions_toml, write_dataset
+from bioperturb.networks.rate import MATRICES, RateNetwork, Tape, build_rate_network, init_weights
+from bioperturb.rules import get_rule
+from bioperturb.tasks import Task, Trials, get_task
+
+__all__ = ["Trainer", "run_protocol", "DivergedError"]
+
+
+class DivergedError(RuntimeError):
+    """The network's losses or weights became non-finite or left the allowed range."""
+
+
+@dataclass
+class _Records:
+    loss: list[float] = field(default_factory=list)
+    loss_noisy: list[float] = field(default_factory=list)
+    loss_t: list[np.ndarray] = field(default_factory=list)
+    wall_time: list[float] = field(default_factory=list)
+    eval_trial: list[int] = field(default_factory=list)
+    eval_loss: list[float] = field(default_factory=list)
+    weights: list[dict[str, np.ndarray]] = field(default_factory=list)
+    activity: list[np.ndarray] = field(default_factory=list)
+    output: list[np.ndarray] = field(default_factory=list)
+
+
+def _streams(seed: int) -> dict[str, np.random.SeedSequence]:
+    names = ("task", "weights", "brian2", "record")
+    return dict(zip(names, np.random.SeedSequence(seed).spawn(len(names)), strict=True))
+
+
+class Trainer:
+    """Runs one protocol in Brian2's runtime mode, one ``net.run`` per trial."""
+
+    def __init__(self, protocol: Protocol):
+        self.protocol = protocol
+        model, training = protocol.model, protocol.training
+        streams = _streams(protocol.seed)
+        self.task: Task = get_task(protocol.task_name)(protocol.task, model.dt)
+        self.rule = get_rule(protocol.rule_name)(protocol.rule)
+        self.train_trials: Trials = self.task.trials(
+            np.random.default_rng(streams["task"]), training.n_trials
+        )
+        self.eval_set: Trials = self.task.eval_trials()
+        self.tape = Tape.build(self._segments())
+        n_in, n_out = self.task.n_inputs, self.task.n_outputs
+        self.weights0 = init_weights(
+            np.random.default_rng(streams["weights"]), n_in, model.n_hidden, n_out, model
+        )
+        rec_rng = np.random.default_rng(streams["record"])
+        n_rec = min(protocol.output.n_record_units, model.n_hidden)
+        self.record_units = np.sort(rec_rng.choice(model.n_hidden, n_rec, replace=False))
+        self.brian_seed = int(streams["brian2"].generate_state(1)[0] % (2**31 - 1))
+
+        step = round(protocol.output.record_dt / model.dt)
+        if not np.isclose(step * model.dt, protocol.output.record_dt) or self.tape.n_steps % step:
+            raise ValueError(
+                "output.record_dt must be a whole number of dt steps dividing the trial length"
+            )
+        self.record_step = step
+        brian2.prefs.codegen.target = training.codegen
+        self.network: RateNetwork = build_rate_network(
+            model,
+            self.rule,
+            training,
+            self.tape,
+            self.weights0,
+            record_dt=protocol.output.record_dt,
+            record_units=self.record_units,
+        )
+        self.records = _Records()
+        self.status = "completed"
+        self.status_reason = ""
+
+    def _segments(self) -> list[tuple[str, int, int | None, Trials, int]]:
+        every = self.protocol.training.eval_every
+        n = self.protocol.training.n_trials
+        segs: list[tuple[str, int, int | None, Trials, int]] = []
+
+        def eval_block(done: int) -> None:
+            segs.extend(("eval", c, done, self.eval_set, c) for c in range(self.eval_set.n_trials))
+
+        eval_block(0)
+        for k in range(n):
+            segs.append(("train", k, None, self.train_trials, k))
+            if (k + 1) % every == 0 or k + 1 == n:
+                eval_block(k + 1)
+        return segs
+
+    @property
+    def engine(self) -> str:
+        return f"brian2-{brian2.__version__}-runtime-{self.protocol.training.codegen}"
+
+    def _run(self, duration: float) -> None:
+        self.network.net.run(duration * second, namespace=self.network.namespace)
+
+    def run(self, progress: bool | None = None) -> xr.Dataset:
+        """Run the whole tape; return the Dataset (also on divergence or interruption)."""
+        show = self.protocol.output.progress if progress is None else progress
+        net = self.network
+        brian2.seed(self.brian_seed)
+        mons = net.monitors
+        mons["activity"].active = mons["output"].active = False
+        self._run(self.protocol.model.dt)  # the reset step (tape row 0)
+        T = self.tape.n_steps * self.protocol.model.dt
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.protocol.training.n_trials, unit="trial", desc=self.protocol.name)
+        eval_losses: list[float] = []
+        try:
+            for kind, index, eval_index in self.tape.kinds:
+                is_eval = kind == "eval"
+                mons["activity"].active = mons["output"].active = is_eval
+                before = (float(net.loss.L_cum[0]), float(net.loss.L_n_cum[0]))
+                n_samples = len(mons["loss_t"].t)
+                tic = time.perf_counter()
+                self._run(T)
+                loss = float(net.loss.L_cum[0]) - before[0]
+                loss_noisy = float(net.loss.L_n_cum[0]) - before[1]
+                if is_eval:
+                    eval_losses.append(loss)
+                    self._record_eval_trial(index)
+                    if index == self.eval_set.n_trials - 1:
+                        self._close_eval(eval_index, eval_losses)
+                        eval_losses = []
+                        if bar is not None and eval_index > 0:
+                            bar.set_postfix(eval_loss=f"{self.records.eval_loss[-1]:.4g}")
+                    continue
+                rec = self.records
+                rec.wall_time.append(time.perf_counter() - tic)
+                rec.loss.append(loss)
+                rec.loss_noisy.append(loss_noisy)
+                rec.loss_t.append(np.asarray(mons["loss_t"].L[0, n_samples:]))
+                self._check_finite(index, loss, loss_noisy)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        except DivergedError as err:
+            self.status, self.status_reason = "diverged", str(err)
+        except KeyboardInterrupt:
+            self.status, self.status_reason = "interrupted", "KeyboardInterrupt"
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.to_dataset()
+
+    def _record_eval_trial(self, condition: int) -> None:
+        mons = self.network.monitors
+        n = self.tape.n_steps // self.record_step
+        self.records.activity.append(np.asarray(mons["activity"].r[:, -n:]).T)
+        self.records.output.append(np.asarray(mons["output"].y[:, -n:]).T)
+
+    def _close_eval(self, done: int, losses: list[float]) -> None:
+        self.records.eval_trial.append(done)
+        self.records.eval_loss.append(float(np.mean(losses)))
+        self.records.weights.append(self.network.get_weights())
+        if not np.isfinite(self.records.eval_loss[-1]):
+            raise DivergedError(f"evaluation loss is not finite after {done} trials")
+
+    def _check_finite(self, trial: int, loss: float, loss_noisy: float) -> None:
+        limit = self.protocol.training.max_weight
+        if not (np.isfinite(loss) and np.isfinite(loss_noisy)):
+            raise DivergedError(f"loss is not finite in trial {trial}")
+        for name, syn in self.network.synapses.items():
+            w = np.asarray(syn.w[:])
+            if not np.all(np.isfinite(w)):
+                raise DivergedError(f"{name} is not finite after trial {trial}")
+            if np.max(np.abs(w)) > limit:
+                raise DivergedError(
+                    f"|{name}| exceeds training.max_weight = {limit} after trial {trial}"
+                )
+
+    def to_dataset(self) -> xr.Dataset:
+        """The records so far as a Dataset following docs/data-model.md."""
+        p, rec = self.protocol, self.records
+        dt = p.model.dt
+        n_done = len(rec.loss)
+        n_eval = len(rec.eval_trial)
+        # eval blocks may be incomplete after an interruption: keep complete ones only
+        n_cond = self.eval_set.n_trials
+        times = (np.arange(self.tape.n_steps // self.record_step) + 1) * self.record_step - 1
+        time = times * dt
+        loss_t = np.array(rec.loss_t).reshape(n_done, len(time))
+        acts = np.array(rec.activity[: n_eval * n_cond]).reshape(
+            n_eval, n_cond, len(time), len(self.record_units)
+        )
+        outs = np.array(rec.output[: n_eval * n_cond]).reshape(
+            n_eval, n_cond, len(time), self.task.n_outputs
+        )
+        ev = self.eval_set
+        dims = {"W_in": ("post", "input"), "W_rec": ("post", "pre"), "W_out": ("output", "pre")}
+
+        def var(data, dims_, units, long_name):
+            return xr.Variable(dims_, data, {"units": units, "long_name": long_name})
+
+        data_vars = {
+            "loss": var(
+                np.array(rec.loss), ("trial",), "1", "clean-twin loss of each training trial"
+            ),
+            "loss_noisy": var(
+                np.array(rec.loss_noisy), ("trial",), "1", "noisy-twin loss of each training trial"
+            ),
+            "eval_loss": var(
+                np.array(rec.eval_loss),
+                ("eval_trial",),
+                "1",
+                "noise-free loss, mean over the evaluation set",
+            ),
+            "loss_t": var(loss_t, ("trial", "time"), "1", "clean instantaneous loss L_t"),
+            "wall_time": var(
+                np.array(rec.wall_time), ("trial",), "s", "wall-clock time of each training trial"
+            ),
+            "activity": var(
+                acts,
+                ("eval_trial", "condition", "time", "unit"),
+                "1",
+                "rate r = tanh(h) of sampled units, noise-free evaluation",
+            ),
+            "output_y": var(
+                outs,
+                ("eval_trial", "condition", "time", "output"),
+                "1",
+                "readout y = V r, noise-free evaluation",
+            ),
+            "target": var(ev.targets[:, times], ("condition", "time", "output"), "1", "target y*"),
+            "eval_inputs": var(
+                ev.inputs[:, times],
+                ("condition", "time", "input"),
+                "1",
+                "input u of the evaluation trials",
+            ),
+            "eval_mask": var(ev.mask[:, times], ("condition", "time"), "1", "loss mask"),
+        }
+        for name in MATRICES:
+            stack = np.array([w[name] for w in rec.weights]).reshape(
+                n_eval, *self.network.shape[name]
+            )
+            data_vars[name] = var(stack, ("eval_trial", *dims[name]), "1", f"weights {name}")
+        coords = {
+            "trial": ("trial", np.arange(n_done), {"units": "1"}),
+            "eval_trial": ("eval_trial", np.array(rec.eval_trial, dtype=int), {"units": "1"}),
+            "time": ("time", time, {"units": "s", "long_name": "time within the trial"}),
+            "condition": ("condition", np.arange(n_cond), {"units": "1"}),
+            "unit": ("unit", self.record_units, {"units": "1"}),
+            "pre": ("pre", np.arange(p.model.n_hidden), {"units": "1"}),
+            "post": ("post", np.arange(p.model.n_hidden), {"units": "1"}),
+            "input": ("input", np.arange(self.task.n_inputs), {"units": "1"}),
+            "output": ("output", np.arange(self.task.n_outputs), {"units": "1"}),
+        }
+        from bioperturb import __version__
+
+        attrs = {
+            "title": f"bioperturb run {p.name}",
+            "config": p.to_toml(),
+            "versions": versions_toml(),
+            "bioperturb_version": __version__,
+            "seed": p.seed,
+            "engine": self.engine,
+            "task": p.task_name,
+            "rule": p.rule_name,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        return xr.Dataset(data_vars, coords, attrs)
+
+
+def output_paths(protocol: Protocol, out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """(netCDF path, learning-curve PNG path) of a protocol's run."""
+    base = Path(out_dir if out_dir is not None else protocol.output.dir)
+    return base / f"{protocol.name}.nc", base / f"{protocol.name}_learning.png"
+
+
+def run_protocol(
+    protocol: Protocol, out_dir: str | Path | None = None, progress: bool | None = None
+) -> tuple[xr.Dataset, Path]:
+    """Train, write ``<dir>/<name>.nc`` (and figures, if configured); return both."""
+    nc_path, png_path = output_paths(protocol, out_dir)
+    nc_path.parent.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(protocol)
+    ds = trainer.run(progress=progress)
+    write_dataset(ds, nc_path)
+    if protocol.output.figures:
+        from bioperturb.plotting import plot_learning_curves, save_figure
+
+        save_figure(plot_learning_curves({protocol.rule_name: ds}), png_path)
+    return ds, nc_path
+
+
+def describe_run(ds: xr.Dataset) -> dict[str, Any]:
+    """Short summary numbers of a run for the command line."""
+    ev = ds["eval_loss"].values
+    return {
+        "status": ds.attrs["status"],
+        "trials": int(ds.sizes["trial"]),
+        "initial_eval_loss": float(ev[0]) if ev.size else float("nan"),
+        "final_eval_loss": float(ev[-1]) if ev.size else float("nan"),
+    }

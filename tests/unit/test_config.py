@@ -1,0 +1,123 @@
+"""Protocol loading and validation: every bad input gives one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bioperturb.config import load_protocol, protocol_from_mapping
+from bioperturb.schema import ConfigError, format_quantity, parse_quantity
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = """
+name = "cfg"
+seed = 1
+[model]
+preset = "rate_rnn"
+n_hidden = 20
+[task]
+name = "pattern"
+duration = "200 ms"
+[rule]
+name = "td_anp"
+[training]
+n_trials = 4
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "protocol.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_protocol(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(path))
+    return message
+
+
+def test_good_protocol_resolves_preset_and_units(tmp_path):
+    p = load_protocol(write(tmp_path, GOOD))
+    assert p.model.n_hidden == 20  # override
+    assert p.model.tau == pytest.approx(0.01)  # from models/rate_rnn.toml
+    assert p.task.duration == pytest.approx(0.2)
+    assert p.training.n_trials == 4
+
+
+def test_resolved_toml_round_trips(tmp_path):
+    p = load_protocol(write(tmp_path, GOOD))
+    again = load_protocol(write(tmp_path, p.to_toml()))
+    assert again.replace(source="") == p.replace(source="")
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "reason"),
+    [
+        (("[model]", "[model]\nn_hiden = 3"), "model.n_hiden", "did you mean 'n_hidden'"),
+        (("[training]", "[training]\nbogus = 1"), "training.bogus", "unknown key"),
+        (('name = "td_anp"', 'name = "td_anq"'), "rule.name", "did you mean 'td_anp'"),
+        (('name = "pattern"', 'name = "patern"'), "task.name", "unknown task"),
+        (('duration = "200 ms"', 'duration = "200 mV"'), "task.duration", "dimensions"),
+        (('duration = "200 ms"', "duration = 200"), "task.duration", "needs a unit"),
+        (('duration = "200 ms"', 'duration = "-5 ms"'), "task.duration", "positive"),
+        (("n_hidden = 20", "n_hidden = -3"), "model.n_hidden", "positive"),
+        (("n_hidden = 20", "n_hidden = 2.5"), "model.n_hidden", "integer"),
+        (("[model]", '[model]\ntau = "-10 ms"'), "model.tau", "positive"),
+        (("[model]", '[model]\ntau = "0.5 ms"'), "model", "must not exceed tau"),
+        (('preset = "rate_rnn"', 'preset = "nope"'), "model.preset", "unknown preset"),
+        (('name = "pattern"\n', 'name = "pattern"\nduration = "1 s"\n'), "", "invalid TOML"),
+        (("n_trials = 4", 'n_trials = "many"'), "training.n_trials", "integer"),
+        (("n_trials = 4", "n_trials = 4\noptimizer = 'rmsprop'"), "training.optimizer", "one of"),
+        (('duration = "200 ms"', 'duration = "200.5 ms"'), "task", "whole number"),
+    ],
+)
+def test_bad_protocols_name_file_key_and_reason(tmp_path, edit, key, reason):
+    old, new = edit
+    assert old in GOOD
+    message = error_of(tmp_path, GOOD.replace(old, new, 1))
+    assert f": {key}:" in message or (key == "" and reason in message)
+    assert reason in message
+
+
+def test_missing_required_table_and_name(tmp_path):
+    assert "task: required table is missing" in error_of(
+        tmp_path, GOOD.replace('[task]\nname = "pattern"\nduration = "200 ms"\n', "")
+    )
+    assert "rule.name: required key is missing" in error_of(
+        tmp_path, GOOD.replace('name = "td_anp"', "")
+    )
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_protocol(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_protocol(tmp_path)
+
+
+def test_unknown_top_level_key():
+    with pytest.raises(ConfigError, match="<x>: trainig: unknown key"):
+        protocol_from_mapping({"trainig": {}}, "<x>")
+
+
+@pytest.mark.parametrize(
+    ("text", "unit", "value"),
+    [("10 ms", "second", 0.01), ("1.5 s", "second", 1.5), ("4 Hz", "hertz", 4.0), (3, "1", 3.0)],
+)
+def test_quantities_parse_and_format_round_trip(text, unit, value):
+    assert parse_quantity(text, unit) == pytest.approx(value)
+    assert parse_quantity(format_quantity(value, unit), unit) == pytest.approx(value)
+
+
+def test_shipped_protocols_load():
+    paths = sorted((REPO / "protocols").glob("*.toml"))
+    assert paths, "no protocols shipped"
+    for path in paths:
+        load_protocol(path)
