@@ -8,6 +8,6 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-# TEMP from bioperturb import accessor  # noqa: E402,F401 - registers the ``ds.bp`` accessor
+from bioperturb import accessor  # noqa: E402,F401 - registers the ``ds.bp`` accessor
 
 __all__ = ["__version__"]

@@ -1,0 +1,254 @@
+r"""Learning-curve metrics: how fast, and how far, the loss falls.
+
+Every function takes a loss DataArray with a learning dimension, ``eval_trial`` (the
+noise-free evaluations, coordinate = number of training trials done) or ``trial`` (the
+clean-pass loss of each training trial), and is vectorised over any other dimensions
+(``method``, ``seed``, sweep parameters): the result keeps them.
+
+Sample efficiency is the quantity node-perturbation rules are judged by: their updates
+are unbiased but noisy estimates of the gradient, so they need more trials than gradient
+descent, increasingly so with the number of perturbed units (Werfel, Xie & Seung 2005).
+
+References
+----------
+Werfel, J., Xie, X. & Seung, H. S. (2005). Learning curves for stochastic gradient
+descent in linear feedforward networks. *Neural Computation* 17(12), 2699–2718.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from bioperturb.metrics._util import result_attrs
+
+__all__ = ["trials_to_threshold", "final_loss", "relative_loss", "learning_curve_vs_time"]
+
+
+def _learning_dim(loss: xr.DataArray, dim: str | None) -> str:
+    if dim is None:
+        for candidate in ("eval_trial", "trial"):
+            if candidate in loss.dims:
+                dim = candidate
+                break
+        else:
+            raise ValueError(
+                f"{loss.name or 'loss'} has dims {loss.dims}: no 'eval_trial' or 'trial'; pass dim="
+            )
+    if dim not in loss.dims:
+        raise ValueError(f"{loss.name or 'loss'} has no dimension {dim!r} (dims: {loss.dims})")
+    if loss.sizes[dim] == 0:
+        raise ValueError(f"{loss.name or 'loss'} is empty along {dim!r}")
+    return dim
+
+
+def _along_last(loss: xr.DataArray, dim: str) -> tuple[np.ndarray, xr.DataArray]:
+    """Values with ``dim`` moved last, and a template of the remaining dims and coords."""
+    moved = loss.transpose(..., dim)
+    return np.asarray(moved.values, dtype=float), moved.isel({dim: 0}, drop=True)
+
+
+def _like(values: np.ndarray, template: xr.DataArray, name: str, attrs: dict) -> xr.DataArray:
+    return xr.DataArray(values, dims=template.dims, coords=template.coords, name=name, attrs=attrs)
+
+
+def trials_to_threshold(
+    loss: xr.DataArray,
+    fraction: float,
+    dim: str | None = None,
+    *,
+    interpolate: bool = False,
+) -> xr.DataArray:
+    r"""Trials needed for the loss to fall to ``fraction`` of its initial value.
+
+    For a loss curve :math:`L(k_0), L(k_1), \dots` along ``dim`` the result is
+
+    .. math:: k^\ast = \min\{\, k_i : L(k_i) \le f\, L(k_0) \,\}
+
+    (NaN if the loss never gets there, including when :math:`L(k_0)` is NaN).  With
+    ``interpolate=True`` the crossing is refined between the last grid point above and
+    the first at or below the threshold, linearly in :math:`\log L`,
+
+    .. math:: k^\ast = k_{i-1} + (k_i - k_{i-1})
+              \frac{\log f L(k_0) - \log L(k_{i-1})}{\log L(k_i) - \log L(k_{i-1})},
+
+    which is exact for an exponential curve :math:`L = L_0 e^{-k/\tau}`
+    (:math:`k^\ast = \tau \ln(1/f)`) and useful when evaluations are sparse; where a
+    loss is not positive the grid value is kept.
+
+    Parameters
+    ----------
+    loss : DataArray
+        Loss curve(s), e.g. ``ds.eval_loss``; any dims besides ``dim`` are kept.
+    fraction : float
+        Threshold as a fraction :math:`f > 0` of the initial loss (0.05: a 95 % reduction).
+    dim : str, optional
+        Learning dimension; default ``"eval_trial"`` if present, else ``"trial"``.  Its
+        coordinate must increase.
+    interpolate : bool
+        Refine the crossing by log-linear interpolation (see above).
+
+    Returns
+    -------
+    DataArray
+        :math:`k^\ast` in trials (units ``"1"``), with the dims of ``loss`` minus ``dim``.
+    """
+    dim = _learning_dim(loss, dim)
+    if not fraction > 0:
+        raise ValueError(f"fraction must be positive, got {fraction!r}")
+    values, template = _along_last(loss, dim)
+    coord = np.asarray(loss[dim].values, dtype=float)
+    if np.any(np.diff(coord) <= 0):
+        raise ValueError(f"the {dim!r} coordinate of {loss.name or 'loss'} must increase")
+    threshold = fraction * values[..., 0]
+    below = values <= threshold[..., None]
+    first = below.argmax(axis=-1)
+    crossing = coord[first]
+    if interpolate:
+        crossing = _log_interpolated(values, coord, first, threshold, crossing)
+    result = np.where(below.any(axis=-1), crossing, np.nan)
+    how = "log-linear interpolation between evaluations" if interpolate else "first grid point"
+    attrs = result_attrs(
+        "1",
+        "trials to threshold",
+        f"{dim} at which {loss.name or 'loss'} first falls to <= {fraction:g} x its value at "
+        f"the first {dim} ({how}); NaN if never",
+    )
+    return _like(result, template, "trials_to_threshold", attrs)
+
+
+def _log_interpolated(
+    values: np.ndarray,
+    coord: np.ndarray,
+    first: np.ndarray,
+    threshold: np.ndarray,
+    crossing: np.ndarray,
+) -> np.ndarray:
+    prev = np.maximum(first - 1, 0)
+    above = np.take_along_axis(values, prev[..., None], axis=-1)[..., 0]
+    at = np.take_along_axis(values, first[..., None], axis=-1)[..., 0]
+    usable = (first > 0) & (above > 0) & (at > 0) & (threshold > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = (np.log(threshold) - np.log(above)) / (np.log(at) - np.log(above))
+        refined = coord[prev] + share * (coord[first] - coord[prev])
+    return np.where(usable, refined, crossing)
+
+
+def final_loss(loss: xr.DataArray, dim: str | None = None, n_last: int = 1) -> xr.DataArray:
+    r"""Mean loss over the last ``n_last`` recorded points along ``dim``.
+
+    .. math:: L_\text{final} = \frac{1}{n}\sum_{i=K-n}^{K-1} L(k_i)
+
+    NaN entries are padding (runs of different length combined into one Dataset) and are
+    skipped, so each curve is averaged over its own last ``n_last`` values (fewer if it
+    has fewer); a curve with none gives NaN.  Infinite losses (diverged runs) are kept.
+
+    Parameters
+    ----------
+    loss : DataArray
+        Loss curve(s); any dims besides ``dim`` are kept.
+    dim : str, optional
+        Learning dimension; default ``"eval_trial"`` if present, else ``"trial"``.
+    n_last : int
+        Number of final points to average (use > 1 for the noisy per-trial ``loss``).
+
+    Returns
+    -------
+    DataArray
+        The final loss, in the units of ``loss``.
+    """
+    dim = _learning_dim(loss, dim)
+    if n_last < 1:
+        raise ValueError(f"n_last must be at least 1, got {n_last!r}")
+    values, template = _along_last(loss, dim)
+    valid = ~np.isnan(values)
+    rank_from_end = np.cumsum(valid[..., ::-1], axis=-1)[..., ::-1]
+    chosen = valid & (rank_from_end <= n_last)
+    total = np.where(chosen, values, 0.0).sum(axis=-1)
+    count = chosen.sum(axis=-1)
+    mean = np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
+    attrs = result_attrs(
+        loss.attrs.get("units", "1"),
+        f"final {loss.attrs.get('long_name', loss.name or 'loss')}",
+        f"mean of the last {n_last} non-NaN values of {loss.name or 'loss'} along {dim}",
+    )
+    return _like(mean, template, "final_loss", attrs)
+
+
+def relative_loss(loss: xr.DataArray, dim: str | None = None) -> xr.DataArray:
+    r"""Loss relative to its initial value, :math:`L(k) / L(k_0)`.
+
+    Parameters
+    ----------
+    loss : DataArray
+        Loss curve(s); any dims besides ``dim`` are kept.
+    dim : str, optional
+        Learning dimension; default ``"eval_trial"`` if present, else ``"trial"``.
+
+    Returns
+    -------
+    DataArray
+        Same dims as ``loss``, units ``"1"`` (inf/NaN where the initial loss is 0).
+    """
+    dim = _learning_dim(loss, dim)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = loss / loss.isel({dim: 0}, drop=True)
+    ratio.attrs = result_attrs(
+        "1",
+        f"relative {loss.attrs.get('long_name', loss.name or 'loss')}",
+        f"{loss.name or 'loss'} divided by its value at the first {dim}",
+    )
+    return ratio.rename("relative_loss")
+
+
+def learning_curve_vs_time(ds: xr.Dataset) -> xr.Dataset:
+    r"""Evaluation loss against the cumulative wall-clock time spent training.
+
+    An evaluation at ``eval_trial`` :math:`= k` comes after training trials
+    :math:`0 \dots k-1`, so its elapsed time is
+
+    .. math:: T(k) = \sum_{j<k} w_j,
+
+    with :math:`w_j` the ``wall_time`` of trial :math:`j` (NaN padding counts as 0).
+    Evaluations after more trials than were recorded get NaN.  This compares methods by
+    compute rather than by trials (a BPTT step costs more than a forward pass).
+
+    Parameters
+    ----------
+    ds : Dataset
+        A run (or several along ``method``/``seed``) with ``eval_loss`` (eval_trial, ...)
+        and ``wall_time`` (trial, ...); ``trial`` must be ``0 … n_trials − 1``.
+
+    Returns
+    -------
+    Dataset
+        ``eval_loss`` with the coordinate ``elapsed`` (eval_trial, ...) in seconds.
+    """
+    missing = [v for v in ("eval_loss", "wall_time") if v not in ds]
+    if missing:
+        raise ValueError(f"learning_curve_vs_time needs {missing} in the Dataset")
+    wall = ds["wall_time"]
+    trials = np.asarray(wall["trial"].values)
+    if not np.array_equal(trials, np.arange(trials.size)):
+        raise ValueError("wall_time's 'trial' coordinate must be 0 … n_trials − 1")
+    moved = wall.transpose("trial", ...)
+    values = np.asarray(moved.values, dtype=float)
+    cumulative = np.concatenate([np.zeros((1, *values.shape[1:])), np.nancumsum(values, axis=0)])
+    done = np.asarray(ds["eval_trial"].values, dtype=np.int64)
+    recorded = (done >= 0) & (done <= trials.size)
+    elapsed_values = cumulative[np.clip(done, 0, trials.size)]
+    elapsed_values[~recorded] = np.nan
+    rest = moved.isel(trial=0, drop=True)
+    elapsed = xr.DataArray(
+        elapsed_values,
+        dims=("eval_trial", *rest.dims),
+        coords={**rest.coords, "eval_trial": ds["eval_trial"]},
+        attrs=result_attrs(
+            "s",
+            "elapsed wall-clock time",
+            "sum of wall_time over the training trials done before each evaluation",
+        ),
+    )
+    out = xr.Dataset({"eval_loss": ds["eval_loss"]}, coords={"elapsed": elapsed})
+    out.attrs["description"] = "evaluation loss against cumulative training wall time"
+    return out
