@@ -56,7 +56,9 @@ def test_bad_protocol_gives_one_line_and_exit_2(tmp_path):
     protocol.write_text(TINY.replace("n_hidden = 8", "n_hidden = -8"))
     proc = subprocess.run(
         [sys.executable, "-m", "bioperturb.cli", "run", str(protocol)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
