@@ -133,12 +133,12 @@ class Trainer:
             for kind, index, eval_index in self.tape.kinds:
                 is_eval = kind == "eval"
                 mons["activity"].active = mons["output"].active = is_eval
-                before = (float(net.loss.L_cum[0]), float(net.loss.L_n_cum[0]))
+                before = net.cumulative_losses()
                 n_samples = len(mons["loss_t"].t)
                 tic = time.perf_counter()
                 self._run(T)
-                loss = float(net.loss.L_cum[0]) - before[0]
-                loss_noisy = float(net.loss.L_n_cum[0]) - before[1]
+                after = net.cumulative_losses()
+                loss, loss_noisy = after[0] - before[0], after[1] - before[1]
                 if is_eval:
                     eval_losses.append(loss)
                     self._record_eval_trial(index)

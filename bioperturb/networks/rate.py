@@ -163,15 +163,11 @@ class RateNetwork:
             syn = self.synapses[name]
             syn.w[:] = np.asarray(w)[syn.j[:], syn.i[:]]
 
-    def get_acc(self) -> dict[str, np.ndarray]:
-        """The rule's accumulated estimate ``acc`` of each matrix, (post, pre)."""
-        out = {}
-        for name, syn in self.synapses.items():
-            n_post, n_pre = self.shape[name]
-            a = np.zeros((n_post, n_pre))
-            a[syn.j[:], syn.i[:]] = syn.acc[:]
-            out[name] = a
-        return out
+    def cumulative_losses(self) -> tuple[float, float]:
+        """Running sums of the clean and noisy trial losses (equal without a twin)."""
+        clean = float(self.loss.L_cum[0])
+        noisy = float(self.loss.L_n_cum[0]) if "L_n_cum" in self.loss.variables else clean
+        return clean, noisy
 
 
 def build_rate_network(
@@ -213,39 +209,42 @@ def build_rate_network(
     ns.update(optimizer_namespace(training))
     ns.update(rule.namespace(n_in, n_hidden, n_out))
 
+    twin = rule.twin
+    noisy = "h_n" if twin else "h"  # the state that receives the noise
     hidden_eqs = Equations(
         """
         dh/dt = (-h + I_rec + I_in + b) / tau : 1
-        dh_n/dt = (-h_n + I_rec_n + I_in + b) / tau : 1
         I_rec : 1
-        I_rec_n : 1
         I_in : 1
         r : 1
-        r_n : 1
         r_prev : 1
         b : 1 (constant)
         sigma : 1 (shared, constant)
         """
     ) + rule.group_equations("hidden")
+    if twin:
+        hidden_eqs += Equations(
+            "dh_n/dt = (-h_n + I_rec_n + I_in + b) / tau : 1\nI_rec_n : 1\nr_n : 1"
+        )
     hidden = NeuronGroup(n_hidden, hidden_eqs, method="euler", clock=clock, name="hidden")
     hidden.b = model.bias
     hidden.sigma = model.sigma
     # Euler–Maruyama noise as a separate step, so that the deterministic part of both twins
     # is the same expression: with σ = 0 the twins stay bitwise equal and δ = 0 exactly.
     hidden.run_regularly(
-        "h_n += sigma * noise_at(t) * sqrt(2 * dt / tau) * randn()",
+        f"{noisy} += sigma * noise_at(t) * sqrt(2 * dt / tau) * randn()",
         when="after_groups",
         order=0,
         name="hidden_noise",
     )
     hidden.run_regularly(
-        "r_prev = r\nr = tanh(h)\nr_n = tanh(h_n)",
+        "r_prev = r\nr = tanh(h)" + ("\nr_n = tanh(h_n)" if twin else ""),
         when="after_groups",
         order=1,
         name="hidden_rates",
     )
     hidden.run_regularly(
-        "h = 0\nh_n = 0\nr = 0\nr_n = 0\nr_prev = 0",
+        "h = 0\nr = 0\nr_prev = 0" + ("\nh_n = 0\nr_n = 0" if twin else ""),
         clock=trial_clock,
         when="end",
         order=1,
@@ -259,68 +258,70 @@ def build_rate_network(
     readout_eqs = Equations(
         """
         y : 1
-        y_n : 1
         ystar = target(t, i) : 1
         l = 0.5 * mask_at(t) * (y - ystar)**2 : 1
-        l_n = 0.5 * mask_at(t) * (y_n - ystar)**2 : 1
         """
     ) + rule.group_equations("readout")
+    if twin:
+        readout_eqs += Equations("y_n : 1\nl_n = 0.5 * mask_at(t) * (y_n - ystar)**2 : 1")
     readout = NeuronGroup(n_out, readout_eqs, clock=clock, name="readout")
 
     loss_eqs = Equations(
         """
         L : 1
-        L_n : 1
         M_inv = minv_at(t) : 1
         L_cum : 1
-        L_n_cum : 1
         """
     ) + rule.group_equations("loss")
+    if twin:
+        loss_eqs += Equations("L_n : 1\nL_n_cum : 1")
     loss = NeuronGroup(1, loss_eqs, clock=clock, name="loss")
     loss.run_regularly(
-        "L_cum += L * M_inv\nL_n_cum += L_n * M_inv", when="start", order=4, name="loss_accumulate"
+        "L_cum += L * M_inv" + ("\nL_n_cum += L_n * M_inv" if twin else ""),
+        when="start",
+        order=4,
+        name="loss_accumulate",
     )
 
     handle.hidden, handle.inputs, handle.readout, handle.loss = hidden, inputs, readout, loss
 
-    plastic = optimizer_equations(training.optimizer) + rule.synapse_equations()
+    plastic = rule.synapse_equations()
+    if rule.plastic:
+        plastic += optimizer_equations(training.optimizer)
     update = optimizer_code(training.optimizer, clip=training.max_step > 0)
-    syn_models = {
-        "W_in": ("inputs", "hidden", "I_in_post = w * u_pre : 1 (summed)"),
-        "W_rec": (
-            "hidden",
-            "hidden",
-            "I_rec_post = w * r_pre : 1 (summed)\nI_rec_n_post = w * r_n_pre : 1 (summed)",
-        ),
-        "W_out": (
-            "hidden",
-            "readout",
-            "y_post = w * r_pre : 1 (summed)\ny_n_post = w * r_n_pre : 1 (summed)",
-        ),
+    summed = {
+        "W_in": ("inputs", "hidden", ["I_in_post = w * u_pre : 1 (summed)"]),
+        "W_rec": ("hidden", "hidden", ["I_rec_post = w * r_pre : 1 (summed)"]),
+        "W_out": ("hidden", "readout", ["y_post = w * r_pre : 1 (summed)"]),
     }
+    if twin:
+        summed["W_rec"][2].append("I_rec_n_post = w * r_n_pre : 1 (summed)")
+        summed["W_out"][2].append("y_n_post = w * r_n_pre : 1 (summed)")
     groups = {"inputs": inputs, "hidden": hidden, "readout": readout}
-    for name, (pre, post, summed) in syn_models.items():
-        eqs = Equations("w : 1") + Equations(summed) + plastic
+    for name, (pre, post, lines) in summed.items():
+        eqs = Equations("w : 1") + Equations("\n".join(lines)) + plastic
         syn = Synapses(groups[pre], groups[post], eqs, clock=clock, name=name.lower())
         syn.connect()
         handle.synapses[name] = syn
-        syn.run_regularly(
-            update, clock=trial_clock, when="end", order=0, name=f"{name.lower()}_update"
-        )
+        if rule.plastic:
+            syn.run_regularly(
+                update, clock=trial_clock, when="end", order=0, name=f"{name.lower()}_update"
+            )
     handle.set_weights(weights)
-    for var in ("y", "y_n"):
-        handle.schedule_summed(handle.synapses["W_out"], var, order=0)
+    twin_vars = ("_n",) if twin else ()
+    for suffix in ("", *twin_vars):
+        handle.schedule_summed(handle.synapses["W_out"], f"y{suffix}", order=0)
 
     to_loss = Synapses(
         readout,
         loss,
-        "L_post = l_pre : 1 (summed)\nL_n_post = l_n_pre : 1 (summed)",
+        "\n".join(f"L{s}_post = l{s}_pre : 1 (summed)" for s in ("", *twin_vars)),
         clock=clock,
         name="loss_sum",
     )
     to_loss.connect()
-    for var in ("L", "L_n"):
-        handle.schedule_summed(to_loss, var, order=1)
+    for suffix in ("", *twin_vars):
+        handle.schedule_summed(to_loss, f"L{suffix}", order=1)
 
     rec_clock = Clock(record_dt * second, name="bioperturb_record")
     handle.monitors = {

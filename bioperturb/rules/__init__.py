@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from bioperturb.rules.base import Rule
+from bioperturb.rules.none import NoPlasticity
 from bioperturb.rules.td_anp import TDANP
 
 __all__ = ["Rule", "RULES", "get_rule"]
 
-RULES: dict[str, type[Rule]] = {cls.name: cls for cls in (TDANP,)}
+RULES: dict[str, type[Rule]] = {cls.name: cls for cls in (TDANP, NoPlasticity)}
 
 
 def get_rule(name: str) -> type[Rule]:

@@ -32,6 +32,8 @@ class Rule:
     meta: ClassVar[dict[str, Any]] = {}
     #: whether the network must carry a clean and a noisy twin of its state
     twin: ClassVar[bool] = True
+    #: whether any weight changes (False for the no-plasticity control)
+    plastic: ClassVar[bool] = True
 
     def __init__(self, params: Any):
         self.params = params
@@ -43,6 +45,10 @@ class Rule:
     def synapse_equations(self) -> Equations:
         """Extra per-synapse variables of every plastic weight matrix."""
         return Equations("acc : 1")
+
+    def namespace(self, n_in: int, n_hidden: int, n_out: int) -> dict[str, Any]:
+        """Constants the rule's equations refer to."""
+        return {}
 
     def install(self, network: Any) -> list[Any]:
         """Create the rule's Brian2 objects on a built network; return them."""

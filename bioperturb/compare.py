@@ -1,0 +1,73 @@
+"""A rule-trained Brian2 network and its BPTT reference on the same protocol.
+
+The reference starts from the same initial weights, sees the same training trials in the
+same order, is evaluated at the same points on the same evaluation set, and records the
+same variables (docs/data-model.md), so the two Datasets concatenate along a ``method``
+dimension.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from bioperturb.training import Trainer
+
+__all__ = ["reference_dataset", "combine_methods"]
+
+
+def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float | None = None):
+    """Train the BPTT reference on ``trainer``'s trials; return a Dataset like the rule's.
+
+    ``optimizer`` and ``lr`` default to the protocol's training settings.
+    """
+    from bioperturb.reference import forward, train_bptt
+
+    p = trainer.protocol
+    model, training = p.model, p.training
+    tt, ev = trainer.train_trials, trainer.eval_set
+    kw = dict(dt=model.dt, tau=model.tau, b=np.full(model.n_hidden, model.bias))
+    res = train_bptt(
+        trainer.weights0,
+        lambda i: (tt.inputs[i], tt.targets[i], tt.mask[i]),
+        (ev.inputs, ev.targets, ev.mask),
+        training.n_trials,
+        training.eval_every,
+        optimizer=optimizer or training.optimizer,
+        lr=training.lr if lr is None else lr,
+        **kw,
+    )
+    if not trainer.records.loss:
+        raise ValueError("run the rule's trainer first: its Dataset is the template")
+    ds = trainer.to_dataset().copy(deep=True)
+    steps = np.rint(ds["time"].values / model.dt).astype(int)
+    acts, outs = [], []
+    for w in res["weights_eval"]:
+        _, r, y = forward(w, ev.inputs, **kw)
+        acts.append(r[:, steps][..., trainer.record_units])
+        outs.append(y[:, steps])
+    n = len(res["loss"])
+    ds = ds.isel(trial=slice(0, n))
+    ds["loss"].values = res["loss"]
+    ds["loss_noisy"].values = np.full(n, np.nan)  # no noisy twin in BPTT
+    ds["loss_t"].values = np.full((n, ds.sizes["time"]), np.nan)
+    ds["wall_time"].values = res["wall_time"]
+    ds["eval_loss"].values = res["eval_loss"]
+    ds["activity"].values = np.array(acts)
+    ds["output_y"].values = np.array(outs)
+    for name in ("W_in", "W_rec", "W_out"):
+        ds[name].values = np.array([w[name] for w in res["weights_eval"]])
+    ds.attrs.update(rule="bptt", engine="jax-reference-float64")
+    return ds
+
+
+def combine_methods(datasets: dict[str, xr.Dataset]) -> xr.Dataset:
+    """Concatenate runs along a new ``method`` dimension (variables they share)."""
+    common = set.intersection(*(set(ds.data_vars) for ds in datasets.values()))
+    parts = [ds[sorted(common)] for ds in datasets.values()]
+    out = xr.concat(parts, dim=xr.Variable("method", list(datasets)), combine_attrs="drop")
+    first = next(iter(datasets.values()))
+    out.attrs = {k: v for k, v in first.attrs.items() if k not in ("rule", "engine")}
+    out.attrs["methods"] = ", ".join(datasets)
+    out.attrs["engines"] = "; ".join(f"{m}: {d.attrs['engine']}" for m, d in datasets.items())
+    return out

@@ -1,0 +1,39 @@
+"""TD-ANP learns: the noise-free evaluation loss falls well below its initial value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bioperturb.training import Trainer
+from tests.conftest import make_protocol
+
+
+@pytest.mark.slow
+@pytest.mark.cython
+def test_td_anp_learns_pattern_task():
+    # N = 50, 500 ms trials driven by a frozen random input. Calibrated here: with Adam
+    # (lr 3e-3) the evaluation loss fell to 33%, 15%, 9.5%, 8.6% of its start after 10, 20,
+    # 30, 40 trials (seed 3; 5% after 50). The readout alone (a linear regression on the
+    # initial dynamics) is not the whole story: the test also requires W_rec and W_in to move.
+    protocol = make_protocol(
+        seed=3,
+        model__n_hidden=50,
+        model__sigma=0.05,
+        task__duration="500 ms",
+        task__input="random",
+        task__n_inputs=5,
+        training__n_trials=40,
+        training__eval_every=20,
+        training__optimizer="adam",
+        training__lr=3e-3,
+        training__codegen="cython",
+    )
+    ds = Trainer(protocol).run()
+    ev = ds["eval_loss"].values
+    assert ds.attrs["status"] == "completed"
+    assert ev[-1] < 0.3 * ev[0], ev
+    assert np.all(np.isfinite(ds["loss"]))
+    for name in ("W_in", "W_rec"):
+        change = ds[name].isel(eval_trial=-1) - ds[name].isel(eval_trial=0)
+        assert float(np.abs(change).max()) > 1e-3, name
