@@ -45,6 +45,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary["status"] == "completed" else 1
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from bioperturb.compare import compare_protocol
+    from bioperturb.config import load_protocol
+
+    protocol = load_protocol(args.protocol)
+    out_dir = Path(args.out) if args.out else Path(protocol.output.dir)
+    _check_writable(out_dir)
+    ds, path = compare_protocol(
+        protocol,
+        out_dir=out_dir,
+        progress=False if args.quiet else None,
+        bptt_optimizer=args.bptt_optimizer,
+        bptt_lr=args.bptt_lr,
+    )
+    for method in ds["method"].values:
+        ev = ds["eval_loss"].sel({"method": method}).values
+        print(f"{method}: eval loss {ev[0]:.4g} -> {ev[-1]:.4g}")
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from bioperturb.config import MODELS_DIR
     from bioperturb.rules import RULES
@@ -75,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output directory (default: the protocol's output.dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
+    cmp = sub.add_parser(
+        "compare", help="train a protocol's rule and its BPTT reference from the same start"
+    )
+    cmp.add_argument("protocol", help="protocol TOML file")
+    cmp.add_argument("--out", help="output directory (default: the protocol's output.dir)")
+    cmp.add_argument("--quiet", action="store_true", help="no progress bar")
+    cmp.add_argument("--bptt-optimizer", choices=("sgd", "adam"), help="default: as the rule's")
+    cmp.add_argument("--bptt-lr", type=float, help="default: the protocol's training.lr")
+    cmp.set_defaults(func=_cmd_compare)
     lst = sub.add_parser("list", help="list the shipped tasks, rules and model presets")
     lst.set_defaults(func=_cmd_list)
     return parser

@@ -71,3 +71,37 @@ def combine_methods(datasets: dict[str, xr.Dataset]) -> xr.Dataset:
     out.attrs["methods"] = ", ".join(datasets)
     out.attrs["engines"] = "; ".join(f"{m}: {d.attrs['engine']}" for m, d in datasets.items())
     return out
+
+
+def compare_protocol(
+    protocol,
+    out_dir=None,
+    progress: bool | None = None,
+    bptt_optimizer: str | None = None,
+    bptt_lr: float | None = None,
+):
+    """Train the protocol's rule and the BPTT reference; write ``<name>_compare.nc``.
+
+    Returns the combined Dataset (``method`` = [rule name, "bptt"]) and its path.
+    """
+    from pathlib import Path
+
+    from bioperturb.dataset import write_dataset
+
+    out = Path(out_dir if out_dir is not None else protocol.output.dir)
+    trainer = Trainer(protocol)
+    rule_ds = trainer.run(progress=progress)
+    bptt_ds = reference_dataset(trainer, optimizer=bptt_optimizer, lr=bptt_lr)
+    bptt_ds.attrs["bptt_optimizer"] = bptt_optimizer or protocol.training.optimizer
+    bptt_ds.attrs["bptt_lr"] = protocol.training.lr if bptt_lr is None else bptt_lr
+    ds = combine_methods({protocol.rule_name: rule_ds, "bptt": bptt_ds})
+    path = write_dataset(ds, out / f"{protocol.name}_compare.nc")
+    if protocol.output.figures:
+        from bioperturb.plotting import plot_learning_curves, save_figure
+
+        runs = {protocol.rule_name: rule_ds, "bptt": bptt_ds}
+        save_figure(plot_learning_curves(runs), out / f"{protocol.name}_compare_trials.png")
+        save_figure(
+            plot_learning_curves(runs, x="wall_time"), out / f"{protocol.name}_compare_time.png"
+        )
+    return ds, path
