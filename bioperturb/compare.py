@@ -13,7 +13,7 @@ import xarray as xr
 
 from bioperturb.training import Trainer
 
-__all__ = ["reference_dataset", "combine_methods"]
+__all__ = ["reference_dataset", "combine_methods", "update_samples", "compare_protocol"]
 
 
 def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float | None = None):
@@ -105,3 +105,35 @@ def compare_protocol(
             plot_learning_curves(runs, x="wall_time"), out / f"{protocol.name}_compare_time.png"
         )
     return ds, path
+
+
+def update_samples(trainer: Trainer) -> dict[str, np.ndarray]:
+    """The rule's gradient estimate on each training trial, all at the initial weights.
+
+    Runs the trainer's tape, but after every training trial reads the weight change and
+    puts the initial weights back, so every estimate is taken at the same point. Needs
+    ``optimizer = "sgd"``, ``lr = 1`` and no clipping, so that the change is −acc.
+    Returns ``{matrix: array (n_train_trials, post, pre)}`` of estimates g (ΔW = −η g).
+    """
+    training = trainer.protocol.training
+    if training.optimizer != "sgd" or training.lr != 1.0 or training.max_step > 0:
+        raise ValueError("update_samples needs training.optimizer = 'sgd', lr = 1, max_step = 0")
+    import brian2
+
+    net = trainer.network
+    brian2.seed(trainer.brian_seed)
+    for mon in net.monitors.values():
+        mon.active = False
+    dt = trainer.protocol.model.dt
+    net.net.run(dt * brian2.second, namespace=net.namespace)
+    w0 = net.get_weights()
+    samples: dict[str, list[np.ndarray]] = {name: [] for name in w0}
+    for kind, _, _ in trainer.tape.kinds:
+        net.net.run(trainer.tape.n_steps * dt * brian2.second, namespace=net.namespace)
+        if kind != "train":
+            continue
+        w = net.get_weights()
+        for name in w0:
+            samples[name].append(w0[name] - w[name])
+        net.set_weights(w0)
+    return {name: np.array(v) for name, v in samples.items()}

@@ -116,6 +116,11 @@ class OutputConfig:
     n_record_units: int = param(10, nonnegative=True, doc="hidden units whose activity is kept")
     figures: bool = param(True, doc="write PNG figures next to the .nc file")
     progress: bool = param(True, doc="show a progress bar")
+    alignment: bool = param(
+        True,
+        doc="every eval_every trials, record the cosine of the rule's estimate with the exact "
+        "BPTT gradient (JAX reference) on that training trial",
+    )
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,10 @@ Adam (Kingma & Ba 2015), with k the number of training updates so far::
     Δw = −η · (m / (1 − β1^k)) / (√(v / (1 − β2^k)) + ε)
 
 ``learn_at(t)`` is 1 on the last step of a training trial and 0 on evaluation trials, so
-an evaluation never moves a weight nor an Adam moment. A change is optionally clipped to
-±max_step per trial (a local guard against the learning-rate edge of TD-ANP).
+an evaluation never moves a weight nor an Adam moment. The trial's estimate is kept in
+``acc_last`` (for update–gradient alignment) before ``acc`` is cleared. A change is
+optionally clipped to ±max_step per trial (a local guard against the learning-rate edge
+of TD-ANP).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def optimizer_code(name: str, clip: bool) -> str:
     else:
         raise ValueError(f"unknown optimizer '{name}' (known: adam, sgd)")
     apply = "w = w + clip(dw, -max_step, max_step)" if clip else "w = w + dw"
-    return f"{step}\n{apply}\nacc = 0"
+    return f"{step}\n{apply}\nacc_last = acc\nacc = 0"
 
 
 def optimizer_namespace(training: Any) -> dict[str, Any]:

@@ -26,6 +26,9 @@ from bioperturb.tasks import Task, Trials, get_task
 
 __all__ = ["Trainer", "run_protocol", "DivergedError"]
 
+#: the matrices (and their concatenation) whose update–gradient cosine is recorded
+ALIGN_MATRICES = ("W_in", "W_rec", "W_out", "all")
+
 
 class DivergedError(RuntimeError):
     """The network's losses or weights became non-finite or left the allowed range."""
@@ -42,6 +45,8 @@ class _Records:
     weights: list[dict[str, np.ndarray]] = field(default_factory=list)
     activity: list[np.ndarray] = field(default_factory=list)
     output: list[np.ndarray] = field(default_factory=list)
+    align_trial: list[int] = field(default_factory=list)
+    alignment: list[list[float]] = field(default_factory=list)
 
 
 def _streams(seed: int) -> dict[str, np.random.SeedSequence]:
@@ -135,6 +140,7 @@ class Trainer:
                 mons["activity"].active = mons["output"].active = is_eval
                 before = net.cumulative_losses()
                 n_samples = len(mons["loss_t"].t)
+                gradient = None if is_eval else self._gradient_for_alignment(index)
                 tic = time.perf_counter()
                 self._run(T)
                 after = net.cumulative_losses()
@@ -153,6 +159,8 @@ class Trainer:
                 rec.loss.append(loss)
                 rec.loss_noisy.append(loss_noisy)
                 rec.loss_t.append(np.asarray(mons["loss_t"].L[0, n_samples:]))
+                if gradient is not None:
+                    self._record_alignment(index, gradient)
                 self._check_finite(index, loss, loss_noisy)
                 if bar is not None:
                     bar.update(1)
@@ -165,6 +173,33 @@ class Trainer:
             if bar is not None:
                 bar.close()
         return self.to_dataset()
+
+    def _gradient_for_alignment(self, trial: int) -> dict[str, np.ndarray] | None:
+        """Exact gradient of this training trial's loss at the current weights, if due."""
+        p = self.protocol
+        if not (p.output.alignment and self.rule.plastic and trial % p.training.eval_every == 0):
+            return None
+        from bioperturb.reference import gradient_at
+
+        tt = self.train_trials[trial]
+        b = np.full(p.model.n_hidden, p.model.bias)
+        return gradient_at(
+            self.network.get_weights(),
+            tt.inputs,
+            tt.targets,
+            tt.mask,
+            dt=p.model.dt,
+            tau=p.model.tau,
+            b=b,
+        )
+
+    def _record_alignment(self, trial: int, gradient: dict[str, np.ndarray]) -> None:
+        from bioperturb.metrics import cosine
+
+        estimate = self.network.last_estimates()
+        cos = cosine(estimate, {k: gradient[k] for k in estimate})
+        self.records.align_trial.append(trial)
+        self.records.alignment.append([float(cos.get(m, np.nan)) for m in ALIGN_MATRICES])
 
     def _record_eval_trial(self, condition: int) -> None:
         mons = self.network.monitors
@@ -269,6 +304,20 @@ class Trainer:
             "input": ("input", np.arange(self.task.n_inputs), {"units": "1"}),
             "output": ("output", np.arange(self.task.n_outputs), {"units": "1"}),
         }
+        if rec.align_trial:
+            data_vars["alignment"] = xr.Variable(
+                ("align_trial", "matrix"),
+                np.array(rec.alignment),
+                {
+                    "units": "1",
+                    "long_name": "cosine of the rule's estimate with the exact loss gradient",
+                    "description": "cos(g_rule, dL/dW) on the training trial right after each "
+                    "evaluation, at the weights before its update (one noise draw); "
+                    "equals cos(ΔW, −dL/dW) for SGD",
+                },
+            )
+            coords["align_trial"] = ("align_trial", np.array(rec.align_trial), {"units": "1"})
+            coords["matrix"] = ("matrix", list(ALIGN_MATRICES))
         from bioperturb import __version__
 
         attrs = {

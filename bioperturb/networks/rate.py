@@ -150,13 +150,21 @@ class RateNetwork:
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """Current weight matrices as (post, pre) arrays."""
-        out = {}
-        for name, syn in self.synapses.items():
-            n_post, n_pre = self.shape[name]
-            w = np.zeros((n_post, n_pre))
-            w[syn.j[:], syn.i[:]] = syn.w[:]
-            out[name] = w
+        return {name: self._matrix(name, "w") for name in self.synapses}
+
+    def _matrix(self, name: str, var: str) -> np.ndarray:
+        syn = self.synapses[name]
+        out = np.zeros(self.shape[name])
+        out[syn.j[:], syn.i[:]] = getattr(syn, var)[:]
         return out
+
+    def last_estimates(self) -> dict[str, np.ndarray]:
+        """The rule's gradient estimate of the last trial (``acc_last``), per plastic matrix."""
+        return {
+            name: self._matrix(name, "acc_last")
+            for name, syn in self.synapses.items()
+            if "acc_last" in syn.variables
+        }
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         for name, w in weights.items():

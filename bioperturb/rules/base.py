@@ -6,7 +6,8 @@ serves every network builder and both Brian2 modes (runtime and standalone):
 * ``group_equations[group]``: extra variables of the ``hidden``, ``readout`` or ``loss``
   group (e.g. a broadcast gate);
 * ``synapse_equations``: per-synapse variables of every plastic weight matrix; every rule
-  keeps its trial's gradient estimate in ``acc`` (the optimiser reads it at trial end);
+  keeps its trial's gradient estimate in ``acc`` (the optimiser reads it at trial end and
+  leaves a copy in ``acc_last``);
 * :meth:`install`: the extra Synapses (global sums, broadcasts) and the per-step
   accumulation operations, added to a built network.
 
@@ -44,7 +45,7 @@ class Rule:
 
     def synapse_equations(self) -> Equations:
         """Extra per-synapse variables of every plastic weight matrix."""
-        return Equations("acc : 1")
+        return Equations("acc : 1\nacc_last : 1")
 
     def namespace(self, n_in: int, n_hidden: int, n_out: int) -> dict[str, Any]:
         """Constants the rule's equations refer to."""
