@@ -140,6 +140,7 @@ class RateNetwork:
         self.monitors: dict[str, StateMonitor] = {}
         self.namespace: dict[str, Any] = {}
         self.clock: Clock | None = None
+        self.trial_clock: Clock | None = None
         self.shape: dict[str, tuple[int, int]] = {}
 
     def schedule_summed(self, syn: Synapses, var: str, order: int) -> None:
@@ -228,23 +229,26 @@ def build_rate_network(
         r_prev : 1
         b : 1 (constant)
         sigma : 1 (shared, constant)
+        noise_h : 1
         """
     ) + rule.group_equations("hidden")
     if twin:
         hidden_eqs += Equations(
-            "dh_n/dt = (-h_n + I_rec_n + I_in + b) / tau : 1\nI_rec_n : 1\nr_n : 1"
+            "dh_n/dt = (-h_n + I_rec_n + I_in_n + b) / tau : 1\nI_rec_n : 1\nI_in_n : 1\nr_n : 1"
         )
     hidden = NeuronGroup(n_hidden, hidden_eqs, method="euler", clock=clock, name="hidden")
     hidden.b = model.bias
     hidden.sigma = model.sigma
     # Euler–Maruyama noise as a separate step, so that the deterministic part of both twins
     # is the same expression: with σ = 0 the twins stay bitwise equal and δ = 0 exactly.
-    hidden.run_regularly(
-        f"{noisy} += sigma * noise_at(t) * sqrt(2 * dt / tau) * randn()",
-        when="after_groups",
-        order=0,
-        name="hidden_noise",
-    )
+    # noise_h keeps the last increment (node perturbation pairs it with r_prev).
+    if rule.node_noise:
+        hidden.run_regularly(
+            f"noise_h = sigma * noise_at(t) * sqrt(2 * dt / tau) * randn()\n{noisy} += noise_h",
+            when="after_groups",
+            order=0,
+            name="hidden_noise",
+        )
     hidden.run_regularly(
         "r_prev = r\nr = tanh(h)" + ("\nr_n = tanh(h_n)" if twin else ""),
         when="after_groups",
@@ -303,8 +307,10 @@ def build_rate_network(
         "W_out": ("hidden", "readout", ["y_post = w * r_pre : 1 (summed)"]),
     }
     if twin:
-        summed["W_rec"][2].append("I_rec_n_post = w * r_n_pre : 1 (summed)")
-        summed["W_out"][2].append("y_n_post = w * r_n_pre : 1 (summed)")
+        wn = rule.noisy_weight  # "w", or "(w + w_pert)" for weight perturbation
+        summed["W_in"][2].append(f"I_in_n_post = {wn} * u_pre : 1 (summed)")
+        summed["W_rec"][2].append(f"I_rec_n_post = {wn} * r_n_pre : 1 (summed)")
+        summed["W_out"][2].append(f"y_n_post = {wn} * r_n_pre : 1 (summed)")
     groups = {"inputs": inputs, "hidden": hidden, "readout": readout}
     for name, (pre, post, lines) in summed.items():
         eqs = Equations("w : 1") + Equations("\n".join(lines)) + plastic
@@ -351,6 +357,7 @@ def build_rate_network(
     }
     handle.namespace = ns
     handle.clock = clock
+    handle.trial_clock = trial_clock
     rule_objs = rule.install(handle)
     handle.net = Network(
         hidden,

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from bioperturb.rules.base import Rule
 from bioperturb.rules.none import NoPlasticity
+from bioperturb.rules.np import NodePerturbation
+from bioperturb.rules.online_anp import OnlineANP
 from bioperturb.rules.td_anp import TDANP
+from bioperturb.rules.wp import WeightPerturbation
 
 __all__ = ["Rule", "RULES", "get_rule"]
 
-RULES: dict[str, type[Rule]] = {cls.name: cls for cls in (TDANP, NoPlasticity)}
+RULES: dict[str, type[Rule]] = {
+    cls.name: cls for cls in (TDANP, NodePerturbation, WeightPerturbation, OnlineANP, NoPlasticity)
+}
 
 
 def get_rule(name: str) -> type[Rule]:

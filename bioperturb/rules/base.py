@@ -35,6 +35,10 @@ class Rule:
     twin: ClassVar[bool] = True
     #: whether any weight changes (False for the no-plasticity control)
     plastic: ClassVar[bool] = True
+    #: whether white noise is injected into the (noisy) hidden state
+    node_noise: ClassVar[bool] = True
+    #: the weight the noisy twin sees (weight perturbation adds a per-synapse offset)
+    noisy_weight: ClassVar[str] = "w"
 
     def __init__(self, params: Any):
         self.params = params

@@ -1,0 +1,76 @@
+"""Node perturbation (NP): the injected noise itself as the postsynaptic factor.
+
+The noisy twin receives white noise; the clean twin gives the baseline loss. The update
+is the classic score-function estimate (Williams 1992; Fiete & Seung 2006; Werfel, Xie &
+Seung 2005), with the injected per-step noise increment ξ_{i,t} (variance σ_ξ² =
+σ² · 2 dt/τ) paired with the presynaptic activity of the step it entered::
+
+    p_ij,t = ξ_{i,t−1} x_{j,t−1} / σ_ξ²            g_ij = c/M · Σ_t (L̃_t − L_t) elig_ij,t
+
+with the eligibility trace elig of :mod:`bioperturb.rules.perturbation`. With ``tau_e = 0``
+only the step right after the noise is credited; a trace of the order of τ (or the whole
+trial, with ``signal = "trial_end"``) credits the later losses that the noise changed, at
+the price of variance. E[ξ ξᵀ]/σ_ξ² = I, so for small σ the expected update is the gradient
+(credited as far as the trace reaches): the default scale is 1 (``scale = "one"``).
+
+The readout receives no injected noise; its update uses the output activity difference
+ỹ − y normalised by ‖ỹ − y‖², as in ANP (for one linear output this is exact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bioperturb.rules.perturbation import MATRICES, trace_params_check
+from bioperturb.rules.td_anp import TDANP
+from bioperturb.schema import param
+
+__all__ = ["NodePerturbation"]
+
+
+@dataclass(frozen=True)
+class NPParams:
+    scale: str = param(
+        "one", choices=("sqrt_total", "sqrt_layer", "one"), doc="c multiplying the estimate"
+    )
+    train: tuple[str, ...] = param(list(MATRICES), doc="plastic weight matrices")
+    tau_e: float = param(
+        0.0, unit="second", nonnegative=True, doc="eligibility time constant (0: current step)"
+    )
+    signal: str = param(
+        "dense", choices=("dense", "trial_end"), doc="per-step loss difference or one per trial"
+    )
+    eps: float = param(1e-30, positive=True, doc="ε guarding 0/0 when σ = 0")
+
+    def check(self) -> None:
+        trace_params_check(self)
+
+
+class NodePerturbation(TDANP):
+    """NP with a clean-twin baseline; shares TD-ANP's sums and broadcasts."""
+
+    name = "np"
+    Params = NPParams
+    meta = {
+        "description": "node perturbation: injected noise x presynaptic activity (clean baseline)",
+        "reference": (
+            "Williams (1992) Mach. Learn. 8:229; Fiete & Seung (2006) Phys. Rev. Lett. "
+            "97:048104; Werfel, Xie & Seung (2005) Neural Comput. 17:2699"
+        ),
+    }
+    PRODUCTS = {
+        "W_rec": "noise_h_post * r_prev_pre * inv_var_post",
+        "W_in": "noise_h_post * u_prev_pre * inv_var_post",
+        "W_out": "nrm_y_post * (y_n_post - y_post) * r_pre",
+    }
+
+    def normalisers(self) -> dict[str, str]:
+        return {"hidden": "1", "readout": "1 / (dd_y + eps_anp)"}
+
+    def group_equations(self, group: str):
+        eqs = super().group_equations(group)
+        if group == "hidden":
+            from brian2 import Equations
+
+            eqs += Equations("inv_var = 1 / (sigma**2 * 2 * dt / tau + eps_anp) : 1 (shared)")
+        return eqs

@@ -1,0 +1,199 @@
+"""Shared machinery of the perturbation rules: products, eligibility traces, the signal.
+
+Every perturbation rule in bioperturb has the same three-factor form. Per synapse and
+per step it forms a local *product* p_ij,t of a postsynaptic perturbation and a
+presynaptic activity; an *eligibility trace* filters it in time; a global, broadcast
+*signal* M gates the trace into the gradient estimate ``acc``:
+
+    elig_ij ← λ · elig_ij + p_ij,t                     λ = 1 − dt/τ_e  (λ = 0 if τ_e = 0)
+    dense signal:      acc_ij += M_t · elig_ij          M_t = c/M_trial · (L̃_t − L_t)
+    trial-end signal:  acc_ij  = M_T · elig_ij(T)       M_T = c · (L̃_trial − L_trial)
+
+The discrete trace is the Euler step of τ_e d elig/dt = −elig + τ_e p/dt: τ_e → 0 (or
+τ_e = dt) leaves only the current product, and the dense signal then gives exactly the
+per-step rules (TD-ANP, per-step NP); τ_e → ∞ with the trial-end signal sums the products
+over the trial (the REINFORCE form, Williams 1992; Miconi 2017). The signal is one scalar
+per layer computed by the one-unit loss group and broadcast by a summed variable, so no
+unit ever sees a per-neuron error.
+
+A rule supplies, per layer, the loss-group expression of its normaliser (``nrm``, e.g.
+1/‖δ_t‖²) and, per matrix, the product written with ``nrm_post`` / ``nrm_y_post``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from brian2 import Equations, Synapses
+
+from bioperturb.rules.base import Rule
+
+__all__ = ["PerturbationRule", "MATRICES", "trace_params_check"]
+
+MATRICES = ("W_in", "W_rec", "W_out")
+
+
+def trace_params_check(params: Any) -> None:
+    bad = [m for m in params.train if m not in MATRICES]
+    if bad:
+        raise ValueError(f"train: unknown matrix '{bad[0]}' (known: {', '.join(MATRICES)})")
+    if not params.train:
+        raise ValueError("train: at least one matrix must be plastic")
+
+
+class PerturbationRule(Rule):
+    """Base of rules with a product, an eligibility trace and a broadcast loss signal.
+
+    Subclasses define :attr:`PRODUCTS` (matrix → product expression),
+    :meth:`normalisers` (layer → loss-group expression) and may add group equations.
+    Their ``Params`` must have ``scale``, ``train``, ``tau_e`` and ``signal``.
+    """
+
+    PRODUCTS: ClassVar[dict[str, str]] = {}
+    #: layer of each matrix's postsynaptic units: which broadcast it reads
+    LAYER = {"W_in": "hidden", "W_rec": "hidden", "W_out": "readout"}
+    #: (perturbed, baseline) loss of the signal: the noisy and the clean twin by default
+    LOSSES: ClassVar[tuple[str, str]] = ("L_n", "L")
+
+    @property
+    def tau_e(self) -> float:
+        return getattr(self.params, "tau_e", 0.0)
+
+    @property
+    def signal(self) -> str:
+        return getattr(self.params, "signal", "dense")
+
+    def normalisers(self) -> dict[str, str]:
+        """Loss-group expressions of the per-layer normaliser (names ``nrm_h``/``nrm_y``)."""
+        return {"hidden": "1", "readout": "1"}
+
+    # -- equations --------------------------------------------------------------------
+    def group_equations(self, group: str) -> Equations:
+        nrm = self.normalisers()
+        if group == "hidden":
+            return Equations("gate : 1\nnrm : 1")
+        if group == "readout":
+            return Equations("gate_y : 1\nnrm_y : 1")
+        if group == "loss":
+            pert, base = self.LOSSES
+            eqs = f"""
+                nrm_hidden = {nrm["hidden"]} : 1
+                nrm_readout = {nrm["readout"]} : 1
+                {pert}_trial : 1
+                {base}_trial : 1
+                """
+            if self.signal == "dense":
+                eqs += f"signal = c_scale * M_inv * ({pert} - {base}) : 1\n"
+            else:  # one value per trial, read at the trial's end
+                eqs += f"signal = c_scale * ({pert}_trial - {base}_trial) : 1\n"
+            return Equations(eqs)
+        return Equations("")
+
+    def synapse_equations(self) -> Equations:
+        return Equations("acc : 1\nacc_last : 1\nelig : 1")
+
+    def namespace(self, n_in: int, n_hidden: int, n_out: int) -> dict[str, Any]:
+        scale = self.params.scale
+        c = {
+            "sqrt_total": math.sqrt(n_in + n_hidden + n_out),
+            "sqrt_layer": math.sqrt(n_hidden),
+            "one": 1.0,
+        }[scale]
+        return {"c_scale": c}
+
+    def trace_code(self, matrix: str, dt: float) -> tuple[str | None, str | None]:
+        """(per-step code, trial-end code) of one matrix; either may be None."""
+        tau_e = self.tau_e
+        if 0 < tau_e < dt:
+            raise ValueError(f"rule.tau_e = {tau_e} s is shorter than dt = {dt} s")
+        decay = 0.0 if tau_e == 0 else 1.0 - dt / tau_e
+        gate = "gate_post" if self.LAYER[matrix] == "hidden" else "gate_y_post"
+        product = self.PRODUCTS[matrix]
+        step = f"elig = {decay!r} * elig + {product}"
+        if self.signal == "dense":
+            return f"{step}\nacc += {gate} * elig", None
+        return step, f"acc += {gate} * elig"
+
+    # -- objects ----------------------------------------------------------------------
+    def install(self, network: Any) -> list[Any]:
+        """Broadcast the normalisers and the signal; accumulate per synapse."""
+        hid, ro, loss = network.hidden, network.readout, network.loss
+        dt = float(network.clock.dt_)
+        objs = list(self.install_sums(network))
+        specs = [
+            (
+                loss,
+                hid,
+                "gate_post = signal_pre : 1 (summed)\nnrm_post = nrm_hidden_pre : 1 (summed)",
+                "rule_broadcast_hidden",
+            ),
+            (
+                loss,
+                ro,
+                "gate_y_post = signal_pre : 1 (summed)\nnrm_y_post = nrm_readout_pre : 1 (summed)",
+                "rule_broadcast_readout",
+            ),
+        ]
+        for pre, post, model, name in specs:
+            syn = Synapses(pre, post, model, clock=network.clock, name=name)
+            syn.connect()
+            for var in ("gate", "nrm") if post is hid else ("gate_y", "nrm_y"):
+                network.schedule_summed(syn, var, order=3)
+            objs.append(syn)
+        pert, base = self.LOSSES
+        objs.append(
+            loss.run_regularly(
+                f"{pert}_trial += {pert} * M_inv\n{base}_trial += {base} * M_inv",
+                when="start",
+                order=2,
+                name="rule_trial_loss",
+            )
+        )
+        objs.append(
+            loss.run_regularly(
+                f"{pert}_trial = 0\n{base}_trial = 0",
+                clock=network.trial_clock,
+                when="end",
+                order=1,
+                name="rule_trial_loss_reset",
+            )
+        )
+        for matrix in self.params.train:
+            syn = network.synapses[matrix]
+            step, end = self.trace_code(matrix, dt)
+            if step is not None:
+                objs.append(
+                    syn.run_regularly(
+                        step, when="start", order=4, name=f"rule_step_{matrix.lower()}"
+                    )
+                )
+            if end is not None:
+                # before the optimiser step (order 0) at the trial's last step
+                objs.append(
+                    syn.run_regularly(
+                        end,
+                        clock=network.trial_clock,
+                        when="end",
+                        order=-1,
+                        name=f"rule_end_{matrix.lower()}",
+                    )
+                )
+            objs.append(
+                syn.run_regularly(
+                    self.trial_reset_code(),
+                    clock=network.trial_clock,
+                    when="end",
+                    order=1,
+                    name=f"rule_reset_{matrix.lower()}",
+                )
+            )
+        return objs
+
+    def install_sums(self, network: Any) -> list[Any]:
+        """Extra global sums the normalisers need (e.g. ‖δ‖²); none by default."""
+        return []
+
+    def trial_reset_code(self) -> str:
+        """Per-synapse code run at every trial boundary, after the optimiser step."""
+        return "elig = 0"
