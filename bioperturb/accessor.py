@@ -18,6 +18,7 @@ evaluation; ``None``: all); to choose by trials done, select first:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -114,6 +115,60 @@ class BioperturbAccessor:
         :func:`bioperturb.metrics.hidden_similarity`."""
         return metrics.hidden_similarity(self._ds, other, eval_trial, metric=metric)
 
+    # plasticity -----------------------------------------------------------------------
+
+    def _weights(self, matrix: str) -> xr.DataArray:
+        return self._variable(matrix).rename(matrix)
+
+    def plasticity(self, matrices: Sequence[str] | None = None) -> xr.Dataset:
+        """All weight-change statistics per matrix and evaluation; see
+        :func:`bioperturb.metrics.plasticity_statistics`."""
+        return metrics.plasticity_statistics(self._ds, matrices)
+
+    def weight_change_norm(self, matrix: str = "W_rec", relative: bool = False) -> xr.DataArray:
+        """``||W_k - W_0||_F`` over evaluations; see
+        :func:`bioperturb.metrics.weight_change_norm`."""
+        return metrics.weight_change_norm(self._weights(matrix), relative=relative)
+
+    def weight_change_quantiles(
+        self, matrix: str = "W_rec", q: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95)
+    ) -> xr.DataArray:
+        """Quantiles of ``|W_k - W_0|``; see :func:`bioperturb.metrics.weight_change_quantiles`."""
+        return metrics.weight_change_quantiles(self._weights(matrix), q)
+
+    def weight_change_histogram(
+        self, matrix: str = "W_rec", bins: int = 50, absolute: bool = True
+    ) -> xr.DataArray:
+        """Density of ``|W_k - W_0|``; see :func:`bioperturb.metrics.weight_change_histogram`."""
+        return metrics.weight_change_histogram(self._weights(matrix), bins, absolute=absolute)
+
+    def sign_changes(self, matrix: str = "W_rec") -> xr.DataArray:
+        """Fraction of weights with flipped sign; see
+        :func:`bioperturb.metrics.sign_change_fraction`."""
+        return metrics.sign_change_fraction(self._weights(matrix))
+
+    def dale_compliance(self, matrix: str = "W_rec", tol: float = 0.0) -> xr.DataArray:
+        """Fraction of presynaptic units with one outgoing sign; see
+        :func:`bioperturb.metrics.dale_compliance`."""
+        return metrics.dale_compliance(self._weights(matrix), tol)
+
+    def spectral_radius(self, matrix: str = "W_rec") -> xr.DataArray:
+        """Spectral radius at each evaluation; see :func:`bioperturb.metrics.spectral_radius`."""
+        return metrics.spectral_radius(self._weights(matrix))
+
+    def eigenvalues(self, matrix: str = "W_rec") -> xr.DataArray:
+        """Eigenvalues at each evaluation; see :func:`bioperturb.metrics.eigenvalues`."""
+        return metrics.eigenvalues(self._weights(matrix))
+
+    def alignment_summary(self) -> xr.Dataset:
+        """Summary of ``alignment`` over training; see
+        :func:`bioperturb.metrics.alignment_summary`."""
+        return metrics.alignment_summary(self._ds)
+
+    def summary(self) -> xr.Dataset:
+        """Summary statistics of the run; see :func:`bioperturb.metrics.summary_statistics`."""
+        return metrics.summary_statistics(self._ds)
+
     # plots ----------------------------------------------------------------------------
 
     def plot_learning_curve(
@@ -151,3 +206,24 @@ class BioperturbAccessor:
         from bioperturb.plotting import plot_pca
 
         return plot_pca(self._ds, eval_trial=eval_trial)
+
+    def plot_spectrum(self) -> Figure:
+        """Spectral radius over training and eigenvalues of ``W_rec``; see
+        :func:`bioperturb.plotting.plot_spectrum`."""
+        from bioperturb.plotting import plot_spectrum
+
+        return plot_spectrum(self._ds)
+
+    def plot_weight_drift(self) -> Figure:
+        """Relative weight change and sign changes over training; see
+        :func:`bioperturb.plotting.plot_weight_drift`."""
+        from bioperturb.plotting import plot_weight_drift
+
+        return plot_weight_drift(self._ds)
+
+    def plot_alignment(self) -> Figure:
+        """Update-gradient alignment over training; see
+        :func:`bioperturb.plotting.plot_alignment`."""
+        from bioperturb.plotting import plot_alignment
+
+        return plot_alignment(self._ds)

@@ -107,7 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.set_defaults(func=_cmd_compare)
     lst = sub.add_parser("list", help="list the shipped tasks, rules and model presets")
     lst.set_defaults(func=_cmd_list)
+    plot = sub.add_parser("plot", help="write the standard figures of a result file (.nc)")
+    plot.add_argument("result", help="result file written by run or compare")
+    plot.add_argument("--out", help="folder for the PNG files (default: the result's folder)")
+    plot.set_defaults(func=_cmd_plot)
     return parser
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from bioperturb.report import plot_result
+
+    for path in plot_result(args.result, args.out):
+        print(f"wrote {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,10 @@ each function's docstring.
 - :mod:`~bioperturb.metrics.alignment`: cosine of an update with −∇L;
 - :mod:`~bioperturb.metrics.similarity`: CKA and RSA between two networks;
 - :mod:`~bioperturb.metrics.activity`: dimensionality, correlations, sparseness, PCA;
-- :mod:`~bioperturb.metrics.spikes`: ISI CV and LV, Fano factor, count correlations.
+- :mod:`~bioperturb.metrics.spikes`: ISI CV and LV, Fano factor, count correlations;
+- :mod:`~bioperturb.metrics.plasticity`: weight changes, sign changes, Dale compliance,
+  spectrum of the recurrent weights, alignment summary;
+- :mod:`~bioperturb.metrics.summary`: one table of the statistics of several runs.
 """
 
 from bioperturb.metrics.activity import (
@@ -24,7 +27,20 @@ from bioperturb.metrics.learning import (
     final_loss,
     learning_curve_vs_time,
     relative_loss,
+    time_to_threshold,
     trials_to_threshold,
+)
+from bioperturb.metrics.plasticity import (
+    alignment_summary,
+    dale_compliance,
+    eigenvalues,
+    plasticity_statistics,
+    sign_change_fraction,
+    spectral_radius,
+    weight_change,
+    weight_change_histogram,
+    weight_change_norm,
+    weight_change_quantiles,
 )
 from bioperturb.metrics.similarity import hidden_similarity, linear_cka, rsa
 from bioperturb.metrics.spikes import (
@@ -34,6 +50,12 @@ from bioperturb.metrics.spikes import (
     isi_lv,
     spike_count_correlations,
     spike_counts,
+)
+from bioperturb.metrics.summary import (
+    comparison_statistics,
+    comparison_table,
+    summary_statistics,
+    summary_table,
 )
 
 __all__ = [
@@ -57,4 +79,19 @@ __all__ = [
     "isi_lv",
     "fano_factor",
     "spike_count_correlations",
+    "weight_change",
+    "weight_change_norm",
+    "weight_change_quantiles",
+    "weight_change_histogram",
+    "sign_change_fraction",
+    "dale_compliance",
+    "spectral_radius",
+    "eigenvalues",
+    "plasticity_statistics",
+    "alignment_summary",
+    "time_to_threshold",
+    "summary_statistics",
+    "summary_table",
+    "comparison_statistics",
+    "comparison_table",
 ]

@@ -22,7 +22,13 @@ import xarray as xr
 
 from bioperturb.metrics._util import result_attrs
 
-__all__ = ["trials_to_threshold", "final_loss", "relative_loss", "learning_curve_vs_time"]
+__all__ = [
+    "trials_to_threshold",
+    "time_to_threshold",
+    "final_loss",
+    "relative_loss",
+    "learning_curve_vs_time",
+]
 
 
 def _learning_dim(loss: xr.DataArray, dim: str | None) -> str:
@@ -252,3 +258,39 @@ def learning_curve_vs_time(ds: xr.Dataset) -> xr.Dataset:
     out = xr.Dataset({"eval_loss": ds["eval_loss"]}, coords={"elapsed": elapsed})
     out.attrs["description"] = "evaluation loss against cumulative training wall time"
     return out
+
+
+def time_to_threshold(ds: xr.Dataset, fraction: float) -> xr.DataArray:
+    r"""Training wall-clock time until ``eval_loss`` falls to ``fraction`` of its initial value.
+
+    The elapsed time :math:`T(k^\ast)` (see :func:`learning_curve_vs_time`) at the
+    evaluation :math:`k^\ast` given by :func:`trials_to_threshold` (first grid point, no
+    interpolation); NaN if the loss never gets there.
+
+    Parameters
+    ----------
+    ds : Dataset
+        A run (or several along ``method``/``seed``) with ``eval_loss`` and ``wall_time``.
+    fraction : float
+        Threshold as a fraction of the initial evaluation loss.
+
+    Returns
+    -------
+    DataArray
+        Seconds, with the dims of ``eval_loss`` minus ``eval_trial``.
+    """
+    trials = trials_to_threshold(ds["eval_loss"], fraction, "eval_trial")
+    elapsed = learning_curve_vs_time(ds)["elapsed"]
+    at = elapsed.where(elapsed["eval_trial"] == trials).sum("eval_trial", min_count=1)
+    return (
+        at.drop_vars([c for c in at.coords if c not in at.dims])
+        .rename("time_to_threshold")
+        .assign_attrs(
+            result_attrs(
+                "s",
+                "training time to threshold",
+                f"training wall-clock time before the first evaluation with eval_loss <= "
+                f"{fraction:g} x its initial value; NaN if never",
+            )
+        )
+    )

@@ -163,3 +163,93 @@ def test_method_colours_are_fixed():
     assert plotting.method_color("TD_ANP") == plotting.PALETTE["td_anp"]
     assert plotting.method_color("e_prop") == plotting.method_color("e_prop")
     assert plotting.method_color("e_prop") not in plotting.PALETTE.values()
+
+
+def two_methods() -> xr.Dataset:
+    return xr.concat([make_run(0), make_run(1)], dim="method").assign_coords(
+        method=["td_anp", "bptt"]
+    )
+
+
+def colours(ax) -> list[str]:
+    return [line.get_color() for line in ax.get_lines()]
+
+
+def test_learning_comparison_by_trials_and_by_wall_time():
+    fig = plotting.plot_learning_comparison(two_methods())
+    by_trial, by_time = data_axes(fig)
+    assert by_trial.get_xlabel() == "training trials done [1]"
+    assert by_time.get_xlabel() == "training wall-clock time [s]"
+    assert by_trial.get_legend() is None and by_time.get_legend() is not None
+    assert by_time.get_xscale() == "linear"  # equal costs per trial
+    slow = two_methods()
+    slow["wall_time"] = slow["wall_time"] * xr.DataArray([100.0, 1.0], dims="method")
+    by_time = data_axes(plotting.plot_learning_comparison(slow))[1]
+    assert by_time.get_xscale() == "log"
+    eval_line = by_time.get_lines()[1]  # evaluations of the first method
+    assert np.isnan(eval_line.get_xdata()[0])  # 0 s is not drawn on a log axis
+
+
+def test_plot_spectrum_shows_radius_and_eigenvalues_per_method():
+    ds = two_methods()
+    ds["W_rec"][:, 0] = ds["W_rec"].isel(method=0, eval_trial=0)  # same start
+    fig = plotting.plot_spectrum(ds)
+    radius, plane = data_axes(fig)
+    assert labelled(radius) and labelled(plane)
+    assert radius.get_ylabel() == "spectral radius ρ(W_rec) [1]"
+    td_anp = radius.get_lines()[0]
+    assert td_anp.get_color() == plotting.PALETTE["td_anp"]
+    expected = np.abs(np.linalg.eigvals(ds["W_rec"].isel(method=0).values)).max(axis=-1)
+    np.testing.assert_allclose(td_anp.get_ydata(), expected)
+    labels = [t.get_text() for t in plane.get_legend().get_texts()]
+    assert labels[0] == "before training" and "after 30 trials (bptt)" in labels
+
+
+def test_plot_weight_drift_has_two_rows_per_matrix():
+    fig = plotting.plot_weight_drift(two_methods())
+    axes = data_axes(fig)
+    assert len(axes) == 6 and all(labelled(ax) for ax in axes[3:])  # bottom row
+    assert all("[" in ax.get_ylabel() for ax in axes[:3])  # top row shares the x axis
+    assert axes[0].get_title() == "W_in"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["td_anp", "bptt"]
+    assert colours(axes[0])[:2] == [plotting.PALETTE["td_anp"], plotting.PALETTE["bptt"]]
+
+
+def test_plot_alignment_per_matrix_against_trials():
+    ds = make_run().assign_attrs(rule="np")
+    rng = np.random.default_rng(0)
+    ds["alignment"] = xr.DataArray(
+        rng.uniform(-0.2, 0.8, size=(ds.sizes["trial"], 2)),
+        dims=("trial", "matrix"),
+        coords={"matrix": ["W_rec", "all"]},
+    )
+    fig = ds.bp.plot_alignment()
+    axes = data_axes(fig)
+    assert [ax.get_title() for ax in axes] == ["W_rec", "all"]
+    assert labelled(axes[0]) and axes[0].get_ylabel() == "cos(ΔW, −∇L) [1]"
+    assert axes[1].get_xlabel() == "training trials done [1]"  # shares the y axis
+    assert plotting.PALETTE["np"] in colours(axes[0])
+    with pytest.raises(ValueError, match="alignment"):
+        plotting.plot_alignment(make_run())
+
+
+def test_plot_similarity_compares_each_method_with_bptt():
+    fig = plotting.plot_similarity(two_methods())
+    cka, rsa = data_axes(fig)
+    assert cka.get_ylabel() == "linear CKA with bptt [1]" and labelled(rsa)
+    (line,) = cka.get_lines()
+    assert line.get_label() == "td_anp" and line.get_color() == plotting.PALETTE["td_anp"]
+    with pytest.raises(ValueError, match="bptt"):
+        plotting.plot_similarity(make_run())
+
+
+def test_a_single_run_takes_its_rules_colour():
+    ds = make_run().assign_attrs(rule="td_anp")
+    (ax,) = plotting.plot_learning_curves(ds).axes
+    assert ax.get_lines()[-1].get_color() == plotting.PALETTE["td_anp"]
+    runs = {"file_a": ds, "file_b": make_run().assign_attrs(rule="bptt")}
+    ax = data_axes(plotting.plot_spectrum(runs))[0]
+    assert [line.get_color() for line in ax.get_lines()[:2]] == [
+        plotting.PALETTE["td_anp"],
+        plotting.PALETTE["bptt"],
+    ]
