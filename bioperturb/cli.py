@@ -1,4 +1,4 @@
-"""Command line: ``bioperturb run | compare | list``.
+"""Command line: ``bioperturb run | compare | sweep | collect | plot | list``.
 
 Errors in user input (a bad protocol, an unwritable output folder) print one line naming
 the file, key and reason and exit with status 2; ``--debug`` shows the traceback instead.
@@ -20,13 +20,20 @@ class UsageError(Exception):
     """A problem with the user's input that is reported on one line."""
 
 
-def _check_writable(path: Path) -> None:
+def _check_writable(path: Path, where: str = "", key: str = "") -> None:
+    """Raise a one-line UsageError (naming ``where`` and ``key``) if ``path`` cannot be made."""
     path = path.resolve()
     probe = path
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise UsageError(f"{path}: output directory is not writable")
+    if not probe.is_dir():
+        why = f"{probe} is a file, not a directory"
+    elif not os.access(probe, os.W_OK):
+        why = f"no permission to write in {probe}"
+    else:
+        return
+    prefix = "".join(f"{part}: " for part in (where, key) if part)
+    raise UsageError(f"{prefix}{path}: output directory is not writable ({why})")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -35,14 +42,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     protocol = load_protocol(args.protocol)
     out_dir = Path(args.out) if args.out else Path(protocol.output.dir)
-    _check_writable(out_dir)
-    ds, path = run_protocol(protocol, out_dir=out_dir, progress=False if args.quiet else None)
+    _check_writable(out_dir, *(("--out",) if args.out else (args.protocol, "output.dir")))
+    if args.resume:
+        _report_resume(protocol, out_dir)
+    ds, path = run_protocol(
+        protocol, out_dir=out_dir, progress=False if args.quiet else None, resume=args.resume
+    )
     summary = describe_run(ds)
     print(
         f"{summary['status']}: {summary['trials']} trials, eval loss "
         f"{summary['initial_eval_loss']:.4g} -> {summary['final_eval_loss']:.4g}; wrote {path}"
     )
     return 0 if summary["status"] == "completed" else 1
+
+
+def _report_resume(protocol, out_dir: Path) -> None:
+    from bioperturb.checkpoint import read_checkpoint
+    from bioperturb.training import checkpoint_path
+
+    path = checkpoint_path(protocol, out_dir)
+    if path.exists():
+        meta, _ = read_checkpoint(path)
+        done, total = meta.get("trials_done", "?"), protocol.training.n_trials
+        print(f"resuming from {path} ({done} of {total} trials done)", flush=True)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -62,6 +84,40 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for method in ds["method"].values:
         ev = ds["eval_loss"].sel({"method": method}).values
         print(f"{method}: eval loss {ev[0]:.4g} -> {ev[-1]:.4g}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from bioperturb.sweep import load_sweep, run_sweep
+
+    sweep = load_sweep(args.sweep, out=args.out, workers=args.workers, scheduler=args.scheduler)
+    _check_writable(sweep.out, *(("--out",) if args.out else (args.sweep, "sweep.out")))
+    print(
+        f"sweep {sweep.path}: {len(sweep.points)} runs over {', '.join(sweep.keys)} -> {sweep.out}"
+    )
+    try:
+        summary = run_sweep(sweep, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; run the same command to go on", file=sys.stderr)
+        return 130
+    counts = ", ".join(f"{n} {status}" for status, n in summary["counts"].items() if n)
+    for result in summary["results"]:
+        if result["status"] == "failed":
+            print(f"failed {result['hash']}: {result['reason']}", file=sys.stderr)
+    merged = summary["merged"]
+    print(f"{counts} in {summary['seconds']:.1f} s" + (f"; wrote {merged}" if merged else ""))
+    return 1 if summary["counts"].get("failed") else 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from bioperturb.sweep import collect
+
+    if args.out:
+        _check_writable(Path(args.out).parent, "--out")
+    else:
+        _check_writable(Path(args.dir))
+    path = collect(args.dir, args.out)
     print(f"wrote {path}")
     return 0
 
@@ -95,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("protocol", help="protocol TOML file")
     run.add_argument("--out", help="output directory (default: the protocol's output.dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from <out>/<name>.ckpt.npz (see training.checkpoint_every); "
+        "a finished run is not recomputed",
+    )
     run.set_defaults(func=_cmd_run)
     cmp = sub.add_parser(
         "compare", help="train a protocol's rule and its BPTT reference from the same start"
@@ -105,6 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--bptt-optimizer", choices=("sgd", "adam"), help="default: as the rule's")
     cmp.add_argument("--bptt-lr", type=float, help="default: the protocol's training.lr")
     cmp.set_defaults(func=_cmd_compare)
+    swp = sub.add_parser(
+        "sweep", help="run a base protocol over a grid of overrides on dask (resumable)"
+    )
+    swp.add_argument("sweep", help="sweep TOML file (base protocol, [grid], [sweep])")
+    swp.add_argument("--out", help="output directory (default: the file's sweep.out)")
+    swp.add_argument("--workers", type=int, help="LocalCluster worker processes (default: cores)")
+    swp.add_argument("--scheduler", help="address of an existing dask scheduler (tcp://...)")
+    swp.add_argument("--quiet", action="store_true", help="no progress bar")
+    swp.set_defaults(func=_cmd_sweep)
+    col = sub.add_parser("collect", help="merge a sweep's runs into <dir>/sweep.nc")
+    col.add_argument("dir", help="the sweep's output directory")
+    col.add_argument("--out", help="merged file (default: <dir>/sweep.nc)")
+    col.set_defaults(func=_cmd_collect)
     lst = sub.add_parser("list", help="list the shipped tasks, rules and model presets")
     lst.set_defaults(func=_cmd_list)
     plot = sub.add_parser("plot", help="write the standard figures of a result file (.nc)")

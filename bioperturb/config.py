@@ -32,6 +32,7 @@ file, the key and the reason.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,14 +50,21 @@ __all__ = [
     "load_protocol",
     "protocol_from_mapping",
     "MODELS_DIR",
+    "DECORRELATE",
 ]
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
+#: where decorrelating lateral weights may sit: before W_in, before W_rec
+DECORRELATE = ("input", "recurrent")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A noisy leaky rate RNN: τ dh/dt = −h + W r + U u + b + σ√(2τ) ξ, r = tanh(h), y = V r."""
+    """A noisy leaky rate RNN: τ dh/dt = −h + W r̂ + U û + b + σ√(2τ) ξ, r = tanh(h), y = V r.
+
+    r̂ = D r and û = D_in u with decorrelating lateral weights (``decorrelate``), else r, u.
+    """
 
     kind: str = param("rate", choices=("rate",), doc="network type")
     n_hidden: int = param(100, positive=True, doc="number of recurrent units N")
@@ -73,12 +81,29 @@ class ModelConfig:
     output_scale: float = param(1.0, nonnegative=True, doc="initial V ~ N(0, output_scale²/N)")
     bias: float = param(0.0, doc="constant bias b of every unit")
     n_outputs: int | None = param(None, doc="readout size (default: the task's n_outputs)")
+    decorrelate: tuple[str, ...] = param(
+        [],
+        doc="decorrelating lateral weights before these forward weights: 'input' (û = D_in u "
+        "before W_in), 'recurrent' (r̂ = D r before W_rec); see docs/rules/decorrelation.md",
+    )
+    decor_lr: float = param(
+        0.01,
+        nonnegative=True,
+        doc="η_d of the anti-Hebbian lateral rule ΔD_ij = −η_d ⟨x̂_i x̂_j⟩ (i ≠ j), per trial",
+    )
 
     def check(self) -> None:
         if self.dt > self.tau:
             raise ValueError(
                 f"dt ({self.dt} s) must not exceed tau ({self.tau} s): Euler is unstable"
             )
+        for site in self.decorrelate:
+            if site not in DECORRELATE:
+                raise ValueError(
+                    f"decorrelate: unknown entry {site!r} (allowed: {', '.join(DECORRELATE)})"
+                )
+        if len(set(self.decorrelate)) != len(self.decorrelate):
+            raise ValueError(f"decorrelate: duplicate entry in {list(self.decorrelate)}")
 
 
 @dataclass(frozen=True)
@@ -88,7 +113,7 @@ class TrainingConfig:
     n_trials: int = param(200, positive=True, doc="number of training trials")
     eval_every: int = param(10, positive=True, doc="noise-free evaluation every k trials")
     optimizer: str = param("sgd", choices=("sgd", "adam"), doc="optimiser applied at trial end")
-    lr: float = param(0.01, positive=True, doc="learning rate η")
+    lr: float = param(0.01, nonnegative=True, doc="learning rate η (0: frozen weights)")
     beta1: float = param(0.9, nonnegative=True, doc="Adam β1")
     beta2: float = param(0.999, nonnegative=True, doc="Adam β2")
     adam_eps: float = param(1e-8, positive=True, doc="Adam ε")
@@ -100,6 +125,11 @@ class TrainingConfig:
     )
     codegen: str = param(
         "cython", choices=("cython", "numpy"), doc="Brian2 code-generation target (runtime mode)"
+    )
+    checkpoint_every: int = param(
+        0,
+        nonnegative=True,
+        doc="write <dir>/<name>.ckpt.npz every k training trials (0: never); see run --resume",
     )
 
     def check(self) -> None:
@@ -172,6 +202,11 @@ def _read_toml(path: Path, where: str) -> dict[str, Any]:
         raise ConfigError(where, "", f"invalid TOML: {err}") from None
     except UnicodeDecodeError:
         raise ConfigError(where, "", "not a text file") from None
+    except NotADirectoryError:
+        reason = "cannot read file (a parent in the path is not a directory)"
+        raise ConfigError(where, "", reason) from None
+    except OSError as err:  # e.g. a symlink loop, an I/O error
+        raise ConfigError(where, "", f"cannot read file ({err.strerror or err})") from None
 
 
 def _resolve_model(table: Any, where: str, base_dir: Path) -> dict[str, Any]:
@@ -273,6 +308,16 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
         )
     if protocol.output.record_dt < protocol.model.dt:
         raise ConfigError(where, "output.record_dt", "must not be smaller than model.dt")
+    step = round(protocol.output.record_dt / protocol.model.dt)
+    if not math.isclose(step * protocol.model.dt, protocol.output.record_dt) or (
+        task.n_steps % step
+    ):
+        raise ConfigError(
+            where,
+            "output.record_dt",
+            f"must be a whole number of model.dt steps that divides the trial's "
+            f"{task.n_steps} steps",
+        )
 
 
 def load_protocol(path: str | Path, overrides: dict[str, Any] | None = None) -> Protocol:

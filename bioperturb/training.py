@@ -18,13 +18,14 @@ import numpy as np
 import xarray as xr
 from brian2 import second
 
+from bioperturb.brian_rng import BrianRNG
 from bioperturb.config import Protocol
 from bioperturb.dataset import versions_toml, write_dataset
 from bioperturb.networks.rate import MATRICES, RateNetwork, Tape, build_rate_network, init_weights
 from bioperturb.rules import get_rule
 from bioperturb.tasks import Task, Trials, get_task
 
-__all__ = ["Trainer", "run_protocol", "DivergedError"]
+__all__ = ["Trainer", "run_protocol", "checkpoint_path", "DivergedError"]
 
 #: the matrices (and their concatenation) whose update–gradient cosine is recorded
 ALIGN_MATRICES = ("W_in", "W_rec", "W_out", "all")
@@ -76,6 +77,8 @@ class Trainer:
         n_rec = min(protocol.output.n_record_units, model.n_hidden)
         self.record_units = np.sort(rec_rng.choice(model.n_hidden, n_rec, replace=False))
         self.brian_seed = int(streams["brian2"].generate_state(1)[0] % (2**31 - 1))
+        #: the random state Brian2 draws the noise from, installed only while simulating
+        self.rng = BrianRNG(self.brian_seed)
 
         step = round(protocol.output.record_dt / model.dt)
         if not np.isclose(step * model.dt, protocol.output.record_dt) or self.tape.n_steps % step:
@@ -96,6 +99,10 @@ class Trainer:
         self.records = _Records()
         self.status = "completed"
         self.status_reason = ""
+        #: next tape position to run (0: from the start, > 0 after :meth:`restore`)
+        self.position = 0
+        #: where :meth:`run` writes a checkpoint every ``training.checkpoint_every`` trials
+        self.checkpoint_path: Path | None = None
 
     def _segments(self) -> list[tuple[str, int, int | None, Trials, int]]:
         every = self.protocol.training.eval_every
@@ -117,25 +124,32 @@ class Trainer:
         return f"brian2-{brian2.__version__}-runtime-{self.protocol.training.codegen}"
 
     def _run(self, duration: float) -> None:
-        self.network.net.run(duration * second, namespace=self.network.namespace)
+        with self.rng:
+            self.network.net.run(duration * second, namespace=self.network.namespace)
 
     def run(self, progress: bool | None = None) -> xr.Dataset:
         """Run the whole tape; return the Dataset (also on divergence or interruption)."""
         show = self.protocol.output.progress if progress is None else progress
         net = self.network
-        brian2.seed(self.brian_seed)
         mons = net.monitors
-        mons["activity"].active = mons["output"].active = False
-        self._run(self.protocol.model.dt)  # the reset step (tape row 0)
+        start = self.position
+        if start == 0:
+            mons["activity"].active = mons["output"].active = False
+            self._run(self.protocol.model.dt)  # the reset step (tape row 0)
         T = self.tape.n_steps * self.protocol.model.dt
         bar = None
         if show:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.protocol.training.n_trials, unit="trial", desc=self.protocol.name)
+            bar = tqdm(
+                total=self.protocol.training.n_trials,
+                initial=len(self.records.loss),
+                unit="trial",
+                desc=self.protocol.name,
+            )
         eval_losses: list[float] = []
         try:
-            for kind, index, eval_index in self.tape.kinds:
+            for position, (kind, index, eval_index) in enumerate(self.tape.kinds[start:], start):
                 is_eval = kind == "eval"
                 mons["activity"].active = mons["output"].active = is_eval
                 before = net.cumulative_losses()
@@ -143,6 +157,7 @@ class Trainer:
                 gradient = None if is_eval else self._gradient_for_alignment(index)
                 tic = time.perf_counter()
                 self._run(T)
+                self.position = position + 1
                 after = net.cumulative_losses()
                 loss, loss_noisy = after[0] - before[0], after[1] - before[1]
                 if is_eval:
@@ -165,6 +180,7 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                self._maybe_checkpoint(position, index)
         except DivergedError as err:
             self.status, self.status_reason = "diverged", str(err)
         except KeyboardInterrupt:
@@ -179,19 +195,27 @@ class Trainer:
         p = self.protocol
         if not (p.output.alignment and self.rule.plastic and trial % p.training.eval_every == 0):
             return None
+        # The first import of jax draws from numpy's global RNG, which Brian2's randn()
+        # uses: keep the run's noise independent of whether jax was imported before.
+        state = np.random.get_state()  # noqa: NPY002 - Brian2 draws from the legacy RNG
         from bioperturb.reference import gradient_at
 
+        np.random.set_state(state)  # noqa: NPY002
         tt = self.train_trials[trial]
         b = np.full(p.model.n_hidden, p.model.bias)
-        return gradient_at(
-            self.network.get_weights(),
-            tt.inputs,
-            tt.targets,
-            tt.mask,
-            dt=p.model.dt,
-            tau=p.model.tau,
-            b=b,
+        weights, inputs = self.network.get_weights(), tt.inputs
+        # decorrelation: the trial runs with W D and D_in u (D moves only at its end)
+        lateral = self.network.get_lateral()
+        if "D_in" in lateral:
+            inputs = inputs @ lateral["D_in"].T
+        if "D_rec" in lateral:
+            weights["W_rec"] = weights["W_rec"] @ lateral["D_rec"]
+        grad = gradient_at(
+            weights, inputs, tt.targets, tt.mask, dt=p.model.dt, tau=p.model.tau, b=b
         )
+        if "D_rec" in lateral:  # ∂L/∂W = ∂L/∂(W D) · Dᵀ
+            grad["W_rec"] = grad["W_rec"] @ lateral["D_rec"].T
+        return grad
 
     def _record_alignment(self, trial: int, gradient: dict[str, np.ndarray]) -> None:
         from bioperturb.metrics import cosine
@@ -200,6 +224,50 @@ class Trainer:
         cos = cosine(estimate, {k: gradient[k] for k in estimate})
         self.records.align_trial.append(trial)
         self.records.alignment.append([float(cos.get(m, np.nan)) for m in ALIGN_MATRICES])
+
+    def _maybe_checkpoint(self, position: int, trial: int) -> None:
+        every = self.protocol.training.checkpoint_every
+        if self.checkpoint_path is not None and every and (trial + 1) % every == 0:
+            self.save_checkpoint(self.checkpoint_path)
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write everything needed to continue this run later (see bioperturb.checkpoint).
+
+        Call between tape trials (the trainer does so after every
+        ``training.checkpoint_every``-th training trial when ``checkpoint_path`` is set).
+        """
+        from bioperturb import checkpoint as ckpt
+
+        layout, arrays = ckpt.records_to_arrays(self.records)
+        arrays.update(ckpt.network_state(self.network.net))
+        arrays.update(self.rng.to_arrays())
+        meta = {
+            "format": ckpt.FORMAT,
+            "config": self.protocol.to_toml(),
+            "position": self.position,
+            "trials_done": len(self.records.loss),
+            "net_t": float(self.network.net.t_),
+            "records": layout,
+            "engine": self.engine,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        return ckpt.write_checkpoint(path, meta, arrays)
+
+    def restore(self, path: str | Path) -> None:
+        """Continue from a checkpoint of the same protocol (on a freshly built trainer)."""
+        from bioperturb import checkpoint as ckpt
+
+        if self.position != 0:
+            raise RuntimeError("restore() needs a trainer that has not run yet")
+        where = str(path)
+        meta, arrays = ckpt.read_checkpoint(path)
+        _check_same_protocol(str(meta.get("config", "")), self.protocol, where)
+        ckpt.restore_network_state(self.network.net, arrays, where)
+        self.rng = BrianRNG.from_arrays(arrays)
+        # Network.t_ is where the next net.run starts: the tape's TimedArrays line up again
+        self.network.net.t_ = float(meta["net_t"])
+        self.records = ckpt.records_from_arrays(_Records, meta["records"], arrays)
+        self.position = int(meta["position"])
 
     def _record_eval_trial(self, condition: int) -> None:
         mons = self.network.monitors
@@ -210,7 +278,7 @@ class Trainer:
     def _close_eval(self, done: int, losses: list[float]) -> None:
         self.records.eval_trial.append(done)
         self.records.eval_loss.append(float(np.mean(losses)))
-        self.records.weights.append(self.network.get_weights())
+        self.records.weights.append({**self.network.get_weights(), **self.network.get_lateral()})
         if not np.isfinite(self.records.eval_loss[-1]):
             raise DivergedError(f"evaluation loss is not finite after {done} trials")
 
@@ -293,6 +361,17 @@ class Trainer:
                 n_eval, *self.network.shape[name]
             )
             data_vars[name] = var(stack, ("eval_trial", *dims[name]), "1", f"weights {name}")
+        lateral_dims = {"D_rec": ("post", "pre"), "D_in": ("input_post", "input")}
+        for name in self.network.lateral:  # only with model.decorrelate
+            stack = np.array([w[name] for w in rec.weights]).reshape(
+                n_eval, *self.network.shape[name]
+            )
+            data_vars[name] = var(
+                stack,
+                ("eval_trial", *lateral_dims[name]),
+                "1",
+                f"decorrelation matrix {name} = I + lateral weights",
+            )
         coords = {
             "trial": ("trial", np.arange(n_done), {"units": "1"}),
             "eval_trial": ("eval_trial", np.array(rec.eval_trial, dtype=int), {"units": "1"}),
@@ -304,6 +383,8 @@ class Trainer:
             "input": ("input", np.arange(self.task.n_inputs), {"units": "1"}),
             "output": ("output", np.arange(self.task.n_outputs), {"units": "1"}),
         }
+        if "D_in" in self.network.lateral:
+            coords["input_post"] = ("input_post", np.arange(self.task.n_inputs), {"units": "1"})
         if rec.align_trial:
             data_vars["alignment"] = xr.Variable(
                 ("align_trial", "matrix"),
@@ -342,15 +423,93 @@ def output_paths(protocol: Protocol, out_dir: str | Path | None = None) -> tuple
     return base / f"{protocol.name}.nc", base / f"{protocol.name}_learning.png"
 
 
+#: keys that may differ between a checkpoint's protocol and the protocol resuming it
+_RESUME_FREE = ("output.dir", "output.progress", "output.figures", "training.checkpoint_every")
+
+
+def _check_same_protocol(saved_toml: str, protocol: Protocol, where: str) -> None:
+    import tomllib
+
+    from bioperturb.schema import ConfigError
+
+    def flat(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in doc.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            elif f"{prefix}{key}" not in _RESUME_FREE:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    try:
+        saved = flat(tomllib.loads(saved_toml))
+    except tomllib.TOMLDecodeError:
+        raise ConfigError(where, "", "checkpoint has no readable protocol") from None
+    now = flat(tomllib.loads(protocol.to_toml()))
+    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if differ:
+        raise ConfigError(
+            where,
+            "",
+            f"checkpoint was written for a different protocol ({differ[0]}: "
+            f"{saved.get(differ[0])!r} there, {now.get(differ[0])!r} now); "
+            "delete it or run without --resume",
+        )
+
+
+def checkpoint_path(protocol: Protocol, out_dir: str | Path | None = None) -> Path:
+    """Where a run's checkpoint lives: ``<dir>/<name>.ckpt.npz``."""
+    base = Path(out_dir if out_dir is not None else protocol.output.dir)
+    return base / f"{protocol.name}.ckpt.npz"
+
+
+def _finished_run(nc_path: Path, protocol: Protocol) -> xr.Dataset | None:
+    """The Dataset at ``nc_path`` if it is a finished run of ``protocol``, else None."""
+    from bioperturb.dataset import read_dataset
+
+    if not nc_path.is_file():
+        return None
+    try:
+        ds = read_dataset(nc_path)
+    except (OSError, ValueError):
+        return None
+    same = ds.attrs.get("config") == protocol.to_toml()
+    return ds if same and ds.attrs.get("status") in ("completed", "diverged") else None
+
+
 def run_protocol(
-    protocol: Protocol, out_dir: str | Path | None = None, progress: bool | None = None
+    protocol: Protocol,
+    out_dir: str | Path | None = None,
+    progress: bool | None = None,
+    resume: bool = False,
 ) -> tuple[xr.Dataset, Path]:
-    """Train, write ``<dir>/<name>.nc`` (and figures, if configured); return both."""
+    """Train, write ``<dir>/<name>.nc`` (and figures, if configured); return both.
+
+    With ``training.checkpoint_every = k`` a checkpoint ``<dir>/<name>.ckpt.npz`` is
+    written every k training trials and removed once the run is finished. ``resume``
+    continues from that checkpoint if there is one; without one, a finished run of the
+    same protocol in ``<dir>/<name>.nc`` is returned as it is, else the run starts afresh.
+    """
     nc_path, png_path = output_paths(protocol, out_dir)
+    ckpt_path = checkpoint_path(protocol, out_dir)
     nc_path.parent.mkdir(parents=True, exist_ok=True)
+    if resume:
+        for name in (nc_path.name, ckpt_path.name):  # left by a killed process
+            for stale in nc_path.parent.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        if not ckpt_path.exists():
+            done = _finished_run(nc_path, protocol)
+            if done is not None:
+                return done, nc_path
     trainer = Trainer(protocol)
+    if protocol.training.checkpoint_every:
+        trainer.checkpoint_path = ckpt_path
+    if resume and ckpt_path.exists():
+        trainer.restore(ckpt_path)
     ds = trainer.run(progress=progress)
     write_dataset(ds, nc_path)
+    if ds.attrs["status"] != "interrupted":
+        ckpt_path.unlink(missing_ok=True)  # the .nc is complete: the checkpoint is done
     if protocol.output.figures:
         from bioperturb.plotting import plot_learning_curves, save_figure
 

@@ -8,6 +8,18 @@ Equations (Euler step dt; ξ white noise, injected into the noisy twin only)::
     y = V r,      y_n = V r_n              (linear readout)
     L_t = ½ m_t ‖y_t − y*_t‖²,  L̃_t = ½ m_t ‖ỹ_t − y*_t‖²   (one-unit loss group)
 
+With decorrelating lateral weights (``model.decorrelate``, docs/rules/decorrelation.md)
+W and U see decorrelated presynaptic vectors instead of r and u::
+
+    r̂ = D r,  r̂_n = D r_n     (D = I + lateral weights, "recurrent"; lateral Synapses d_rec)
+    û = D_in u                (D_in likewise, "input"; lateral Synapses d_in)
+    ΔD_ij = −η_d ⟨x̂_i x̂_j⟩_trial  (i ≠ j; diagonal fixed at 1; applied on training trials)
+
+The readout keeps reading r. The rules' presynaptic factors follow: with decorrelation on,
+the builder stores the decorrelated vector of the previous step in ``r_prev`` / ``u_prev``
+(r̂_{t−1}, û_{t−1}), so every rule's products, written with ``r_prev_pre`` / ``u_prev_pre``,
+use the vector its weights actually multiplied, unchanged.
+
 σ is the stationary standard deviation of h_n − h in the linear regime. One Synapses
 object per weight matrix carries both twins' currents; the global losses are computed by
 a one-unit group fed by summed variables and broadcast back as scalars — no neuron ever
@@ -22,15 +34,21 @@ one trial per ``net.run`` (runtime mode) or the whole tape in one simulation.
 
 Per-step schedule (``when``/``order``)::
 
+    start −1  r̂, r̂_n, û      ← Σ D r, Σ D r_n, Σ D_in u  (summed, lateral; decorrelation)
     start 0   y, y_n        ← Σ V r, Σ V r_n            (summed, readout)
     start 1   L, L_n        ← Σ l, Σ l_n                 (summed, loss group)
     start 2-4 rule: global sums, broadcasts, per-synapse accumulation
     start 4   L_cum += L/M                               (trial-loss accumulator)
+    start 4   dacc += x̂_pre x̂_post                       (lateral synapses; decorrelation)
     start 5   monitors
-    groups −1 I_rec, I_rec_n, I_in                       (summed currents)
+    groups −1 I_rec, I_rec_n, I_in                       (summed currents, from r̂ / û)
     groups 0  Euler step of h, h_n
-    after_groups  r_prev = r; r = tanh(h); r_n = tanh(h_n); u_prev = u
-    end (once per trial)  optimiser step on w; reset h, h_n, r, r_n, r_prev, u_prev
+    after_groups  r_prev = r (r̂); r = tanh(h); r_n = tanh(h_n); u_prev = u (û)
+    end (once per trial)  optimiser step on w, lateral step on d; reset h, h_n, r, r_n,
+                          r_prev, u_prev
+
+r̂_t is summed from r_t before I_rec is, so the forward pass stays the exact Euler step
+h_{t+1} = h_t + dt/τ (−h_t + W D r_t + U D_in u_t + b).
 """
 
 from __future__ import annotations
@@ -52,9 +70,14 @@ from brian2 import (
 
 from bioperturb.optimizers import optimizer_code, optimizer_equations, optimizer_namespace
 
-__all__ = ["Tape", "RateNetwork", "build_rate_network", "init_weights", "MATRICES"]
+__all__ = ["Tape", "RateNetwork", "build_rate_network", "init_weights", "MATRICES", "LATERAL"]
 
 MATRICES = ("W_in", "W_rec", "W_out")
+#: decorrelation site → (lateral matrix name, group, decorrelated variable, source variable)
+LATERAL = {
+    "recurrent": ("D_rec", "hidden", "rhat", "r"),
+    "input": ("D_in", "inputs", "uhat", "u"),
+}
 
 
 @dataclass
@@ -137,6 +160,8 @@ class RateNetwork:
         self.readout: NeuronGroup | None = None
         self.loss: NeuronGroup | None = None
         self.synapses: dict[str, Synapses] = {}
+        #: decorrelating lateral Synapses by matrix name ("D_rec", "D_in"), variable ``d``
+        self.lateral: dict[str, Synapses] = {}
         self.monitors: dict[str, StateMonitor] = {}
         self.namespace: dict[str, Any] = {}
         self.clock: Clock | None = None
@@ -153,8 +178,18 @@ class RateNetwork:
         """Current weight matrices as (post, pre) arrays."""
         return {name: self._matrix(name, "w") for name in self.synapses}
 
+    def get_lateral(self) -> dict[str, np.ndarray]:
+        """Current decorrelation matrices D = I + lateral weights as (post, pre) arrays."""
+        return {name: self._matrix(name, "d") for name in self.lateral}
+
+    def set_lateral(self, matrices: dict[str, np.ndarray]) -> None:
+        """Set D (its diagonal is part of the matrix; the learning rule keeps it fixed)."""
+        for name, d in matrices.items():
+            syn = self.lateral[name]
+            syn.d[:] = np.asarray(d)[syn.j[:], syn.i[:]]
+
     def _matrix(self, name: str, var: str) -> np.ndarray:
-        syn = self.synapses[name]
+        syn = self.synapses[name] if name in self.synapses else self.lateral[name]
         out = np.zeros(self.shape[name])
         out[syn.j[:], syn.i[:]] = getattr(syn, var)[:]
         return out
@@ -220,6 +255,10 @@ def build_rate_network(
 
     twin = rule.twin
     noisy = "h_n" if twin else "h"  # the state that receives the noise
+    decor = tuple(getattr(model, "decorrelate", ()))
+    # the presynaptic vectors the forward weights multiply (and the rules' factors)
+    rvar = "rhat" if "recurrent" in decor else "r"
+    uvar = "uhat" if "input" in decor else "u"
     hidden_eqs = Equations(
         """
         dh/dt = (-h + I_rec + I_in + b) / tau : 1
@@ -236,6 +275,8 @@ def build_rate_network(
         hidden_eqs += Equations(
             "dh_n/dt = (-h_n + I_rec_n + I_in_n + b) / tau : 1\nI_rec_n : 1\nI_in_n : 1\nr_n : 1"
         )
+    if "recurrent" in decor:
+        hidden_eqs += Equations("rhat : 1" + ("\nrhat_n : 1" if twin else ""))
     hidden = NeuronGroup(n_hidden, hidden_eqs, method="euler", clock=clock, name="hidden")
     hidden.b = model.bias
     hidden.sigma = model.sigma
@@ -250,7 +291,7 @@ def build_rate_network(
             name="hidden_noise",
         )
     hidden.run_regularly(
-        "r_prev = r\nr = tanh(h)" + ("\nr_n = tanh(h_n)" if twin else ""),
+        f"r_prev = {rvar}\nr = tanh(h)" + ("\nr_n = tanh(h_n)" if twin else ""),
         when="after_groups",
         order=1,
         name="hidden_rates",
@@ -263,8 +304,9 @@ def build_rate_network(
         name="hidden_reset",
     )
 
-    inputs = NeuronGroup(n_in, "u = stim(t, i) : 1\nu_prev : 1", clock=clock, name="inputs")
-    inputs.run_regularly("u_prev = u", when="after_groups", name="inputs_prev")
+    input_eqs = "u = stim(t, i) : 1\nu_prev : 1" + ("\nuhat : 1" if "input" in decor else "")
+    inputs = NeuronGroup(n_in, input_eqs, clock=clock, name="inputs")
+    inputs.run_regularly(f"u_prev = {uvar}", when="after_groups", name="inputs_prev")
     inputs.run_regularly("u_prev = 0", clock=trial_clock, when="end", order=1, name="inputs_reset")
 
     readout_eqs = Equations(
@@ -302,14 +344,14 @@ def build_rate_network(
         plastic += optimizer_equations(training.optimizer)
     update = optimizer_code(training.optimizer, clip=training.max_step > 0)
     summed = {
-        "W_in": ("inputs", "hidden", ["I_in_post = w * u_pre : 1 (summed)"]),
-        "W_rec": ("hidden", "hidden", ["I_rec_post = w * r_pre : 1 (summed)"]),
+        "W_in": ("inputs", "hidden", [f"I_in_post = w * {uvar}_pre : 1 (summed)"]),
+        "W_rec": ("hidden", "hidden", [f"I_rec_post = w * {rvar}_pre : 1 (summed)"]),
         "W_out": ("hidden", "readout", ["y_post = w * r_pre : 1 (summed)"]),
     }
     if twin:
         wn = rule.noisy_weight  # "w", or "(w + w_pert)" for weight perturbation
-        summed["W_in"][2].append(f"I_in_n_post = {wn} * u_pre : 1 (summed)")
-        summed["W_rec"][2].append(f"I_rec_n_post = {wn} * r_n_pre : 1 (summed)")
+        summed["W_in"][2].append(f"I_in_n_post = {wn} * {uvar}_pre : 1 (summed)")
+        summed["W_rec"][2].append(f"I_rec_n_post = {wn} * {rvar}_n_pre : 1 (summed)")
         summed["W_out"][2].append(f"y_n_post = {wn} * r_n_pre : 1 (summed)")
     groups = {"inputs": inputs, "hidden": hidden, "readout": readout}
     for name, (pre, post, lines) in summed.items():
@@ -323,6 +365,11 @@ def build_rate_network(
             )
     handle.set_weights(weights)
     twin_vars = ("_n",) if twin else ()
+    if decor:
+        ns["decor_lr"] = model.decor_lr
+        ns["decor_n_inv"] = 1.0 / tape.n_steps
+        for site in decor:
+            _add_lateral(handle, site, groups, (clock, trial_clock), twin)
     for suffix in ("", *twin_vars):
         handle.schedule_summed(handle.synapses["W_out"], f"y{suffix}", order=0)
 
@@ -366,8 +413,51 @@ def build_rate_network(
         loss,
         to_loss,
         *handle.synapses.values(),
+        *handle.lateral.values(),
         *rule_objs,
         *handle.monitors.values(),
         name="bioperturb_rate",
     )
     return handle
+
+
+def _add_lateral(
+    handle: RateNetwork,
+    site: str,
+    groups: dict[str, NeuronGroup],
+    clocks: tuple[Clock, Clock],
+    twin: bool,
+) -> None:
+    """Decorrelating lateral weights D = I + L within ``groups[...]`` (Brian2 variable ``d``).
+
+    All-to-all (self-connections included) so that ``x̂ = Σ_j d_ij x_j`` is exactly D x; the
+    diagonal d_ii = 1 is never changed (``offdiag`` masks the update). The local
+    anti-Hebbian rule: every step ``dacc += x̂_pre x̂_post``; at the end of a training trial
+    ``d −= η_d · dacc / n_steps`` off the diagonal (the trial mean of x̂_i x̂_j), then
+    ``dacc = 0``. ``learn_at(t)`` is 0 on evaluation trials, so they never move D.
+    """
+    name, group_name, hat, src = LATERAL[site]
+    group = groups[group_name]
+    clock, trial_clock = clocks
+    lines = [f"{hat}_post = d * {src}_pre : 1 (summed)"]
+    if twin and site == "recurrent":
+        lines.append(f"{hat}_n_post = d * {src}_n_pre : 1 (summed)")
+    eqs = Equations("d : 1\noffdiag : 1 (constant)\ndacc : 1") + Equations("\n".join(lines))
+    syn = Synapses(group, group, eqs, clock=clock, name=name.lower())
+    syn.connect()
+    syn.offdiag = "int(i != j)"
+    syn.d = "int(i == j)"
+    for line in lines:
+        handle.schedule_summed(syn, line.split("_post")[0], order=-1)
+    syn.run_regularly(
+        f"dacc += {hat}_pre * {hat}_post", when="start", order=4, name=f"{name.lower()}_accumulate"
+    )
+    syn.run_regularly(
+        "d += -decor_lr * decor_n_inv * learn_at(t) * offdiag * dacc\ndacc = 0",
+        clock=trial_clock,
+        when="end",
+        order=0,
+        name=f"{name.lower()}_update",
+    )
+    handle.lateral[name] = syn
+    handle.shape[name] = (len(group), len(group))

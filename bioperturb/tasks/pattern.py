@@ -73,6 +73,12 @@ class PatternTask(Task):
         input_noise: float = param(
             0.0, nonnegative=True, doc="std of Gaussian noise added per step to training inputs"
         )
+        input_correlation: float = param(
+            0.0,
+            nonnegative=True,
+            doc="random input: share ρ of each channel's variance from one common signal "
+            "(pairwise correlation ≈ ρ)",
+        )
 
         def check(self) -> None:
             """Cross-field constraints (raise ``ValueError("key: reason")``)."""
@@ -80,6 +86,14 @@ class PatternTask(Task):
                 raise ValueError(
                     f"freq_min: must be below freq_max ({self.freq_min!r} Hz >= "
                     f"{self.freq_max!r} Hz)"
+                )
+            if not self.input_correlation < 1:
+                raise ValueError(
+                    f"input_correlation: must be below 1, got {self.input_correlation!r}"
+                )
+            if self.input_correlation > 0 and self.input != "random":
+                raise ValueError(
+                    f"input_correlation: only for input = 'random' (got input = '{self.input}')"
                 )
             if self.input == "pulse" and not self.pulse_duration < self.duration:
                 raise ValueError(
@@ -152,13 +166,23 @@ class PatternTask(Task):
             return np.full(shape, p.input_amplitude)
         # Frozen Ornstein-Uhlenbeck noise (exact AR(1) discretisation, stationary start),
         # standardised per channel to zero mean and std input_amplitude.
-        decay = np.exp(-self.dt / p.input_timescale)
-        white = input_rng.standard_normal((self._n_steps + 1, p.n_inputs))
+        smooth = self._ou(input_rng, p.n_inputs)
+        rho = p.input_correlation
+        if rho > 0:  # drawn after the channels: ρ = 0 leaves the inputs as they were
+            common = self._ou(input_rng, 1)
+            smooth = np.sqrt(1 - rho) * smooth / smooth.std(axis=0)
+            smooth += np.sqrt(rho) * common / common.std(axis=0)
+            smooth -= smooth.mean(axis=0)
+        return p.input_amplitude * smooth / smooth.std(axis=0)
+
+    def _ou(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` frozen OU channels with zero mean over the trial."""
+        decay = np.exp(-self.dt / self.params.input_timescale)
+        white = rng.standard_normal((self._n_steps + 1, n))
         smooth, _ = lfilter(
             [np.sqrt(1.0 - decay**2)], [1.0, -decay], white[1:], axis=0, zi=decay * white[:1]
         )
-        smooth -= smooth.mean(axis=0)
-        return p.input_amplitude * smooth / smooth.std(axis=0)
+        return smooth - smooth.mean(axis=0)
 
     @property
     def n_inputs(self) -> int:

@@ -35,7 +35,7 @@ def samples_and_gradient():
         training__n_trials=40,
         training__eval_every=40,
         training__optimizer="sgd",
-        training__lr=1.0,
+        training__lr=0.0,
     )
     trainer = Trainer(protocol)
     samples = update_samples(trainer)
@@ -65,3 +65,40 @@ def test_alignment_rises_with_number_of_draws(samples_and_gradient):
         few = cosine(samples[name][:4].mean(axis=0), grad[name])
         many = cosine(samples[name].mean(axis=0), grad[name])
         assert single < few < many, (name, single, few, many)
+
+
+def test_brian2_forward_equals_jax_reference_over_500_steps():
+    # noise off, float64: the Brian2 twin network and the JAX BPTT reference integrate the
+    # same Euler map; only summation order differs (errors ~1e-15, kept from growing by the
+    # contracting tanh dynamics at g = 1.2 over 500 steps). Required: ≤ 1e-6 relative.
+    from bioperturb.reference import forward
+    from tests.integration.test_rate_network import add_trace_monitors, trial_rows
+
+    trainer = Trainer(
+        make_protocol(
+            model__sigma=0.0,
+            model__n_hidden=16,
+            model__bias=0.05,
+            task__duration="500 ms",
+            task__input="random",
+            task__n_inputs=3,
+            training__n_trials=1,
+            output__alignment=False,
+        )
+    )
+    mons = add_trace_monitors(trainer)
+    trainer.run()
+    rows = trial_rows(trainer, 0)
+    m = trainer.protocol.model
+    ev = trainer.eval_set
+    h_ref, _, y_ref = forward(
+        trainer.weights0, ev.inputs[:1], dt=m.dt, tau=m.tau, b=np.full(m.n_hidden, 0.05)
+    )
+    h = mons["hidden"].h[:, rows].T
+    y = mons["readout"].y[:, rows].T
+    assert h.shape == h_ref[0].shape == (500, 16)
+    scale_h, scale_y = np.abs(h_ref).max(), np.abs(y_ref).max()
+    assert np.abs(h - h_ref[0]).max() / scale_h <= 1e-6
+    assert np.abs(y - y_ref[0]).max() / scale_y <= 1e-6
+    # in practice it is float precision
+    np.testing.assert_allclose(h, h_ref[0], rtol=0, atol=1e-12 * scale_h)

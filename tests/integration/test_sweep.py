@@ -1,0 +1,188 @@
+"""Sweeps on a real dask LocalCluster: runs by hash, never recomputed, merged per swept key."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bioperturb.cli import main
+from bioperturb.config import protocol_from_mapping
+from bioperturb.dataset import read_dataset
+from bioperturb.sweep import collect, load_sweep, protocol_hash, run_point
+from bioperturb.training import Trainer
+
+REPO = Path(__file__).resolve().parents[2]
+
+BASE = """\
+name = "tiny"
+seed = 2
+[model]
+preset = "rate_rnn"
+n_hidden = 8
+[task]
+name = "pattern"
+duration = "40 ms"
+pulse_duration = "10 ms"
+[rule]
+name = "td_anp"
+[training]
+n_trials = 3
+eval_every = 2
+codegen = "numpy"
+[output]
+record_dt = "2 ms"
+n_record_units = 3
+"""
+
+SWEEP = """\
+base = "base.toml"
+[grid]
+seed = [0, 1]
+training.lr = [0.01, 1e6]   # unquoted dotted keys work too; 1e6 diverges
+
+[sweep]
+workers = 2
+"""
+
+
+def comparable(ds: xr.Dataset) -> xr.Dataset:
+    return ds.drop_vars("wall_time").assign_attrs(created="")
+
+
+@pytest.fixture
+def sweep_file(tmp_path):
+    (tmp_path / "base.toml").write_text(BASE)
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP)
+    return path
+
+
+def test_load_sweep_resolves_points_and_stable_hashes(sweep_file, tmp_path):
+    sweep = load_sweep(sweep_file, out=tmp_path / "out")
+    assert sweep.keys == ["seed", "training.lr"]
+    assert [p.values for p in sweep.points] == [
+        {"seed": 0, "training.lr": 0.01},
+        {"seed": 0, "training.lr": 1e6},
+        {"seed": 1, "training.lr": 0.01},
+        {"seed": 1, "training.lr": 1e6},
+    ]
+    point = sweep.points[1]
+    assert point.protocol.seed == 0 and point.protocol.training.lr == 1e6
+    assert not point.protocol.output.progress and not point.protocol.output.figures
+    assert point.hash == protocol_hash(point.toml) and len(point.hash) == 16
+    again = load_sweep(sweep_file, out=tmp_path / "elsewhere")
+    assert [p.hash for p in again.points] == [p.hash for p in sweep.points]
+    assert len({p.hash for p in sweep.points}) == 4
+    assert sweep.workers == 2 and sweep.scheduler is None
+    assert load_sweep(sweep_file, workers=1).workers == 1  # the command line wins
+
+
+def test_shipped_sweeps_load():
+    paths = sorted((REPO / "protocols" / "sweeps").glob("*.toml"))
+    assert paths, "no sweep files shipped"
+    for path in paths:
+        sweep = load_sweep(path)
+        assert len(sweep.points) == math.prod(len(v) for v in sweep.grid.values())
+
+
+def test_run_point_records_a_failure_and_never_raises(tmp_path):
+    result = run_point("this is = not [valid toml", str(tmp_path), "deadbeef")
+    assert result["status"] == "failed" and "TOMLDecodeError" in result["reason"]
+    record = json.loads((tmp_path / "deadbeef.failed.json").read_text())
+    assert record["error"] == result["reason"] and "Traceback" in record["traceback"]
+    assert not (tmp_path / "deadbeef.nc").exists()
+
+
+def test_sweep_on_a_local_cluster_with_two_workers(sweep_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["sweep", str(sweep_file), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 completed, 2 diverged" in printed, printed
+
+    runs = sorted((out / "runs").glob("*.nc"))
+    assert len(runs) == 4
+    with xr.open_dataset(out / "sweep.nc") as merged:
+        assert merged["loss"].dims == ("seed", "training.lr", "trial")
+        assert list(merged["seed"].values) == [0, 1]
+        assert list(merged["training.lr"].values) == [0.01, 1e6]
+        status = merged["status"].sel({"training.lr": 1e6}).values
+        assert list(status) == ["diverged", "diverged"]
+        assert set(merged["status"].sel({"training.lr": 0.01}).values) == {"completed"}
+        # a diverged run stops within one trial and keeps what it recorded
+        bad = merged["loss"].sel({"training.lr": 1e6})
+        assert np.all(np.isfinite(bad.isel(trial=0))) and np.all(np.isnan(bad.isel(trial=-1)))
+        assert np.all(np.isfinite(merged["loss"].sel({"training.lr": 0.01})))
+        reasons = merged["status_reason"].sel({"training.lr": 1e6}).values
+        assert all("max_weight" in r for r in reasons)
+        # different seeds: different runs
+        good = merged["loss"].sel({"training.lr": 0.01})
+        assert not np.array_equal(good.sel(seed=0), good.sel(seed=1))
+
+    # a worker process computes exactly what a plain run in this process computes
+    sweep = load_sweep(sweep_file, out=out)
+    point = sweep.points[0]
+    direct = Trainer(protocol_from_mapping(tomllib.loads(point.toml))).run(progress=False)
+    xr.testing.assert_identical(
+        comparable(read_dataset(out / "runs" / f"{point.hash}.nc")), comparable(direct)
+    )
+
+    # running again recomputes nothing
+    mtimes = {p: p.stat().st_mtime_ns for p in runs}
+    assert main(["sweep", str(sweep_file), "--out", str(out), "--quiet"]) == 0
+    assert "4 reused" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in runs} == mtimes
+
+    # a failed point is recorded, collected as 'failed', and the only one rerun next time
+    lost = out / "runs" / f"{point.hash}.nc"
+    lost.unlink()
+    run_point("not = [valid", str(out / "runs"), point.hash)
+    assert main(["collect", str(out)]) == 0
+    with xr.open_dataset(out / "sweep.nc") as merged:
+        cell = {"seed": 0, "training.lr": 0.01}
+        assert merged["status"].sel(cell).item() == "failed"
+        assert "TOMLDecodeError" in merged["status_reason"].sel(cell).item()
+        assert np.all(np.isnan(merged["loss"].sel(cell)))
+    del mtimes[lost]
+    # ... here on an existing dask cluster, by its scheduler's address
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR
+    ) as cluster:
+        argv = ["sweep", str(sweep_file), "--out", str(out), "--quiet"]
+        assert main([*argv, "--scheduler", cluster.scheduler_address]) == 0
+    assert "3 reused, 1 completed" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    assert lost.exists() and not (out / "runs" / f"{point.hash}.failed.json").exists()
+
+
+def test_collect_is_lazy_and_follows_the_manifest(sweep_file, tmp_path):
+    """Collect only what the manifest lists; runs are opened with dask (not loaded)."""
+    from bioperturb.sweep import combine_runs
+
+    out = tmp_path / "out"
+    sweep = load_sweep(sweep_file, out=out)
+    (out / "runs").mkdir(parents=True)
+    from bioperturb.sweep import MANIFEST, _manifest
+
+    (out / MANIFEST).write_text(json.dumps(_manifest(sweep)))
+    point = sweep.points[0]
+    run_point(point.toml, str(out / "runs"), point.hash)
+    stray = Path(out / "runs" / "0123456789abcdef.nc")
+    stray.write_bytes((out / "runs" / f"{point.hash}.nc").read_bytes())
+    combined = combine_runs(out)
+    try:
+        assert combined["loss"].chunks is not None  # dask-backed
+        assert combined.sizes["seed"] == 2 and combined.sizes["training.lr"] == 2
+        assert list(combined["status"].values.ravel()) == ["completed"] + ["missing"] * 3
+    finally:
+        combined.close()
+    path = collect(out)
+    assert path == out / "sweep.nc" and path.is_file()
