@@ -7,6 +7,7 @@ noise, so the same seed gives an identical Dataset.
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from typing import Any
 import brian2
 import numpy as np
 import xarray as xr
-from brian2 import second
+from brian2 import StateMonitor, second
 
 from bioperturb.brian_rng import BrianRNG
 from bioperturb.config import Protocol
@@ -96,6 +97,18 @@ class Trainer:
             record_dt=protocol.output.record_dt,
             record_units=self.record_units,
         )
+        # cumulative losses at every trial end: per-trial losses of a block of trials
+        names = [v for v in ("L_cum", "L_n_cum") if v in self.network.loss.variables]
+        self._trial_mon = StateMonitor(
+            self.network.loss,
+            names,
+            record=0,
+            clock=self.network.trial_clock,
+            when="end",
+            order=-2,
+            name="mon_trial_losses",
+        )
+        self.network.net.add(self._trial_mon)
         self.records = _Records()
         self.status = "completed"
         self.status_reason = ""
@@ -148,53 +161,106 @@ class Trainer:
                 desc=self.protocol.name,
             )
         eval_losses: list[float] = []
+        gc.freeze()  # Brian2 calls gc.collect() in every run: skip the objects that exist now
         try:
-            for position, (kind, index, eval_index) in enumerate(self.tape.kinds[start:], start):
-                is_eval = kind == "eval"
-                mons["activity"].active = mons["output"].active = is_eval
-                before = net.cumulative_losses()
-                n_samples = len(mons["loss_t"].t)
-                gradient = None if is_eval else self._gradient_for_alignment(index)
-                tic = time.perf_counter()
-                self._run(T)
-                self.position = position + 1
-                after = net.cumulative_losses()
-                loss, loss_noisy = after[0] - before[0], after[1] - before[1]
-                if is_eval:
-                    eval_losses.append(loss)
-                    self._record_eval_trial(index)
-                    if index == self.eval_set.n_trials - 1:
-                        self._close_eval(eval_index, eval_losses)
-                        eval_losses = []
-                        if bar is not None and eval_index > 0:
-                            bar.set_postfix(eval_loss=f"{self.records.eval_loss[-1]:.4g}")
+            position = start
+            while position < self.tape.n_trials:
+                kind, index, eval_index = self.tape.kinds[position]
+                if kind == "train":
+                    n = self._block_length(position)
+                    self._run_training_block(position, n, T)
+                    position += n
+                    last = index + n - 1
+                    if bar is not None:
+                        bar.update(n)
+                        bar.set_postfix(loss=f"{self.records.loss[-1]:.4g}", refresh=False)
+                    self._maybe_checkpoint(position - 1, last)
                     continue
-                rec = self.records
-                rec.wall_time.append(time.perf_counter() - tic)
-                rec.loss.append(loss)
-                rec.loss_noisy.append(loss_noisy)
-                rec.loss_t.append(np.asarray(mons["loss_t"].L[0, n_samples:]))
-                if gradient is not None:
-                    self._record_alignment(index, gradient)
-                self._check_finite(index, loss, loss_noisy)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-                self._maybe_checkpoint(position, index)
+                mons["activity"].active = mons["output"].active = True
+                before = net.cumulative_losses()
+                self._run(T)
+                mons["activity"].active = mons["output"].active = False
+                self.position = position = position + 1
+                eval_losses.append(net.cumulative_losses()[0] - before[0])
+                self._record_eval_trial(index)
+                if index == self.eval_set.n_trials - 1:
+                    self._close_eval(eval_index, eval_losses)
+                    eval_losses = []
+                    if bar is not None and eval_index > 0:
+                        bar.set_postfix(eval_loss=f"{self.records.eval_loss[-1]:.4g}")
         except DivergedError as err:
             self.status, self.status_reason = "diverged", str(err)
         except KeyboardInterrupt:
             self.status, self.status_reason = "interrupted", "KeyboardInterrupt"
         finally:
+            gc.unfreeze()
             if bar is not None:
                 bar.close()
         return self.to_dataset()
 
-    def _gradient_for_alignment(self, trial: int) -> dict[str, np.ndarray] | None:
-        """Exact gradient of this training trial's loss at the current weights, if due."""
+    #: most training trials run in one ``net.run`` (bounds how late a divergence, a
+    #: KeyboardInterrupt or a progress update is noticed)
+    MAX_BLOCK = 20
+
+    def _block_length(self, position: int) -> int:
+        """Consecutive training trials from ``position`` that can run in one simulation.
+
+        A block ends before an evaluation, after a checkpoint trial, and around the
+        alignment trial (it runs alone: its gradient is taken at the weights before it).
+        """
+        every = self.protocol.training.checkpoint_every
+        n = 0
+        while position + n < self.tape.n_trials and n < self.MAX_BLOCK:
+            kind, index, _ = self.tape.kinds[position + n]
+            if kind != "train" or (n > 0 and self._alignment_due(index)):
+                break
+            n += 1
+            if self._alignment_due(index) or (
+                self.checkpoint_path is not None and every and (index + 1) % every == 0
+            ):
+                break
+        return n
+
+    def _alignment_due(self, trial: int) -> bool:
         p = self.protocol
-        if not (p.output.alignment and self.rule.plastic and trial % p.training.eval_every == 0):
-            return None
+        return bool(p.output.alignment and self.rule.plastic and trial % p.training.eval_every == 0)
+
+    def _run_training_block(self, position: int, n: int, T: float) -> None:
+        """Run ``n`` training trials in one simulation and record each of them."""
+        net, rec = self.network, self.records
+        first = self.tape.kinds[position][1]
+        mon = self._trial_monitor()
+        n_ticks = len(mon.t)
+        n_samples = len(net.monitors["loss_t"].t)
+        before = net.cumulative_losses()
+        gradient = self._gradient_for_alignment(first) if self._alignment_due(first) else None
+        tic = time.perf_counter()
+        self._run(n * T)
+        wall = (time.perf_counter() - tic) / n
+        self.position = position + n
+        clean = np.concatenate([[before[0]], np.asarray(mon.L_cum[0, n_ticks:])])
+        noisy_var = "L_n_cum" if "L_n_cum" in net.loss.variables else "L_cum"
+        noisy = np.concatenate([[before[1]], np.asarray(getattr(mon, noisy_var)[0, n_ticks:])])
+        loss, loss_noisy = np.diff(clean), np.diff(noisy)
+        per_trial = self.tape.n_steps // self.record_step
+        loss_t = np.asarray(net.monitors["loss_t"].L[0, n_samples:]).reshape(n, per_trial)
+        for k in range(n):
+            rec.wall_time.append(wall)
+            rec.loss.append(float(loss[k]))
+            rec.loss_noisy.append(float(loss_noisy[k]))
+            rec.loss_t.append(loss_t[k])
+            if k == 0 and gradient is not None:
+                self._record_alignment(first, gradient)
+            if not (np.isfinite(loss[k]) and np.isfinite(loss_noisy[k])):
+                raise DivergedError(f"loss is not finite in trial {first + k}")
+        self._check_finite(first + n - 1, float(loss[-1]), float(loss_noisy[-1]))
+
+    def _trial_monitor(self):
+        return self._trial_mon
+
+    def _gradient_for_alignment(self, trial: int) -> dict[str, np.ndarray]:
+        """Exact gradient of this training trial's loss at the current weights."""
+        p = self.protocol
         # The first import of jax draws from numpy's global RNG, which Brian2's randn()
         # uses: keep the run's noise independent of whether jax was imported before.
         state = np.random.get_state()  # noqa: NPY002 - Brian2 draws from the legacy RNG
