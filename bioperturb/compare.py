@@ -145,7 +145,6 @@ def update_samples(trainer: Trainer) -> dict[str, np.ndarray]:
     import brian2
 
     net = trainer.network
-    brian2.seed(trainer.brian_seed)
     for mon in net.monitors.values():
         mon.active = False
     mons = {
@@ -164,7 +163,7 @@ def update_samples(trainer: Trainer) -> dict[str, np.ndarray]:
     net.net.add(*mons.values())
     tape = trainer.tape
     duration = (1 + tape.n_steps * tape.n_trials) * trainer.protocol.model.dt
-    net.net.run(duration * brian2.second, namespace=net.namespace)
+    trainer._run(duration)  # with the trainer's own random state
     # tick 0 is the reset step; tick k + 1 ends tape trial k
     rows = [k + 1 for k, (kind, _, _) in enumerate(tape.kinds) if kind == "train"]
     out = {}
