@@ -140,8 +140,11 @@ def update_samples(trainer: Trainer) -> dict[str, np.ndarray]:
     ``acc_last`` (the estimate the optimiser saw) at every trial end. Returns
     ``{matrix: array (n_train_trials, post, pre)}`` (ΔW = −η g for SGD).
     """
-    if trainer.protocol.training.lr != 0:
+    p = trainer.protocol
+    if p.training.lr != 0:
         raise ValueError("update_samples needs training.lr = 0 (frozen weights)")
+    if p.model.decorrelate and p.model.decor_lr != 0:
+        raise ValueError("update_samples needs model.decor_lr = 0 (frozen lateral weights)")
     import brian2
 
     net = trainer.network

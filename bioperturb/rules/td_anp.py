@@ -78,7 +78,7 @@ class TDANP(PerturbationRule):
     meta = {
         "description": "time-discretised activity-based node perturbation (clean + noisy twin)",
         "reference": (
-            "Dalm, Ahmad, Ahmad, van Gerven (2024) Effective learning with node perturbation in "
+            "Dalm, van Gerven, Ahmad (2024) Effective learning with node perturbation in "
             "deep neural networks, arXiv:2310.00965; García Fernández, Keemink, van Gerven "
             "(2024) Gradient-free training of recurrent neural networks using random "
             "perturbations, Front. Neurosci. 18:1439155"
