@@ -40,7 +40,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 import tomllib
 import traceback
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bioperturb.config import Protocol, load_protocol, protocol_from_mapping
+from bioperturb.dataset import write_text
 from bioperturb.schema import ConfigError
 
 __all__ = [
@@ -277,15 +277,7 @@ def load_sweep(
 
 # --------------------------------------------------------------------------- running
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_text(path, text)
 
 
 def _one_line(err: BaseException) -> str:

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+import tomli_w
 
 from bioperturb.config import apply_override, protocol_from_mapping
 
@@ -31,3 +32,23 @@ def make_protocol(**overrides: Any):
 @pytest.fixture
 def protocol_factory():
     return make_protocol
+
+
+#: a tiny protocol as a TOML file would hold it (for CLI, sweep and checkpoint tests)
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "seed": 2,
+    "model": {"preset": "rate_rnn", "n_hidden": 8},
+    "task": {"name": "pattern", "duration": "40 ms", "pulse_duration": "10 ms"},
+    "rule": {"name": "td_anp"},
+    "training": {"n_trials": 2, "eval_every": 1, "codegen": "numpy"},
+    "output": {"record_dt": "2 ms", "n_record_units": 3},
+}
+
+
+def tiny_toml(**overrides: Any) -> str:
+    """TOML text of :data:`TINY` with dotted overrides written ``table__key=value``."""
+    data = copy.deepcopy(TINY)
+    for key, value in overrides.items():
+        apply_override(data, key.replace("__", "."), value, "<test>")
+    return tomli_w.dumps(data)

@@ -16,30 +16,11 @@ from pathlib import Path
 import pytest
 
 from bioperturb.cli import main
+from tests.conftest import tiny_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
-GOOD = """\
-name = "tiny"
-seed = 2
-[model]
-preset = "rate_rnn"
-n_hidden = 8
-[task]
-name = "pattern"
-duration = "40 ms"
-pulse_duration = "10 ms"
-[rule]
-name = "td_anp"
-[training]
-n_trials = 2
-eval_every = 1
-codegen = "numpy"
-[output]
-record_dt = "2 ms"
-n_record_units = 3
-figures = false
-"""
+GOOD = tiny_toml(output__figures=False)
 
 SWEEP = """\
 base = "protocol.toml"

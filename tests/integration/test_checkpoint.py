@@ -20,34 +20,19 @@ from bioperturb.cli import main
 from bioperturb.dataset import read_dataset
 from bioperturb.rules import RULES
 from bioperturb.training import Trainer, run_protocol
-from tests.conftest import make_protocol
+from tests.conftest import make_protocol, tiny_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
-TINY = """
-name = "tiny"
-seed = 3
-[model]
-preset = "rate_rnn"
-n_hidden = 8
-[task]
-name = "pattern"
-duration = "40 ms"
-pulse_duration = "10 ms"
-[rule]
-name = "td_anp"
-[training]
-n_trials = 8
-eval_every = 3
-optimizer = "adam"
-lr = 0.01
-codegen = "numpy"
-checkpoint_every = 1
-[output]
-record_dt = "2 ms"
-n_record_units = 3
-figures = false
-"""
+TINY = tiny_toml(
+    seed=3,
+    training__n_trials=8,
+    training__eval_every=3,
+    training__optimizer="adam",
+    training__lr=0.01,
+    training__checkpoint_every=1,
+    output__figures=False,
+)
 
 
 def comparable(ds: xr.Dataset) -> xr.Dataset:

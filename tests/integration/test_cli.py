@@ -9,27 +9,9 @@ from pathlib import Path
 import xarray as xr
 
 from bioperturb.cli import main
+from tests.conftest import tiny_toml
 
-TINY = """
-name = "tiny"
-seed = 2
-[model]
-preset = "rate_rnn"
-n_hidden = 8
-[task]
-name = "pattern"
-duration = "40 ms"
-pulse_duration = "10 ms"
-[rule]
-name = "td_anp"
-[training]
-n_trials = 2
-eval_every = 1
-codegen = "numpy"
-[output]
-record_dt = "2 ms"
-n_record_units = 3
-"""
+TINY = tiny_toml()
 
 
 def test_list_shows_tasks_rules_and_models(capsys):

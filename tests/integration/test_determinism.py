@@ -12,31 +12,13 @@ import xarray as xr
 from bioperturb.config import load_protocol
 from bioperturb.dataset import read_dataset
 from bioperturb.training import Trainer
-from tests.conftest import make_protocol
+from tests.conftest import make_protocol, tiny_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
-PROTOCOL = """\
-name = "det"
-seed = 5
-[model]
-preset = "rate_rnn"
-n_hidden = 8
-[task]
-name = "pattern"
-duration = "40 ms"
-pulse_duration = "10 ms"
-[rule]
-name = "td_anp"
-[training]
-n_trials = 3
-eval_every = 2
-codegen = "numpy"
-[output]
-record_dt = "2 ms"
-n_record_units = 3
-figures = false
-"""
+PROTOCOL = tiny_toml(
+    name="det", seed=5, training__n_trials=3, training__eval_every=2, output__figures=False
+)
 
 
 def comparable(ds: xr.Dataset) -> xr.Dataset:

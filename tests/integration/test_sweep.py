@@ -17,29 +17,11 @@ from bioperturb.config import protocol_from_mapping
 from bioperturb.dataset import read_dataset
 from bioperturb.sweep import collect, load_sweep, protocol_hash, run_point
 from bioperturb.training import Trainer
+from tests.conftest import tiny_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
-BASE = """\
-name = "tiny"
-seed = 2
-[model]
-preset = "rate_rnn"
-n_hidden = 8
-[task]
-name = "pattern"
-duration = "40 ms"
-pulse_duration = "10 ms"
-[rule]
-name = "td_anp"
-[training]
-n_trials = 3
-eval_every = 2
-codegen = "numpy"
-[output]
-record_dt = "2 ms"
-n_record_units = 3
-"""
+BASE = tiny_toml(training__n_trials=3, training__eval_every=2)
 
 SWEEP = """\
 base = "base.toml"
