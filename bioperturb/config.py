@@ -306,6 +306,12 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
         raise ConfigError(
             where, "model.n_outputs", f"{n_out} does not match the task's {task.n_outputs} outputs"
         )
+    if getattr(protocol.rule, "apply", "trial_end") == "online" and (
+        protocol.training.optimizer != "sgd"
+    ):
+        raise ConfigError(
+            where, "rule.apply", "'online' applies plain SGD steps: set training.optimizer = 'sgd'"
+        )
     if protocol.output.record_dt < protocol.model.dt:
         raise ConfigError(where, "output.record_dt", "must not be smaller than model.dt")
     step = round(protocol.output.record_dt / protocol.model.dt)

@@ -36,8 +36,16 @@ def optimizer_equations(name: str) -> Equations:
     return Equations("")
 
 
-def optimizer_code(name: str, clip: bool) -> str:
-    """Brian2 synapse code applying one trial's update and clearing ``acc``."""
+def optimizer_code(name: str, clip: bool, online: bool = False) -> str:
+    """Brian2 synapse code applying one trial's update and clearing ``acc``.
+
+    With ``online`` the rule has already applied its SGD steps during the trial; the
+    trial end only keeps the estimate and clears it.
+    """
+    if online:
+        if name != "sgd":
+            raise ValueError(f"online weight updates use plain SGD, not '{name}'")
+        return "acc_last = acc\nacc = 0"
     if name == "sgd":
         step = "dw = -lr * learn_at(t) * acc"
     elif name == "adam":

@@ -342,7 +342,9 @@ def build_rate_network(
     plastic = rule.synapse_equations()
     if rule.plastic:
         plastic += optimizer_equations(training.optimizer)
-    update = optimizer_code(training.optimizer, clip=training.max_step > 0)
+    update = optimizer_code(
+        training.optimizer, clip=training.max_step > 0, online=getattr(rule, "online", False)
+    )
     summed = {
         "W_in": ("inputs", "hidden", [f"I_in_post = w * {uvar}_pre : 1 (summed)"]),
         "W_rec": ("hidden", "hidden", [f"I_rec_post = w * {rvar}_pre : 1 (summed)"]),

@@ -41,9 +41,16 @@ class NPParams:
         "dense", choices=("dense", "trial_end"), doc="per-step loss difference or one per trial"
     )
     eps: float = param(1e-30, positive=True, doc="ε guarding 0/0 when σ = 0")
+    apply: str = param(
+        "trial_end",
+        choices=("trial_end", "online"),
+        doc="apply the summed update at trial end, or an SGD step every step (dense signal)",
+    )
 
     def check(self) -> None:
         trace_params_check(self)
+        if self.apply == "online" and self.signal != "dense":
+            raise ValueError("apply: 'online' needs signal = 'dense'")
 
 
 class NodePerturbation(TDANP):

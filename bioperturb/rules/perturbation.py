@@ -64,6 +64,11 @@ class PerturbationRule(Rule):
     def signal(self) -> str:
         return getattr(self.params, "signal", "dense")
 
+    @property
+    def online(self) -> bool:
+        """Whether weights change every step (SGD inside the step) instead of at trial end."""
+        return getattr(self.params, "apply", "trial_end") == "online"
+
     def normalisers(self) -> dict[str, str]:
         """Loss-group expressions of the per-layer normaliser (names ``nrm_h``/``nrm_y``)."""
         return {"hidden": "1", "readout": "1"}
@@ -112,7 +117,10 @@ class PerturbationRule(Rule):
         product = self.PRODUCTS[matrix]
         step = f"elig = {decay!r} * elig + {product}"
         if self.signal == "dense":
-            return f"{step}\nacc += {gate} * elig", None
+            code = f"{step}\nacc += {gate} * elig"
+            if self.online:  # SGD step right away, on training trials (noise_at = 1) only
+                code += f"\nw = w - lr * noise_at(t) * {gate} * elig"
+            return code, None
         return step, f"acc += {gate} * elig"
 
     # -- objects ----------------------------------------------------------------------
