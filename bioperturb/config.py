@@ -188,18 +188,19 @@ class Protocol:
 _TOP_KEYS = {"name", "seed", "model", "task", "rule", "training", "output"}
 
 
-def _read_toml(path: Path, where: str) -> dict[str, Any]:
+def read_toml_text(path: Path, where: str, kind: str = "TOML") -> tuple[dict[str, Any], str]:
+    """(table, text) of a TOML file; every failure is a one-line :class:`ConfigError`.
+
+    ``kind`` names the expected file in the message for a directory ("sweep TOML").
+    """
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        text = Path(path).read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(where, "", "file not found") from None
     except PermissionError:
         raise ConfigError(where, "", "file not readable (permission denied)") from None
     except IsADirectoryError:
-        raise ConfigError(where, "", "is a directory, expected a TOML file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(where, "", f"invalid TOML: {err}") from None
+        raise ConfigError(where, "", f"is a directory, expected a {kind} file") from None
     except UnicodeDecodeError:
         raise ConfigError(where, "", "not a text file") from None
     except NotADirectoryError:
@@ -207,6 +208,14 @@ def _read_toml(path: Path, where: str) -> dict[str, Any]:
         raise ConfigError(where, "", reason) from None
     except OSError as err:  # e.g. a symlink loop, an I/O error
         raise ConfigError(where, "", f"cannot read file ({err.strerror or err})") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(where, "", f"invalid TOML: {err}") from None
+
+
+def _read_toml(path: Path, where: str) -> dict[str, Any]:
+    return read_toml_text(path, where)[0]
 
 
 def _resolve_model(table: Any, where: str, base_dir: Path) -> dict[str, Any]:

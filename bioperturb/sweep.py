@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bioperturb.config import Protocol, load_protocol, protocol_from_mapping
+from bioperturb.config import Protocol, load_protocol, protocol_from_mapping, read_toml_text
 from bioperturb.dataset import write_text
 from bioperturb.schema import ConfigError
 
@@ -108,24 +108,7 @@ def protocol_hash(toml_text: str) -> str:
 
 # --------------------------------------------------------------------------- loading
 def _read(path: Path) -> tuple[dict[str, Any], str]:
-    where = str(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(where, "", "file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(where, "", "is a directory, expected a sweep TOML file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(where, "", "not a text file") from None
-    except NotADirectoryError:
-        reason = "cannot read file (a parent in the path is not a directory)"
-        raise ConfigError(where, "", reason) from None
-    except OSError as err:
-        raise ConfigError(where, "", f"cannot read file ({err.strerror or err})") from None
-    try:
-        return tomllib.loads(text), text
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(where, "", f"invalid TOML: {err}") from None
+    return read_toml_text(path, str(path), kind="sweep TOML")
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
