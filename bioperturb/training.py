@@ -229,7 +229,7 @@ class Trainer:
         """Run ``n`` training trials in one simulation and record each of them."""
         net, rec = self.network, self.records
         first = self.tape.kinds[position][1]
-        mon = self._trial_monitor()
+        mon = self._trial_mon
         n_ticks = len(mon.t)
         n_samples = len(net.monitors["loss_t"].t)
         before = net.cumulative_losses()
@@ -255,18 +255,13 @@ class Trainer:
                 raise DivergedError(f"loss is not finite in trial {first + k}")
         self._check_finite(first + n - 1, float(loss[-1]), float(loss_noisy[-1]))
 
-    def _trial_monitor(self):
-        return self._trial_mon
-
     def _gradient_for_alignment(self, trial: int) -> dict[str, np.ndarray]:
         """Exact gradient of this training trial's loss at the current weights."""
         p = self.protocol
-        # The first import of jax draws from numpy's global RNG, which Brian2's randn()
-        # uses: keep the run's noise independent of whether jax was imported before.
-        state = np.random.get_state()  # noqa: NPY002 - Brian2 draws from the legacy RNG
+        # (importing jax draws from numpy's global RNG; harmless: Brian2's noise uses the
+        # trainer's own state, installed only around net.run by BrianRNG)
         from bioperturb.reference import gradient_at
 
-        np.random.set_state(state)  # noqa: NPY002
         tt = self.train_trials[trial]
         b = np.full(p.model.n_hidden, p.model.bias)
         weights, inputs = self.network.get_weights(), tt.inputs
