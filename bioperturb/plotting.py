@@ -252,7 +252,7 @@ def plot_activity(
     else:
         style = {"cmap": "viridis"}
     mesh = top.pcolormesh(time, np.arange(values.shape[0]), values, shading="nearest", **style)
-    fig.colorbar(mesh, ax=top, label=_label(ds["activity"], "rate r"))
+    fig.colorbar(mesh, ax=top, label=f"rate r = tanh(h) [{ds['activity'].attrs.get('units', '1')}]")
     top.set_ylabel("sampled unit [1]")
     top.yaxis.set_major_locator(MaxNLocator(integer=True))
     top.set_title(
@@ -282,7 +282,7 @@ def plot_activity(
         handles.append(Patch(color="0.9", label="not in the loss"))
     bottom.legend(handles=handles, frameon=False, fontsize="small")
     bottom.set_xlabel(f"time [{time_units}]")
-    bottom.set_ylabel(_label(ds["output_y"], "output"))
+    bottom.set_ylabel(f"readout y [{ds['output_y'].attrs.get('units', '1')}]")
     return fig
 
 
@@ -640,7 +640,7 @@ def plot_alignment(datasets: Runs, smooth: int | None = None) -> Figure:
                 ax.fill_between(xs, band[0].values, band[1].values, color=color, alpha=0.2)
         ax.set_title(matrix, fontsize="medium")
         ax.set_xlabel("training trials done [1]")
-    axes[0].set_ylabel("cos(ΔW, −∇L) [1]")
+    axes[0].set_ylabel("cos(rule estimate, ∇L) [1]")
     extra = []
     if windows:
         extra = [
