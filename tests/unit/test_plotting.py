@@ -122,7 +122,7 @@ def test_plot_activity_has_labelled_panels():
     heatmap, readout = data_axes(fig)
     assert heatmap.get_ylabel() == "sampled unit [1]"
     assert readout.get_xlabel() == "time [s]" and labelled(readout)
-    assert fig.axes[-1].get_ylabel() == "rate r [1]"  # colorbar
+    assert fig.axes[-1].get_ylabel() == "rate r = tanh(h) [1]"  # colorbar
     with pytest.raises(ValueError, match="one run"):
         plotting.plot_activity(xr.concat([make_run(), make_run()], dim="method"))
 
@@ -226,7 +226,7 @@ def test_plot_alignment_per_matrix_against_trials():
     fig = ds.bp.plot_alignment()
     axes = data_axes(fig)
     assert [ax.get_title() for ax in axes] == ["W_rec", "all"]
-    assert labelled(axes[0]) and axes[0].get_ylabel() == "cos(ΔW, −∇L) [1]"
+    assert labelled(axes[0]) and axes[0].get_ylabel() == "cos(rule estimate, ∇L) [1]"
     assert axes[1].get_xlabel() == "training trials done [1]"  # shares the y axis
     assert plotting.PALETTE["np"] in colours(axes[0])
     with pytest.raises(ValueError, match="alignment"):
