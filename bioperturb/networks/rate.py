@@ -41,9 +41,10 @@ Per-step schedule (``when``/``order``)::
     start 4   L_cum += L/M                               (trial-loss accumulator)
     start 4   dacc += x̂_pre x̂_post                       (lateral synapses; decorrelation)
     start 5   monitors
-    groups −1 I_rec, I_rec_n, I_in                       (summed currents, from r̂ / û)
-    groups 0  Euler step of h, h_n
-    after_groups  r_prev = r (r̂); r = tanh(h); r_n = tanh(h_n); u_prev = u (û)
+    groups −1 I_rec, I_rec_n, I_in, I_in_n               (summed currents, from r̂ / û)
+    groups 0  Euler step of h, h_n (the same deterministic expression for both)
+    after_groups 0  noise_h = σ √(2 dt/τ) randn();  h_n += noise_h   (Euler–Maruyama)
+    after_groups 1  r_prev = r (r̂); r = tanh(h); r_n = tanh(h_n); u_prev = u (û)
     end (once per trial)  optimiser step on w, lateral step on d; reset h, h_n, r, r_n,
                           r_prev, u_prev
 
