@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bioperturb.rules.perturbation import MATRICES, trace_params_check
+from bioperturb.rules.perturbation import SCALES, TraceParams
 from bioperturb.rules.td_anp import TDANP
 from bioperturb.schema import param
 
@@ -29,28 +29,9 @@ __all__ = ["NodePerturbation"]
 
 
 @dataclass(frozen=True)
-class NPParams:
-    scale: str = param(
-        "one", choices=("sqrt_total", "sqrt_layer", "one"), doc="c multiplying the estimate"
-    )
-    train: tuple[str, ...] = param(list(MATRICES), doc="plastic weight matrices")
-    tau_e: float = param(
-        0.0, unit="second", nonnegative=True, doc="eligibility time constant (0: current step)"
-    )
-    signal: str = param(
-        "dense", choices=("dense", "trial_end"), doc="per-step loss difference or one per trial"
-    )
-    eps: float = param(1e-30, positive=True, doc="ε guarding 0/0 when σ = 0")
-    apply: str = param(
-        "trial_end",
-        choices=("trial_end", "online"),
-        doc="apply the summed update at trial end, or an SGD step every step (dense signal)",
-    )
-
-    def check(self) -> None:
-        trace_params_check(self)
-        if self.apply == "online" and self.signal != "dense":
-            raise ValueError("apply: 'online' needs signal = 'dense'")
+class NPParams(TraceParams):
+    # the estimator is already normalised by σ_ξ²: no extra scale by default
+    scale: str = param("one", choices=SCALES, doc="c multiplying the estimate")
 
 
 class NodePerturbation(TDANP):

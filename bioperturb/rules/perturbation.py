@@ -23,15 +23,19 @@ A rule supplies, per layer, the loss-group expression of its normaliser (``nrm``
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from brian2 import Equations, Synapses
 
 from bioperturb.rules.base import Rule
+from bioperturb.schema import param
 
-__all__ = ["PerturbationRule", "MATRICES", "trace_params_check"]
+__all__ = ["PerturbationRule", "TraceParams", "MATRICES", "SCALES", "trace_params_check"]
 
 MATRICES = ("W_in", "W_rec", "W_out")
+#: c: √(n_in + N + n_out) as in the RNN paper's code, √N, or 1
+SCALES = ("sqrt_total", "sqrt_layer", "one")
 
 
 def trace_params_check(params: Any) -> None:
@@ -40,6 +44,33 @@ def trace_params_check(params: Any) -> None:
         raise ValueError(f"train: unknown matrix '{bad[0]}' (known: {', '.join(MATRICES)})")
     if not params.train:
         raise ValueError("train: at least one matrix must be plastic")
+
+
+@dataclass(frozen=True)
+class TraceParams:
+    """Parameters of the rules with a trace, a signal and a way to apply the update."""
+
+    scale: str = param(
+        "sqrt_total", choices=SCALES, doc="c: √(n_in+N+n_out) (paper code), √N, or 1"
+    )
+    train: tuple[str, ...] = param(list(MATRICES), doc="plastic weight matrices")
+    tau_e: float = param(
+        0.0, unit="second", nonnegative=True, doc="eligibility time constant (0: current step)"
+    )
+    signal: str = param(
+        "dense", choices=("dense", "trial_end"), doc="per-step loss difference or one per trial"
+    )
+    eps: float = param(1e-30, positive=True, doc="ε guarding 0/0 when the perturbation is 0")
+    apply: str = param(
+        "trial_end",
+        choices=("trial_end", "online"),
+        doc="apply the summed update at trial end, or an SGD step every step (dense signal)",
+    )
+
+    def check(self) -> None:
+        trace_params_check(self)
+        if self.apply == "online" and self.signal != "dense":
+            raise ValueError("apply: 'online' needs signal = 'dense'")
 
 
 class PerturbationRule(Rule):

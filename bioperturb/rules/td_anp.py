@@ -40,40 +40,17 @@ from typing import Any
 
 from brian2 import Synapses
 
-from bioperturb.rules.perturbation import MATRICES, PerturbationRule, trace_params_check
+from bioperturb.rules.perturbation import PerturbationRule, TraceParams
 from bioperturb.schema import param
 
 __all__ = ["TDANP", "TDANPParams"]
 
 
 @dataclass(frozen=True)
-class TDANPParams:
-    scale: str = param(
-        "sqrt_total",
-        choices=("sqrt_total", "sqrt_layer", "one"),
-        doc="c: √(n_in+N+n_out) (paper code), √N, or 1",
-    )
+class TDANPParams(TraceParams):
     normalise: str = param(
         "per_layer", choices=("per_layer", "none"), doc="divide by ‖δ_t‖² of the layer, or not"
     )
-    train: tuple[str, ...] = param(list(MATRICES), doc="plastic weight matrices")
-    tau_e: float = param(
-        0.0, unit="second", nonnegative=True, doc="eligibility time constant (0: none, TD-ANP)"
-    )
-    signal: str = param(
-        "dense", choices=("dense", "trial_end"), doc="per-step loss difference or one per trial"
-    )
-    eps: float = param(1e-30, positive=True, doc="ε guarding 0/0 when δ = 0 (σ = 0, step 0)")
-    apply: str = param(
-        "trial_end",
-        choices=("trial_end", "online"),
-        doc="apply the summed update at trial end, or an SGD step every step (dense signal)",
-    )
-
-    def check(self) -> None:
-        trace_params_check(self)
-        if self.apply == "online" and self.signal != "dense":
-            raise ValueError("apply: 'online' needs signal = 'dense'")
 
 
 class TDANP(PerturbationRule):
