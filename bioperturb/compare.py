@@ -24,7 +24,8 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
     from bioperturb.reference import forward, train_bptt
 
     p = trainer.protocol
-    model, training = p.model, p.training
+    training = p.training
+    model, weights0 = reference_model(trainer)
     tt, ev = trainer.train_trials, trainer.eval_set
     kw = dict(dt=model.dt, tau=model.tau, b=np.full(model.n_hidden, model.bias))
     # compile the BPTT step once outside the timed loop: otherwise JAX's compilation
@@ -32,14 +33,14 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
     from bioperturb.reference import BPTTTrainer
 
     warm = BPTTTrainer(
-        trainer.weights0,
+        weights0,
         optimizer=optimizer or training.optimizer,
         lr=training.lr if lr is None else lr,
         **kw,
     )
     warm.step(tt.inputs[0], tt.targets[0], tt.mask[0])
     res = train_bptt(
-        trainer.weights0,
+        weights0,
         lambda i: (tt.inputs[i], tt.targets[i], tt.mask[i]),
         (ev.inputs, ev.targets, ev.mask),
         training.n_trials,
@@ -70,8 +71,52 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
         ds[name].values = np.array([w[name] for w in res["weights_eval"]])
     if "alignment" in ds:  # BPTT's update is the gradient itself; no rule estimate to score
         ds = ds.drop_vars(["alignment", "align_trial", "matrix"], errors="ignore")
+    if p.model.kind != "rate":  # a rate reference has no spikes or membrane potentials
+        spiking = [v for v in SPIKING_VARIABLES if v in ds]
+        ds = ds.drop_vars(spiking).drop_dims(["spike", "neuron"], errors="ignore")
+        ds["activity"].attrs["long_name"] = "rate r = tanh(h) of the rate reference"
+        ds.attrs["reference_model"] = (
+            f"rate RNN, N = {model.n_hidden}, tau = tau_m = {model.tau} s, other parameters "
+            f"from models/rate_rnn.toml"
+        )
     ds.attrs.update(rule="bptt", engine="jax-reference-float64")
     return ds
+
+
+#: variables only a spiking run has
+SPIKING_VARIABLES = (
+    "membrane",
+    "spike_unit",
+    "spike_time",
+    "spike_eval",
+    "spike_condition",
+    "rate",
+    "cell_sign",
+)
+
+
+def reference_model(trainer: Trainer):
+    """(rate model, initial weights) of the BPTT reference of ``trainer``'s protocol.
+
+    For a rate protocol: the protocol's own model and initial weights. For a LIF protocol
+    there is no exact gradient; the reference is a tanh rate RNN of the same size, dt
+    and task, with τ = τ_m, the other parameters of the ``rate_rnn`` preset, and initial
+    weights drawn by the rate initialiser from the run's weight stream.
+    """
+    p = trainer.protocol
+    if p.model.kind == "rate":
+        return p.model, trainer.weights0
+    from bioperturb.config import MODELS_DIR, ModelConfig, read_toml_text
+    from bioperturb.networks.rate import init_weights
+    from bioperturb.schema import from_mapping
+    from bioperturb.training import weight_rng
+
+    preset = MODELS_DIR / "rate_rnn.toml"
+    table = dict(read_toml_text(preset, str(preset))[0]["model"])
+    table.update(n_hidden=p.model.n_hidden, dt=f"{p.model.dt} s", tau=f"{p.model.tau_m} s")
+    model = from_mapping(ModelConfig, table, str(preset), "model.")
+    n_in, n_out = trainer.task.n_inputs, trainer.task.n_outputs
+    return model, init_weights(weight_rng(p.seed), n_in, model.n_hidden, n_out, model)
 
 
 def combine_methods(datasets: dict[str, xr.Dataset]) -> xr.Dataset:

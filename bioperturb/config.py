@@ -44,6 +44,8 @@ from bioperturb.schema import ConfigError, from_mapping, param, to_mapping
 
 __all__ = [
     "ModelConfig",
+    "LIFConfig",
+    "MODEL_KINDS",
     "TrainingConfig",
     "OutputConfig",
     "Protocol",
@@ -93,7 +95,7 @@ class ModelConfig:
     )
 
     def check(self) -> None:
-        if self.dt > self.tau:
+        if self.kind == "rate" and self.dt > self.tau:
             raise ValueError(
                 f"dt ({self.dt} s) must not exceed tau ({self.tau} s): Euler is unstable"
             )
@@ -104,6 +106,86 @@ class ModelConfig:
                 )
         if len(set(self.decorrelate)) != len(self.decorrelate):
             raise ValueError(f"decorrelate: duplicate entry in {list(self.decorrelate)}")
+
+
+@dataclass(frozen=True)
+class LIFConfig:
+    """A noisy LIF RNN with exponential current synapses (docs/network-spiking.md).
+
+    Potentials are measured in units of the distance from rest to threshold (rest 0)::
+
+        τ_m dv/dt = −v + h + b   (held at v_reset for t_ref after a spike; spike: v > v_th)
+        τ_s dh/dt = −h,  h += w on each presynaptic spike  (h = W r + U u exactly)
+        τ_s dr/dt = −r,  r += 1 on each own spike          (trace; presynaptic factor)
+        y = V r                                             (leaky readout)
+    """
+
+    kind: str = param("lif", choices=("lif",), doc="network type")
+    n_hidden: int = param(200, positive=True, doc="number of LIF neurons N")
+    dt: float = param(0.001, unit="second", positive=True, doc="integration step")
+    tau_m: float = param(0.02, unit="second", positive=True, doc="membrane time constant τ_m")
+    tau_syn: float = param(
+        0.01,
+        unit="second",
+        positive=True,
+        doc="synaptic (and readout) time constant τ_s of currents and spike traces",
+    )
+    t_ref: float = param(0.002, unit="second", nonnegative=True, doc="refractory period")
+    v_th: float = param(1.0, positive=True, doc="threshold (rest = 0)")
+    v_reset: float = param(0.0, doc="reset potential")
+    sigma: float = param(
+        0.05,
+        nonnegative=True,
+        doc="noise current of the noisy twin: stationary std of h_n − h (an OU current, τ_s)",
+    )
+    g: float = param(1.0, nonnegative=True, doc="recurrent weight scale: W ~ N(0, g²/N)")
+    input_scale: float = param(1.0, nonnegative=True, doc="U ~ N(0, input_scale²/n_in)")
+    output_scale: float = param(1.0, nonnegative=True, doc="initial V ~ N(0, output_scale²/N)")
+    bias: float = param(0.5, doc="constant drive b (in threshold units)")
+    n_outputs: int | None = param(None, doc="readout size (default: the task's n_outputs)")
+    input_coding: str = param(
+        "spikes",
+        choices=("spikes", "poisson"),
+        doc="'spikes': the task's input u ≥ 0.5 at a step is a spike of that input neuron; "
+        "'poisson': input neuron i fires with rate input_rate · max(u_i, 0)",
+    )
+    input_rate: float = param(
+        100.0, unit="hertz", nonnegative=True, doc="Poisson rate per unit input ('poisson')"
+    )
+    dale: bool = param(
+        False, doc="Dale's law: excitatory and inhibitory neurons, W_rec signs kept in learning"
+    )
+    frac_exc: float = param(0.8, positive=True, doc="fraction of excitatory neurons (dale)")
+    decorrelate: tuple[str, ...] = param(
+        [], doc="decorrelating lateral weights (as for the rate model): 'input', 'recurrent'"
+    )
+    decor_lr: float = param(0.01, nonnegative=True, doc="η_d of the lateral rule")
+
+    @property
+    def tau(self) -> float:
+        """The time constant of the noisy variable h (the synaptic current)."""
+        return self.tau_syn
+
+    def check(self) -> None:
+        for name in ("tau_m", "tau_syn"):
+            if self.dt > getattr(self, name):
+                raise ValueError(f"dt ({self.dt} s) must not exceed {name}: Euler is unstable")
+        if self.v_reset >= self.v_th:
+            raise ValueError(f"v_reset ({self.v_reset}) must be below v_th ({self.v_th})")
+        if self.dale and not 0 < self.frac_exc < 1:
+            raise ValueError(f"frac_exc must be between 0 and 1, got {self.frac_exc}")
+        ModelConfig.check(self)  # decorrelate entries
+
+
+#: model classes by ``model.kind``
+MODEL_KINDS = {"rate": ModelConfig, "lif": LIFConfig}
+
+
+def model_class(table: Any, where: str, key: str = "model.kind") -> type:
+    kind = table.get("kind", "rate") if isinstance(table, dict) else "rate"
+    if kind not in MODEL_KINDS:
+        raise ConfigError(where, key, f"unknown kind {kind!r} (known: {', '.join(MODEL_KINDS)})")
+    return MODEL_KINDS[kind]
 
 
 @dataclass(frozen=True)
@@ -149,7 +231,8 @@ class OutputConfig:
     alignment: bool = param(
         True,
         doc="every eval_every trials, record the cosine of the rule's estimate with the exact "
-        "BPTT gradient (JAX reference) on that training trial",
+        "BPTT gradient (JAX reference) on that training trial (rate models only: a LIF "
+        "network has no exact gradient, so LIF runs skip it)",
     )
 
 
@@ -159,7 +242,7 @@ class Protocol:
 
     name: str
     seed: int
-    model: ModelConfig
+    model: ModelConfig | LIFConfig
     task_name: str
     task: Any
     rule_name: str
@@ -237,7 +320,8 @@ def _resolve_model(table: Any, where: str, base_dir: Path) -> dict[str, Any]:
             if unknown:
                 raise ConfigError(str(path), sorted(unknown)[0], "unknown key (expected [model])")
             base = data.get("model", {})
-            from_mapping(ModelConfig, base, str(path), "model.")  # validate the preset itself
+            # validate the preset itself
+            from_mapping(model_class(base, str(path)), base, str(path), "model.")
             return {**base, **table}
     known = sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
     raise ConfigError(
@@ -263,9 +347,8 @@ def protocol_from_mapping(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(where, "seed", f"must be a non-negative integer, got {seed!r}")
 
-    model = from_mapping(
-        ModelConfig, _resolve_model(data.get("model", {}), where, base_dir), where, "model."
-    )
+    model_table = _resolve_model(data.get("model", {}), where, base_dir)
+    model = from_mapping(model_class(model_table, where), model_table, where, "model.")
 
     task_table, task_name, task_cls = _named_table(data, "task", TASKS, where)
     task = from_mapping(task_cls.Params, task_table, where, "task.")

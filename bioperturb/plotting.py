@@ -39,6 +39,7 @@ __all__ = [
     "method_color",
     "plot_learning_curves",
     "plot_activity",
+    "plot_raster",
     "plot_weight_changes",
     "plot_pca",
     "plot_learning_comparison",
@@ -252,7 +253,8 @@ def plot_activity(
     else:
         style = {"cmap": "viridis"}
     mesh = top.pcolormesh(time, np.arange(values.shape[0]), values, shading="nearest", **style)
-    fig.colorbar(mesh, ax=top, label=f"rate r = tanh(h) [{ds['activity'].attrs.get('units', '1')}]")
+    name = "synaptic trace r" if "spike_unit" in ds else "rate r = tanh(h)"
+    fig.colorbar(mesh, ax=top, label=f"{name} [{ds['activity'].attrs.get('units', '1')}]")
     top.set_ylabel("sampled unit [1]")
     top.yaxis.set_major_locator(MaxNLocator(integer=True))
     top.set_title(
@@ -283,6 +285,78 @@ def plot_activity(
     bottom.legend(handles=handles, frameon=False, fontsize="small")
     bottom.set_xlabel(f"time [{time_units}]")
     bottom.set_ylabel(f"readout y [{ds['output_y'].attrs.get('units', '1')}]")
+    return fig
+
+
+def plot_raster(
+    ds: xr.Dataset, eval_trial: int = -1, condition: int = 0, n_membrane: int = 3
+) -> Figure:
+    """Spike raster, membrane potentials and readout of one evaluation trial of a LIF run.
+
+    Parameters
+    ----------
+    ds : Dataset
+        One spiking run (``spike_unit``, ``spike_time``, ``spike_eval``,
+        ``spike_condition``, ``membrane``, ``output_y``, ``target``; ``cell_sign`` colours
+        excitatory and inhibitory neurons under Dale's law).
+    eval_trial, condition : int
+        Positions along ``eval_trial`` and ``condition`` (−1: the last evaluation).
+    n_membrane : int
+        Membrane traces of this many sampled neurons.
+
+    Returns
+    -------
+    Figure
+    """
+    _single_run(ds, "plot_raster")
+    missing = [v for v in ("spike_unit", "spike_time", "membrane", "output_y") if v not in ds]
+    if missing:
+        raise ValueError(f"plot_raster needs a spiking run; {missing} not in the Dataset")
+    ev = np.arange(ds.sizes["eval_trial"])[eval_trial]
+    cond = np.arange(ds.sizes["condition"])[condition]
+    pick = (ds["spike_eval"].values == ev) & (ds["spike_condition"].values == cond)
+    units = ds["spike_unit"].values[pick]
+    times = ds["spike_time"].values[pick]
+    n_neurons = int(ds.sizes.get("neuron", units.max() + 1 if units.size else 1))
+    time = ds["time"].values
+    duration = float(time[-1] + (time[1] - time[0] if time.size > 1 else 0.0))
+
+    fig = Figure(figsize=(7.0, 6.0), layout="constrained")
+    raster, membrane, readout = fig.subplots(3, 1, sharex=True, height_ratios=(3, 1.2, 1.2))
+    if "cell_sign" in ds:
+        inhibitory = ds["cell_sign"].values[units] < 0
+        for sel, color, label in ((~inhibitory, "#0072B2", "E"), (inhibitory, "#D55E00", "I")):
+            raster.scatter(times[sel], units[sel], s=1.5, color=color, marker="|", label=label)
+        raster.legend(frameon=False, fontsize="small", loc="upper right", markerscale=4)
+    else:
+        raster.scatter(times, units, s=1.5, color="0.1", marker="|")
+    raster.set_ylim(-0.5, n_neurons - 0.5)
+    raster.set_ylabel("neuron [1]")
+    rate = units.size / max(n_neurons, 1) / duration if duration > 0 else float("nan")
+    raster.set_title(
+        f"condition {int(ds['condition'][cond])}, after {int(ds['eval_trial'][ev])} training "
+        f"trials: {units.size} spikes, mean rate {rate:.1f} Hz"
+    )
+    v = ds["membrane"].isel(eval_trial=ev, condition=cond)
+    for k in range(min(n_membrane, v.sizes["unit"])):
+        membrane.plot(time, v.isel(unit=k).values, lw=0.8, label=f"neuron {int(v['unit'][k])}")
+    membrane.set_ylabel("v [threshold units]")
+    membrane.legend(frameon=False, fontsize="x-small", loc="upper right")
+    out = ds["output_y"].isel(eval_trial=ev, condition=cond)
+    target = ds["target"].isel(condition=cond)
+    for k in range(out.sizes["output"]):
+        readout.plot(time, out.isel(output=k).values, color=f"C{k}", lw=1.2)
+        readout.plot(time, target.isel(output=k).values, color=f"C{k}", lw=1.2, ls="--")
+    readout.legend(
+        handles=[
+            Line2D([], [], color="0.2", lw=1.2, label="readout y"),
+            Line2D([], [], color="0.2", lw=1.2, ls="--", label="target y*"),
+        ],
+        frameon=False,
+        fontsize="small",
+    )
+    readout.set_ylabel("readout y [1]")
+    readout.set_xlabel(f"time [{ds['time'].attrs.get('units', 's')}]")
     return fig
 
 

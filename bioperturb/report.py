@@ -122,7 +122,8 @@ def _titled(fig: Figure, prefix: str) -> Figure:
 def standard_figures(ds: xr.Dataset) -> Iterator[tuple[str, Callable[[], Figure]]]:
     """The standard figures of a run or compare file, as (name, figure factory) pairs.
 
-    Names: ``learning``, ``activity[_<method>]``, ``pca[_<method>]``,
+    Names: ``learning``, ``activity[_<method>]``, ``raster[_<method>]`` (spiking runs),
+    ``pca[_<method>]``,
     ``weight_changes``, ``weight_drift``, ``spectrum``, ``alignment`` (with an
     ``alignment`` variable) and ``similarity`` (compare files with a ``bptt`` method).
     Figures are made only when called, so a caller can write and drop them one by one.
@@ -136,6 +137,12 @@ def standard_figures(ds: xr.Dataset) -> Iterator[tuple[str, Callable[[], Figure]
                 return _titled(plotting.plot_activity(run), title)
 
             yield f"activity{suffix}", activity
+        if "spike_unit" in run and "membrane" in run:
+
+            def raster(run=run, title=title):
+                return _titled(plotting.plot_raster(run), title)
+
+            yield f"raster{suffix}", raster
         if "activity" in run and run.sizes["unit"] >= 2:
 
             def pca(run=run, title=title):

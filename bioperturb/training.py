@@ -23,6 +23,7 @@ from bioperturb.brian_rng import BrianRNG
 from bioperturb.config import Protocol
 from bioperturb.dataset import versions_toml, write_dataset
 from bioperturb.networks.rate import MATRICES, RateNetwork, Tape, build_rate_network, init_weights
+from bioperturb.networks.spiking import build_spiking_network, dale_signs, init_spiking_weights
 from bioperturb.rules import get_rule
 from bioperturb.tasks import Task, Trials, get_task
 
@@ -48,12 +49,20 @@ class _Records:
     activity: list[np.ndarray] = field(default_factory=list)
     output: list[np.ndarray] = field(default_factory=list)
     align_trial: list[int] = field(default_factory=list)
+    membrane: list[np.ndarray] = field(default_factory=list)
+    #: per evaluation trial: (n_spikes, 2) array of (unit, time within the trial in s)
+    spikes: list[np.ndarray] = field(default_factory=list)
     alignment: list[list[float]] = field(default_factory=list)
 
 
 def _streams(seed: int) -> dict[str, np.random.SeedSequence]:
     names = ("task", "weights", "brian2", "record")
     return dict(zip(names, np.random.SeedSequence(seed).spawn(len(names)), strict=True))
+
+
+def weight_rng(seed: int) -> np.random.Generator:
+    """The generator of a run's initial weights."""
+    return np.random.default_rng(_streams(seed)["weights"])
 
 
 class Trainer:
@@ -71,8 +80,9 @@ class Trainer:
         self.eval_set: Trials = self.task.eval_trials()
         self.tape = Tape.build(self._segments())
         n_in, n_out = self.task.n_inputs, self.task.n_outputs
-        self.weights0 = init_weights(
-            np.random.default_rng(streams["weights"]), n_in, model.n_hidden, n_out, model
+        spiking = model.kind == "lif"
+        self.weights0 = (init_spiking_weights if spiking else init_weights)(
+            weight_rng(protocol.seed), n_in, model.n_hidden, n_out, model
         )
         rec_rng = np.random.default_rng(streams["record"])
         n_rec = min(protocol.output.n_record_units, model.n_hidden)
@@ -88,7 +98,8 @@ class Trainer:
             )
         self.record_step = step
         brian2.prefs.codegen.target = training.codegen
-        self.network: RateNetwork = build_rate_network(
+        build = build_spiking_network if spiking else build_rate_network
+        self.network: RateNetwork = build(
             model,
             self.rule,
             training,
@@ -144,10 +155,9 @@ class Trainer:
         """Run the whole tape; return the Dataset (also on divergence or interruption)."""
         show = self.protocol.output.progress if progress is None else progress
         net = self.network
-        mons = net.monitors
         start = self.position
         if start == 0:
-            mons["activity"].active = mons["output"].active = False
+            self._eval_monitors(False)
             self._run(self.protocol.model.dt)  # the reset step (tape row 0)
         T = self.tape.n_steps * self.protocol.model.dt
         bar = None
@@ -176,10 +186,10 @@ class Trainer:
                         bar.set_postfix(loss=f"{self.records.loss[-1]:.4g}", refresh=False)
                     self._maybe_checkpoint(position - 1, last)
                     continue
-                mons["activity"].active = mons["output"].active = True
+                self._eval_monitors(True)
                 before = net.cumulative_losses()
                 self._run(T)
-                mons["activity"].active = mons["output"].active = False
+                self._eval_monitors(False)
                 self.position = position = position + 1
                 eval_losses.append(net.cumulative_losses()[0] - before[0])
                 self._record_eval_trial(index)
@@ -221,8 +231,14 @@ class Trainer:
                 break
         return n
 
+    def _eval_monitors(self, active: bool) -> None:
+        for name in self.network.eval_monitors:
+            self.network.monitors[name].active = active
+
     def _alignment_due(self, trial: int) -> bool:
         p = self.protocol
+        if p.model.kind != "rate":  # no exact gradient of a spiking network
+            return False
         return bool(p.output.alignment and self.rule.plastic and trial % p.training.eval_every == 0)
 
     def _run_training_block(self, position: int, n: int, T: float) -> None:
@@ -335,6 +351,14 @@ class Trainer:
         n = self.tape.n_steps // self.record_step
         self.records.activity.append(np.asarray(mons["activity"].r[:, -n:]).T)
         self.records.output.append(np.asarray(mons["output"].y[:, -n:]).T)
+        if "spikes" in mons:  # spiking network: membrane sample and the trial's spikes
+            self.records.membrane.append(np.asarray(mons["membrane"].v[:, -n:]).T)
+            spikes = mons["spikes"]
+            start = float(self.network.net.t_) - self.tape.n_steps * self.protocol.model.dt
+            times = np.asarray(spikes.t_[:])
+            keep = times > start - 0.5 * self.protocol.model.dt
+            pairs = np.column_stack([np.asarray(spikes.i[:])[keep], times[keep] - start])
+            self.records.spikes.append(pairs)
 
     def _close_eval(self, done: int, losses: list[float]) -> None:
         self.records.eval_trial.append(done)
@@ -342,6 +366,64 @@ class Trainer:
         self.records.weights.append({**self.network.get_weights(), **self.network.get_lateral()})
         if not np.isfinite(self.records.eval_loss[-1]):
             raise DivergedError(f"evaluation loss is not finite after {done} trials")
+
+    def _spike_variables(self, n_eval: int, n_cond: int, n_time: int) -> dict[str, xr.Variable]:
+        """Membrane sample and the evaluation trials' spikes as a ragged (spike) list."""
+        rec = self.records
+        membrane = np.array(rec.membrane[: n_eval * n_cond]).reshape(
+            n_eval, n_cond, n_time, len(self.record_units)
+        )
+        trials = rec.spikes[: n_eval * n_cond]
+        pairs = np.concatenate([np.reshape(x, (-1, 2)) for x in trials]) if trials else []
+        pairs = np.reshape(pairs, (-1, 2))
+        counts = [len(np.reshape(x, (-1, 2))) for x in trials]
+        which = np.repeat(np.arange(len(trials)), counts)
+        T = self.tape.n_steps * self.protocol.model.dt
+        rates = np.zeros((n_eval, n_cond, self.protocol.model.n_hidden))
+        np.add.at(rates.reshape(-1, rates.shape[-1]), (which, pairs[:, 0].astype(int)), 1.0 / T)
+
+        def var(data, dims, units, long_name):
+            return xr.Variable(dims, data, {"units": units, "long_name": long_name})
+
+        out = (
+            {}
+            if not self.protocol.model.dale
+            else {
+                "cell_sign": var(
+                    dale_signs(self.protocol.model),
+                    ("neuron",),
+                    "1",
+                    "Dale's law: +1 excitatory, −1 inhibitory (sign of the outgoing W_rec weights)",
+                )
+            }
+        )
+        return out | {
+            "membrane": var(
+                membrane,
+                ("eval_trial", "condition", "time", "unit"),
+                "1",
+                "membrane potential v of sampled neurons (threshold units), noise-free evaluation",
+            ),
+            "spike_unit": var(
+                pairs[:, 0].astype(np.int32), ("spike",), "1", "neuron of each spike"
+            ),
+            "spike_time": var(pairs[:, 1], ("spike",), "s", "spike time within its trial"),
+            "spike_eval": var(
+                (which // n_cond).astype(np.int32),
+                ("spike",),
+                "1",
+                "position along eval_trial of each spike's evaluation",
+            ),
+            "spike_condition": var(
+                (which % n_cond).astype(np.int32), ("spike",), "1", "condition of each spike"
+            ),
+            "rate": var(
+                rates,
+                ("eval_trial", "condition", "neuron"),
+                "Hz",
+                "firing rate of every neuron, noise-free evaluation",
+            ),
+        }
 
     def _check_finite(self, trial: int, loss: float, loss_noisy: float) -> None:
         limit = self.protocol.training.max_weight
@@ -444,8 +526,16 @@ class Trainer:
             "input": ("input", np.arange(self.task.n_inputs), {"units": "1"}),
             "output": ("output", np.arange(self.task.n_outputs), {"units": "1"}),
         }
+        if rec.spikes:
+            coords["neuron"] = ("neuron", np.arange(p.model.n_hidden), {"units": "1"})
         if "D_in" in self.network.lateral:
             coords["input_post"] = ("input_post", np.arange(self.task.n_inputs), {"units": "1"})
+        if rec.spikes:
+            data_vars.update(self._spike_variables(n_eval, n_cond, len(time)))
+            data_vars["activity"].attrs["long_name"] = (
+                "synaptic trace r of sampled neurons (τ_s dr/dt = −r, +1 per spike), "
+                "noise-free evaluation"
+            )
         if rec.align_trial:
             data_vars["alignment"] = xr.Variable(
                 ("align_trial", "matrix"),

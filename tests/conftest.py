@@ -21,9 +21,14 @@ BASE: dict[str, Any] = {
 }
 
 
-def make_protocol(**overrides: Any):
-    """A tiny protocol; ``overrides`` use dotted keys with '__' for '.' (``rule__lr``)."""
+def make_protocol(model: dict[str, Any] | None = None, **overrides: Any):
+    """A tiny protocol; ``overrides`` use dotted keys with '__' for '.' (``rule__lr``).
+
+    ``model`` replaces the whole model table (e.g. a LIF model instead of the rate one).
+    """
     data = copy.deepcopy(BASE)
+    if model is not None:
+        data["model"] = dict(model)
     for key, value in overrides.items():
         apply_override(data, key.replace("__", "."), value, "<test>")
     return protocol_from_mapping(data, "<test>")

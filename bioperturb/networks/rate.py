@@ -168,6 +168,12 @@ class RateNetwork:
         self.clock: Clock | None = None
         self.trial_clock: Clock | None = None
         self.shape: dict[str, tuple[int, int]] = {}
+        #: groups and synapses beyond hidden, inputs, weights and lateral (readout, loss, …)
+        self.extra_objects: list[Any] = []
+        #: code appended to a matrix's optimiser step (e.g. Dale's sign constraint)
+        self.constraints: dict[str, str] = {}
+        #: monitors switched on only during evaluation trials
+        self.eval_monitors: tuple[str, ...] = ("activity", "output")
 
     def schedule_summed(self, syn: Synapses, var: str, order: int) -> None:
         """Run the summed-variable update of ``var`` at the start of the step."""
@@ -226,11 +232,9 @@ def build_rate_network(
     record_units: np.ndarray,
 ) -> RateNetwork:
     """Build the twin rate network for ``tape`` with ``rule`` and the training optimiser."""
-    dt = model.dt
     n_hidden = model.n_hidden
     n_in = tape.inputs.shape[1]
     n_out = tape.targets.shape[1]
-    trial_T = tape.n_steps * dt * second
     handle = RateNetwork()
     handle.shape = {
         "W_in": (n_hidden, n_in),
@@ -238,21 +242,8 @@ def build_rate_network(
         "W_out": (n_out, n_hidden),
     }
 
-    tdt = dt * second
-    clock = Clock(tdt, name="bioperturb_step")
-    trial_clock = Clock(trial_T, name="bioperturb_trial")
-    ns: dict[str, Any] = {
-        "tau": model.tau * second,
-        "stim": TimedArray(tape.inputs, dt=tdt, name="tape_inputs"),
-        "target": TimedArray(tape.targets, dt=tdt, name="tape_targets"),
-        "mask_at": TimedArray(tape.mask, dt=tdt, name="tape_mask"),
-        "noise_at": TimedArray(tape.noise, dt=tdt, name="tape_noise"),
-        "learn_at": TimedArray(tape.learn, dt=tdt, name="tape_learn"),
-        "minv_at": TimedArray(tape.m_inv, dt=tdt, name="tape_minv"),
-        "n_updates": TimedArray(tape.n_updates, dt=tdt, name="tape_nupdates"),
-    }
-    ns.update(optimizer_namespace(training))
-    ns.update(rule.namespace(n_in, n_hidden, n_out))
+    ns, clock, trial_clock = tape_namespace(model, rule, training, tape)
+    handle.namespace, handle.clock, handle.trial_clock = ns, clock, trial_clock
 
     twin = rule.twin
     noisy = "h_n" if twin else "h"  # the state that receives the noise
@@ -281,16 +272,8 @@ def build_rate_network(
     hidden = NeuronGroup(n_hidden, hidden_eqs, method="euler", clock=clock, name="hidden")
     hidden.b = model.bias
     hidden.sigma = model.sigma
-    # Euler–Maruyama noise as a separate step, so that the deterministic part of both twins
-    # is the same expression: with σ = 0 the twins stay bitwise equal and δ = 0 exactly.
-    # noise_h keeps the last increment (node perturbation pairs it with r_prev).
     if rule.node_noise:
-        hidden.run_regularly(
-            f"noise_h = sigma * noise_at(t) * sqrt(2 * dt / tau) * randn()\n{noisy} += noise_h",
-            when="after_groups",
-            order=0,
-            name="hidden_noise",
-        )
+        add_node_noise(hidden, noisy)
     hidden.run_regularly(
         f"r_prev = {rvar}\nr = tanh(h)" + ("\nr_n = tanh(h_n)" if twin else ""),
         when="after_groups",
@@ -310,42 +293,9 @@ def build_rate_network(
     inputs.run_regularly(f"u_prev = {uvar}", when="after_groups", name="inputs_prev")
     inputs.run_regularly("u_prev = 0", clock=trial_clock, when="end", order=1, name="inputs_reset")
 
-    readout_eqs = Equations(
-        """
-        y : 1
-        ystar = target(t, i) : 1
-        l = 0.5 * mask_at(t) * (y - ystar)**2 : 1
-        """
-    ) + rule.group_equations("readout")
-    if twin:
-        readout_eqs += Equations("y_n : 1\nl_n = 0.5 * mask_at(t) * (y_n - ystar)**2 : 1")
-    readout = NeuronGroup(n_out, readout_eqs, clock=clock, name="readout")
+    handle.hidden, handle.inputs = hidden, inputs
+    add_readout_and_loss(handle, rule)
 
-    loss_eqs = Equations(
-        """
-        L : 1
-        M_inv = minv_at(t) : 1
-        L_cum : 1
-        """
-    ) + rule.group_equations("loss")
-    if twin:
-        loss_eqs += Equations("L_n : 1\nL_n_cum : 1")
-    loss = NeuronGroup(1, loss_eqs, clock=clock, name="loss")
-    loss.run_regularly(
-        "L_cum += L * M_inv" + ("\nL_n_cum += L_n * M_inv" if twin else ""),
-        when="start",
-        order=4,
-        name="loss_accumulate",
-    )
-
-    handle.hidden, handle.inputs, handle.readout, handle.loss = hidden, inputs, readout, loss
-
-    plastic = rule.synapse_equations()
-    if rule.plastic:
-        plastic += optimizer_equations(training.optimizer)
-    update = optimizer_code(
-        training.optimizer, clip=training.max_step > 0, online=getattr(rule, "online", False)
-    )
     summed = {
         "W_in": ("inputs", "hidden", [f"I_in_post = w * {uvar}_pre : 1 (summed)"]),
         "W_rec": ("hidden", "hidden", [f"I_rec_post = w * {rvar}_pre : 1 (summed)"]),
@@ -356,65 +306,26 @@ def build_rate_network(
         summed["W_in"][2].append(f"I_in_n_post = {wn} * {uvar}_pre : 1 (summed)")
         summed["W_rec"][2].append(f"I_rec_n_post = {wn} * {rvar}_n_pre : 1 (summed)")
         summed["W_out"][2].append(f"y_n_post = {wn} * r_n_pre : 1 (summed)")
-    groups = {"inputs": inputs, "hidden": hidden, "readout": readout}
-    for name, (pre, post, lines) in summed.items():
-        eqs = Equations("w : 1") + Equations("\n".join(lines)) + plastic
-        syn = Synapses(groups[pre], groups[post], eqs, clock=clock, name=name.lower())
-        syn.connect()
-        handle.synapses[name] = syn
-        if rule.plastic:
-            syn.run_regularly(
-                update, clock=trial_clock, when="end", order=0, name=f"{name.lower()}_update"
-            )
+    groups = {"inputs": inputs, "hidden": hidden, "readout": handle.readout}
+    add_weight_synapses(
+        handle,
+        {name: (groups[a], groups[b], lines, {}) for name, (a, b, lines) in summed.items()},
+        rule,
+        training,
+    )
     handle.set_weights(weights)
-    twin_vars = ("_n",) if twin else ()
     if decor:
         ns["decor_lr"] = model.decor_lr
         ns["decor_n_inv"] = 1.0 / tape.n_steps
         for site in decor:
             _add_lateral(handle, site, groups, (clock, trial_clock), twin)
-    for suffix in ("", *twin_vars):
-        handle.schedule_summed(handle.synapses["W_out"], f"y{suffix}", order=0)
-
-    to_loss = Synapses(
-        readout,
-        loss,
-        "\n".join(f"L{s}_post = l{s}_pre : 1 (summed)" for s in ("", *twin_vars)),
-        clock=clock,
-        name="loss_sum",
-    )
-    to_loss.connect()
-    for suffix in ("", *twin_vars):
-        handle.schedule_summed(to_loss, f"L{suffix}", order=1)
-
-    rec_clock = Clock(record_dt * second, name="bioperturb_record")
-    handle.monitors = {
-        "loss_t": StateMonitor(
-            loss, "L", record=0, clock=rec_clock, when="start", order=5, name="mon_loss_t"
-        ),
-        "activity": StateMonitor(
-            hidden,
-            "r",
-            record=record_units,
-            clock=rec_clock,
-            when="start",
-            order=5,
-            name="mon_activity",
-        ),
-        "output": StateMonitor(
-            readout, "y", record=True, clock=rec_clock, when="start", order=5, name="mon_output"
-        ),
-    }
-    handle.namespace = ns
-    handle.clock = clock
-    handle.trial_clock = trial_clock
+    finish_readout(handle, twin)
+    handle.monitors = standard_monitors(handle, record_dt, record_units, "r")
     rule_objs = rule.install(handle)
     handle.net = Network(
         hidden,
         inputs,
-        readout,
-        loss,
-        to_loss,
+        *handle.extra_objects,
         *handle.synapses.values(),
         *handle.lateral.values(),
         *rule_objs,
@@ -422,6 +333,160 @@ def build_rate_network(
         name="bioperturb_rate",
     )
     return handle
+
+
+def tape_namespace(model: Any, rule: Any, training: Any, tape: Tape):
+    """(namespace, step clock, trial clock) of a network running ``tape``.
+
+    The namespace holds the tape's TimedArrays (inputs ``stim``, ``target``, ``mask_at``,
+    ``noise_at``, ``learn_at``, ``minv_at``, ``n_updates``), ``tau`` (the time constant
+    of the noisy variable, for the Euler–Maruyama noise), the optimiser's and the rule's
+    constants.
+    """
+    tdt = model.dt * second
+    clock = Clock(tdt, name="bioperturb_step")
+    trial_clock = Clock(tape.n_steps * tdt, name="bioperturb_trial")
+    ns: dict[str, Any] = {
+        "tau": model.tau * second,
+        "stim": TimedArray(tape.inputs, dt=tdt, name="tape_inputs"),
+        "target": TimedArray(tape.targets, dt=tdt, name="tape_targets"),
+        "mask_at": TimedArray(tape.mask, dt=tdt, name="tape_mask"),
+        "noise_at": TimedArray(tape.noise, dt=tdt, name="tape_noise"),
+        "learn_at": TimedArray(tape.learn, dt=tdt, name="tape_learn"),
+        "minv_at": TimedArray(tape.m_inv, dt=tdt, name="tape_minv"),
+        "n_updates": TimedArray(tape.n_updates, dt=tdt, name="tape_nupdates"),
+    }
+    ns.update(optimizer_namespace(training))
+    ns.update(rule.namespace(tape.inputs.shape[1], model.n_hidden, tape.targets.shape[1]))
+    return ns, clock, trial_clock
+
+
+def add_node_noise(group: NeuronGroup, target: str) -> None:
+    """Euler–Maruyama noise on ``target`` as a separate step after the deterministic one.
+
+    Then the deterministic part of both twins is the same expression: with σ = 0 the
+    twins stay bitwise equal and δ = 0 exactly. ``noise_h`` keeps the last increment
+    (node perturbation pairs it with the presynaptic factor).
+    """
+    group.run_regularly(
+        f"noise_h = sigma * noise_at(t) * sqrt(2 * dt / tau) * randn()\n{target} += noise_h",
+        when="after_groups",
+        order=0,
+        name="hidden_noise",
+    )
+
+
+def add_readout_and_loss(handle: RateNetwork, rule: Any) -> None:
+    """The linear readout group (y, y_n; loss per unit l, l_n) and the one-unit loss group."""
+    twin = rule.twin
+    n_out = handle.shape["W_out"][0]
+    readout_eqs = Equations(
+        """
+        y : 1
+        ystar = target(t, i) : 1
+        l = 0.5 * mask_at(t) * (y - ystar)**2 : 1
+        """
+    ) + rule.group_equations("readout")
+    if twin:
+        readout_eqs += Equations("y_n : 1\nl_n = 0.5 * mask_at(t) * (y_n - ystar)**2 : 1")
+    readout = NeuronGroup(n_out, readout_eqs, clock=handle.clock, name="readout")
+
+    loss_eqs = Equations(
+        """
+        L : 1
+        M_inv = minv_at(t) : 1
+        L_cum : 1
+        """
+    ) + rule.group_equations("loss")
+    if twin:
+        loss_eqs += Equations("L_n : 1\nL_n_cum : 1")
+    loss = NeuronGroup(1, loss_eqs, clock=handle.clock, name="loss")
+    loss.run_regularly(
+        "L_cum += L * M_inv" + ("\nL_n_cum += L_n * M_inv" if twin else ""),
+        when="start",
+        order=4,
+        name="loss_accumulate",
+    )
+    handle.readout, handle.loss = readout, loss
+    handle.extra_objects += [readout, loss]
+
+
+def add_weight_synapses(
+    handle: RateNetwork,
+    specs: dict[str, tuple[NeuronGroup, NeuronGroup, list[str], dict[str, Any]]],
+    rule: Any,
+    training: Any,
+) -> None:
+    """One all-to-all Synapses per weight matrix: ``w``, the given lines, the rule's and
+    the optimiser's variables, and (plastic rules) the optimiser step at trial end.
+
+    ``specs`` maps a matrix name to (pre, post, model lines, extra Synapses keywords such
+    as ``on_pre``/``on_event``).
+    """
+    plastic = rule.synapse_equations()
+    if rule.plastic:
+        plastic += optimizer_equations(training.optimizer)
+    update = optimizer_code(
+        training.optimizer, clip=training.max_step > 0, online=getattr(rule, "online", False)
+    )
+    for name, (pre, post, lines, kwargs) in specs.items():
+        eqs = Equations("w : 1") + Equations("\n".join(lines)) + plastic
+        syn = Synapses(pre, post, eqs, clock=handle.clock, name=name.lower(), **kwargs)
+        syn.connect()
+        handle.synapses[name] = syn
+        if rule.plastic:
+            code = update + handle.constraints.get(name, "")
+            syn.run_regularly(
+                code, clock=handle.trial_clock, when="end", order=0, name=f"{name.lower()}_update"
+            )
+
+
+def finish_readout(handle: RateNetwork, twin: bool) -> None:
+    """Schedule the readout sums first in the step; sum the loss into the loss group."""
+    twin_vars = ("_n",) if twin else ()
+    for suffix in ("", *twin_vars):
+        handle.schedule_summed(handle.synapses["W_out"], f"y{suffix}", order=0)
+    to_loss = Synapses(
+        handle.readout,
+        handle.loss,
+        "\n".join(f"L{s}_post = l{s}_pre : 1 (summed)" for s in ("", *twin_vars)),
+        clock=handle.clock,
+        name="loss_sum",
+    )
+    to_loss.connect()
+    for suffix in ("", *twin_vars):
+        handle.schedule_summed(to_loss, f"L{suffix}", order=1)
+    handle.extra_objects.append(to_loss)
+
+
+def standard_monitors(
+    handle: RateNetwork, record_dt: float, record_units: np.ndarray, activity: str
+) -> dict[str, StateMonitor]:
+    """Monitors of the loss L_t, the hidden ``activity`` of sampled units and the readout."""
+    rec_clock = Clock(record_dt * second, name="bioperturb_record")
+    return {
+        "loss_t": StateMonitor(
+            handle.loss, "L", record=0, clock=rec_clock, when="start", order=5, name="mon_loss_t"
+        ),
+        "activity": StateMonitor(
+            handle.hidden,
+            activity,
+            record=record_units,
+            clock=rec_clock,
+            when="start",
+            order=5,
+            name="mon_activity",
+        ),
+        "output": StateMonitor(
+            handle.readout,
+            "y",
+            record=True,
+            clock=rec_clock,
+            when="start",
+            order=5,
+            name="mon_output",
+        ),
+    }
 
 
 def _add_lateral(

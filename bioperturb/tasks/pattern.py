@@ -8,7 +8,9 @@ with frequencies f_kc ~ U[freq_min, freq_max] and phases φ_kc ~ U[0, 2π) drawn
 ``pattern_seed`` (the pattern belongs to the task, not to the trial), and A_k chosen so that
 max_t |y*_k(t)| = ``amplitude`` on the sampled time grid.  The network must generate the
 pattern autonomously (Sussillo & Abbott 2009; Laje & Buonomano 2013), triggered by a brief
-cue pulse, or driven by a frozen random or constant input.
+cue pulse, or driven by a frozen random or constant input, or by frozen Poisson spike
+trains (``input = "poisson"``: 100 inputs at 10 Hz and a sum of sinusoids over 1 s is the
+classic spiking benchmark of Nicola & Clopath 2017 and Bellec et al. 2020).
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ class PatternTask(Task):
         )
         input: str = param(
             "pulse",
-            choices=("pulse", "random", "constant"),
-            doc="input: a cue pulse at the start, a frozen smooth random signal, or a constant",
+            choices=("pulse", "random", "constant", "poisson"),
+            doc="input: a cue pulse at the start, a frozen smooth random signal, a constant, "
+            "or frozen Poisson spike trains (1 at a step with a spike, else 0)",
         )
         n_inputs: int = param(1, positive=True, doc="number of input channels")
         input_amplitude: float = param(
@@ -72,6 +75,9 @@ class PatternTask(Task):
         )
         input_noise: float = param(
             0.0, nonnegative=True, doc="std of Gaussian noise added per step to training inputs"
+        )
+        input_rate: float = param(
+            10.0, unit="hertz", positive=True, doc="rate of the frozen Poisson inputs (poisson)"
         )
         input_correlation: float = param(
             0.0,
@@ -116,7 +122,7 @@ class PatternTask(Task):
             "(2024) Gradient-free training of recurrent neural networks using random "
             "perturbations. Front Neurosci 18:1439155."
         ),
-        "tags": ["timing", "pattern generation", "supervised", "continuous output"],
+        "tags": ["timing", "pattern generation", "supervised", "continuous output", "spiking"],
     }
 
     def __init__(self, params: PatternTask.Params, dt: float):
@@ -164,6 +170,13 @@ class PatternTask(Task):
             return inputs
         if p.input == "constant":
             return np.full(shape, p.input_amplitude)
+        if p.input == "poisson":  # one frozen spike pattern, the classic spiking benchmark
+            if p.input_rate * self.dt >= 1:
+                raise ValueError(
+                    f"input_rate: {p.input_rate!r} Hz gives more than one spike per step of "
+                    f"{self.dt!r} s"
+                )
+            return (input_rng.random(shape) < p.input_rate * self.dt).astype(float)
         # Frozen Ornstein-Uhlenbeck noise (exact AR(1) discretisation, stationary start),
         # standardised per channel to zero mean and std input_amplitude.
         smooth = self._ou(input_rng, p.n_inputs)

@@ -1,0 +1,300 @@
+r"""Noisy LIF RNN in Brian2 with a clean and a noisy twin in the same groups.
+
+Potentials are in units of the distance from rest (0) to threshold (``v_th``, 1 by
+default); currents in the same units. Per neuron, each twin (noisy: suffix ``_n``)::
+
+    τ_m dv/dt = −v + h + b             (frozen at v_reset for t_ref after a spike)
+    τ_s dh/dt = −h,   h += w_ij on a spike of presynaptic j     (exponential synapses)
+    τ_s dr/dt = −r,   r += 1 on an own spike                    (synaptic trace)
+    spike: v > v_th  →  v = v_reset
+    y = V r,  L_t = ½ m_t ‖y_t − y*_t‖²                         (leaky readout, one-unit loss)
+
+The noisy twin receives a noise current: after the deterministic step
+``h_n += σ √(2 dt/τ_s) ξ`` (an Ornstein–Uhlenbeck current of stationary std σ), the
+same Euler–Maruyama op as the rate network, so the twins are bitwise equal at σ = 0.
+
+Because the synaptic current and the trace decay with the same τ_s and jump together,
+``h = W r + U u`` holds exactly at every step (u: the input neurons' traces): h is the
+pre-activation analogue of the rate network and r its rate. The rules therefore apply
+unchanged (composition, not copies): δ = h_n − h is the difference of the twins' input
+currents, the presynaptic factor of W_rec is the clean trace r (``r_prev`` here is r
+itself: it is the trace h reflects at the moment the rule reads it), that of W_in the
+input trace u, the readout pairs ỹ − y with r.
+
+Forward propagation is event-driven: one Synapses per matrix with two pathways, ``pre``
+on the clean twin's spikes (``h_post += w``) and ``pre_n`` on the noisy twin's custom
+event ``spike_n`` (``h_n_post += w``). The rules' products δ_i r_j change at every step
+(δ_i does), so the eligibility is updated clock-driven, not on spikes.
+
+With decorrelating lateral weights (``model.decorrelate``) the forward currents are
+clock-driven instead: ``h = Σ_j w_ij r̂_j + Σ_k u_ik û_k`` with r̂ = D r, û = D_in u
+(summed variables), which equals the event-driven current when D = I; the noise then
+enters through a separate OU current ``eta_n`` (h_n = … + eta_n).
+
+Dale's law (``model.dale``): the first ``round(frac_exc · N)`` neurons are excitatory,
+the rest inhibitory; every W_rec weight keeps the sign of its presynaptic neuron
+(initial |N(0, g²/N)|, inhibitory ones scaled by N_E/N_I so that excitation and
+inhibition balance on average) and each optimiser step ends with the projection
+``w = s_j · max(s_j w, 0)``. Input and readout weights are unconstrained.
+
+Per-step schedule (on top of the rate network's, see :mod:`bioperturb.networks.rate`)::
+
+    start 0     y, y_n ← Σ V r (summed);  [decorrelation: r̂, û (−1), I_rec, I_in (0)]
+    start 1-4   loss, rule (reads h, h_n, r at the state the step starts from)
+    groups      Euler step of v, h, r (both twins)
+    after_groups 0   h_n += noise (or eta_n)
+    thresholds  spike (clean) and spike_n (noisy) events
+    synapses    h_post += w, h_n_post += w (event-driven pathways)
+    resets      v = v_reset, r += 1, last spike time
+    end (once per trial)  optimiser step (+ Dale projection); reset v, h, r, spike times
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from brian2 import Equations, Network, NeuronGroup, SpikeMonitor, StateMonitor, second
+
+from bioperturb.networks.rate import (
+    RateNetwork,
+    Tape,
+    _add_lateral,
+    add_node_noise,
+    add_readout_and_loss,
+    add_weight_synapses,
+    finish_readout,
+    standard_monitors,
+    tape_namespace,
+)
+
+__all__ = ["SpikingNetwork", "build_spiking_network", "init_spiking_weights", "dale_signs"]
+
+#: projection of a W_rec weight onto its presynaptic neuron's sign (Dale's law)
+DALE_CODE = "\nw = dale_pre * clip(dale_pre * w, 0, inf)"
+
+
+def dale_signs(model: Any) -> np.ndarray:
+    """+1 for excitatory, −1 for inhibitory neurons (all +1 without Dale's law)."""
+    signs = np.ones(model.n_hidden)
+    if model.dale:
+        signs[int(round(model.frac_exc * model.n_hidden)) :] = -1.0
+    return signs
+
+
+def init_spiking_weights(
+    rng: np.random.Generator, n_in: int, n_hidden: int, n_out: int, model: Any
+) -> dict[str, np.ndarray]:
+    """U ~ N(0, s_in²/n_in), W ~ N(0, g²/N) (Dale: signed magnitudes, balanced), V ~ N(0, s²/N).
+
+    Draws in the same order as the rate network's :func:`~bioperturb.networks.rate.init_weights`.
+    """
+    weights = {
+        "W_in": rng.normal(0.0, model.input_scale / np.sqrt(n_in), (n_hidden, n_in)),
+        "W_rec": rng.normal(0.0, model.g / np.sqrt(n_hidden), (n_hidden, n_hidden)),
+        "W_out": rng.normal(0.0, model.output_scale / np.sqrt(n_hidden), (n_out, n_hidden)),
+    }
+    if model.dale:
+        signs = dale_signs(model)
+        n_exc = int((signs > 0).sum())
+        balance = np.where(signs > 0, 1.0, n_exc / max(n_hidden - n_exc, 1))
+        weights["W_rec"] = np.abs(weights["W_rec"]) * (signs * balance)[None, :]
+    return weights
+
+
+class SpikingNetwork(RateNetwork):
+    """Handle on a twin LIF network; the same interface as the rate network's handle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.eval_monitors = ("activity", "output", "membrane", "spikes")
+
+
+def build_spiking_network(
+    model: Any,
+    rule: Any,
+    training: Any,
+    tape: Tape,
+    weights: dict[str, np.ndarray],
+    *,
+    record_dt: float,
+    record_units: np.ndarray,
+) -> SpikingNetwork:
+    """Build the twin LIF network for ``tape`` with ``rule`` and the training optimiser."""
+    n_hidden = model.n_hidden
+    n_in = tape.inputs.shape[1]
+    n_out = tape.targets.shape[1]
+    handle = SpikingNetwork()
+    handle.shape = {
+        "W_in": (n_hidden, n_in),
+        "W_rec": (n_hidden, n_hidden),
+        "W_out": (n_out, n_hidden),
+    }
+    ns, clock, trial_clock = tape_namespace(model, rule, training, tape)
+    ns.update(
+        tau_m=model.tau_m * second,
+        tau_syn=model.tau_syn * second,
+        t_ref=model.t_ref * second,
+        v_th=model.v_th,
+        v_reset=model.v_reset,
+        input_rate=model.input_rate / second,
+    )
+    handle.namespace, handle.clock, handle.trial_clock = ns, clock, trial_clock
+
+    twin = rule.twin
+    decor = tuple(model.decorrelate)
+    dense = bool(decor)  # decorrelation needs the clock-driven currents
+    suffixes = ("", "_n") if twin else ("",)
+    rvar = "rhat" if "recurrent" in decor else "r"
+    uvar = "uhat" if "input" in decor else "u"
+
+    lines = [
+        "b : 1 (constant)",
+        "sigma : 1 (shared, constant)",
+        "noise_h : 1",
+        "dale : 1 (constant)",
+        f"r_prev = {rvar} : 1",
+    ]
+    for s in suffixes:
+        lines += [
+            f"dv{s}/dt = int(t - t_spk{s} >= t_ref) * (-v{s} + h{s} + b) / tau_m : 1",
+            f"dr{s}/dt = -r{s} / tau_syn : 1",
+            f"t_spk{s} : second",
+        ]
+        if not dense:
+            lines.append(f"dh{s}/dt = -h{s} / tau_syn : 1")
+        else:
+            noise = " + eta" + s if s == suffixes[-1] else ""
+            lines += [f"h{s} = I_rec{s} + I_in{s}{noise} : 1", f"I_rec{s} : 1", f"I_in{s} : 1"]
+    if dense:
+        lines.append(f"deta{suffixes[-1]}/dt = -eta{suffixes[-1]} / tau_syn : 1")
+    if "recurrent" in decor:
+        lines += [f"rhat{s} : 1" for s in suffixes]
+    events = {"spike_n": "v_n > v_th"} if twin else {}
+    hidden = NeuronGroup(
+        n_hidden,
+        Equations("\n".join(lines)) + rule.group_equations("hidden"),
+        threshold="v > v_th",
+        reset="v = v_reset\nt_spk = t\nr += 1",
+        events=events,
+        method="euler",
+        clock=clock,
+        name="hidden",
+    )
+    if twin:
+        hidden.run_on_event("spike_n", "v_n = v_reset\nt_spk_n = t\nr_n += 1")
+    hidden.b = model.bias
+    hidden.sigma = model.sigma
+    hidden.dale = dale_signs(model)
+    for s in suffixes:
+        setattr(hidden, f"t_spk{s}", -1e9 * second)
+    noisy = ("eta" if dense else "h") + suffixes[-1]
+    if rule.node_noise:
+        add_node_noise(hidden, noisy)
+    reset = []
+    for s in suffixes:
+        reset += [f"v{s} = 0", f"r{s} = 0", f"t_spk{s} = -1e9 * second"]
+        if not dense:
+            reset.append(f"h{s} = 0")
+    if dense:
+        reset.append(f"eta{suffixes[-1]} = 0")
+    hidden.run_regularly(
+        "\n".join(reset), clock=trial_clock, when="end", order=1, name="hidden_reset"
+    )
+
+    if model.input_coding == "spikes":
+        fire = "stim(t, i) >= 0.5"
+    else:
+        fire = "rand() < input_rate * clip(stim(t, i), 0, inf) * dt"
+    input_eqs = f"du/dt = -u / tau_syn : 1\nu_prev = {uvar} : 1"
+    if "input" in decor:
+        input_eqs += "\nuhat : 1"
+    inputs = NeuronGroup(
+        n_in, input_eqs, threshold=fire, reset="u += 1", method="euler", clock=clock, name="inputs"
+    )
+    inputs.run_regularly("u = 0", clock=trial_clock, when="end", order=1, name="inputs_reset")
+    handle.hidden, handle.inputs = hidden, inputs
+    add_readout_and_loss(handle, rule)
+
+    wn = rule.noisy_weight  # "w", or "(w + w_pert)" for weight perturbation
+    weight = {"": "w", "_n": wn}
+    specs: dict[str, tuple[Any, Any, list[str], dict[str, Any]]] = {
+        "W_out": (
+            hidden,
+            handle.readout,
+            [f"y{s}_post = {weight[s]} * r{s}_pre : 1 (summed)" for s in suffixes],
+            {},
+        ),
+    }
+    if dense:
+        specs["W_in"] = (
+            inputs,
+            hidden,
+            [f"I_in{s}_post = {weight[s]} * {uvar}_pre : 1 (summed)" for s in suffixes],
+            {},
+        )
+        specs["W_rec"] = (
+            hidden,
+            hidden,
+            [f"I_rec{s}_post = {weight[s]} * {rvar}{s}_pre : 1 (summed)" for s in suffixes],
+            {},
+        )
+    else:
+        specs["W_in"] = (
+            inputs,
+            hidden,
+            [],
+            {"on_pre": "\n".join(f"h{s}_post += {weight[s]}" for s in suffixes)},
+        )
+        on_pre = {"pre": "h_post += w"}
+        on_event = {"pre": "spike"}
+        if twin:
+            on_pre["pre_n"] = f"h_n_post += {wn}"
+            on_event["pre_n"] = "spike_n"
+        specs["W_rec"] = (hidden, hidden, [], {"on_pre": on_pre, "on_event": on_event})
+    if model.dale:
+        handle.constraints["W_rec"] = DALE_CODE
+    add_weight_synapses(handle, specs, rule, training)
+    handle.set_weights(weights)
+    if dense:
+        for name in ("W_in", "W_rec"):
+            for s in suffixes:
+                var = "I_in" if name == "W_in" else "I_rec"
+                handle.schedule_summed(handle.synapses[name], f"{var}{s}", order=0)
+        ns["decor_lr"] = model.decor_lr
+        ns["decor_n_inv"] = 1.0 / tape.n_steps
+        groups = {"inputs": inputs, "hidden": hidden, "readout": handle.readout}
+        for site in decor:
+            _add_lateral(handle, site, groups, (clock, trial_clock), twin)
+    finish_readout(handle, twin)
+
+    handle.monitors = standard_monitors(handle, record_dt, record_units, "r")
+    rec_clock = handle.monitors["activity"].clock
+    handle.monitors["membrane"] = StateMonitor(
+        hidden,
+        "v",
+        record=record_units,
+        clock=rec_clock,
+        when="start",
+        order=5,
+        name="mon_membrane",
+    )
+    handle.monitors["spikes"] = SpikeMonitor(hidden, name="mon_spikes")
+    rule_objs = rule.install(handle)
+    if model.dale and getattr(rule, "online", False):  # weights move inside the step too
+        rule_objs.append(
+            handle.synapses["W_rec"].run_regularly(
+                DALE_CODE.strip(), when="before_groups", name="w_rec_dale"
+            )
+        )
+    handle.net = Network(
+        hidden,
+        inputs,
+        *handle.extra_objects,
+        *handle.synapses.values(),
+        *handle.lateral.values(),
+        *rule_objs,
+        *handle.monitors.values(),
+        name="bioperturb_lif",
+    )
+    return handle
