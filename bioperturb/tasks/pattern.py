@@ -109,9 +109,9 @@ class PatternTask(Task):
 
     meta: ClassVar[dict[str, Any]] = {
         "description": (
-            "Pattern generation: after a brief cue (or under a frozen random or constant "
-            "input) produce a fixed target made of a sum of sinusoids with random "
-            "frequencies and phases."
+            "Pattern generation: after a brief cue (or under a frozen random, constant or "
+            "Poisson-spike input) produce a fixed target made of a sum of sinusoids with "
+            "random frequencies and phases."
         ),
         "reference": (
             "Sussillo D, Abbott LF (2009) Generating coherent patterns of activity from "

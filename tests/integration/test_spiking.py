@@ -144,3 +144,29 @@ def test_lif_config_errors_are_one_line():
         make_protocol(model__kind="izhikevich")
     with pytest.raises(ConfigError, match="task: input_rate: .* more than one spike per step"):
         lif_protocol(task__input_rate="2 kHz")
+
+
+def test_lif_compare_uses_a_rate_reference_and_plot_draws_a_raster(tmp_path):
+    import xarray as xr
+
+    from bioperturb.cli import main
+    from bioperturb.compare import compare_protocol
+
+    protocol = lif_protocol(training__n_trials=2, output__figures=False)
+    ds, path = compare_protocol(protocol, out_dir=tmp_path, progress=False)
+    assert list(ds["method"].values) == ["td_anp", "bptt"]
+    bptt = ds.sel({"method": "bptt"})
+    assert np.all(np.isfinite(bptt["eval_loss"])) and np.all(np.isnan(bptt["membrane"]))
+    assert np.all(np.abs(bptt["activity"]) <= 1), "the reference's activity is tanh(h)"
+    # the reference starts from rate-initialiser weights, not the LIF ones
+    lif_w0 = ds.sel({"method": "td_anp"})["W_in"].isel(eval_trial=0)
+    assert not np.allclose(bptt["W_in"].isel(eval_trial=0), lif_w0)
+    with xr.open_dataset(path) as saved:
+        assert "jax-reference" in saved.attrs["engines"]
+
+    run = Trainer(lif_protocol(training__n_trials=2)).run(progress=False)
+    from bioperturb.dataset import write_dataset
+
+    nc = write_dataset(run, tmp_path / "lif.nc")
+    assert main(["plot", str(nc), "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "lif_raster.png").is_file()
