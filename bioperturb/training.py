@@ -665,6 +665,10 @@ def run_protocol(
         from bioperturb.plotting import plot_learning_curves, save_figure
 
         save_figure(plot_learning_curves({protocol.rule_name: ds}), png_path)
+        if "spike_unit" in ds and ds.sizes["eval_trial"]:  # spiking run: the last raster
+            from bioperturb.plotting import plot_raster
+
+            save_figure(plot_raster(ds), png_path.with_name(f"{protocol.name}_raster.png"))
     return ds, nc_path
 
 

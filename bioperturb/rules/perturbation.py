@@ -57,6 +57,13 @@ class TraceParams:
     tau_e: float = param(
         0.0, unit="second", nonnegative=True, doc="eligibility time constant (0: current step)"
     )
+    tau_e_out: float | None = param(
+        None,
+        unit="second",
+        nonnegative=True,
+        doc="eligibility time constant of the readout W_out (default: tau_e); a linear "
+        "readout's effect on the loss is instantaneous, so 0 is exact for it",
+    )
     signal: str = param(
         "dense", choices=("dense", "trial_end"), doc="per-step loss difference or one per trial"
     )
@@ -140,9 +147,12 @@ class PerturbationRule(Rule):
 
     def trace_code(self, matrix: str, dt: float) -> tuple[str | None, str | None]:
         """(per-step code, trial-end code) of one matrix; either may be None."""
-        tau_e = self.tau_e
+        tau_e, key = self.tau_e, "tau_e"
+        tau_out = getattr(self.params, "tau_e_out", None)
+        if matrix == "W_out" and tau_out is not None:
+            tau_e, key = tau_out, "tau_e_out"
         if 0 < tau_e < dt:
-            raise ValueError(f"rule.tau_e = {tau_e} s is shorter than dt = {dt} s")
+            raise ValueError(f"rule.{key} = {tau_e} s is shorter than dt = {dt} s")
         decay = 0.0 if tau_e == 0 else 1.0 - dt / tau_e
         gate = "gate_post" if self.LAYER[matrix] == "hidden" else "gate_y_post"
         product = self.PRODUCTS[matrix]

@@ -85,6 +85,15 @@ def test_trace_changes_the_estimate_and_stays_finite():
     assert all(np.isfinite(v).all() for v in traced.values())
 
 
+def test_readout_trace_override_keeps_the_readout_per_step():
+    # tau_e_out = 0 with a hidden trace: the readout estimate is TD-ANP's (at frozen
+    # weights every trial sees the same state, so the estimates match sample by sample)
+    plain, _ = samples({"name": "td_anp"}, 3)
+    mixed, _ = samples({"name": "td_anp", "tau_e": "10 ms", "tau_e_out": "0 ms"}, 3)
+    np.testing.assert_array_equal(mixed["W_out"], plain["W_out"])
+    assert not np.allclose(mixed["W_rec"], plain["W_rec"])
+
+
 def test_np_expected_update_points_along_gradient():
     cos = mean_cosines(*samples({"name": "np"}, 100))
     for name in ("W_in", "W_rec", "W_out"):
