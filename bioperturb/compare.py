@@ -16,48 +16,25 @@ from bioperturb.training import Trainer
 __all__ = ["reference_dataset", "combine_methods", "update_samples", "compare_protocol"]
 
 
-def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float | None = None):
-    """Train the BPTT reference on ``trainer``'s trials; return a Dataset like the rule's.
+def _train_reference(trainer, weights0, make_trial, eval_batch, optimizer, lr, **kw):
+    """BPTT on the trainer's trial sequence (see :func:`bioperturb.reference.train_bptt`)."""
+    from bioperturb.reference import BPTTTrainer, train_bptt
 
-    ``optimizer`` and ``lr`` default to the protocol's training settings.
-    """
-    from bioperturb.reference import forward, train_bptt
-
-    p = trainer.protocol
-    training = p.training
-    model, weights0 = reference_model(trainer)
-    tt, ev = trainer.train_trials, trainer.eval_set
-    kw = dict(dt=model.dt, tau=model.tau, b=np.full(model.n_hidden, model.bias))
+    training = trainer.protocol.training
+    opt = dict(optimizer=optimizer or training.optimizer, lr=training.lr if lr is None else lr)
     # compile the BPTT step once outside the timed loop: otherwise JAX's compilation
     # (0.4-1 s) lands in the first trial's wall time
-    from bioperturb.reference import BPTTTrainer
+    BPTTTrainer(weights0, **opt, **kw).step(*make_trial(0))
+    return train_bptt(
+        weights0, make_trial, eval_batch, training.n_trials, training.eval_every, **opt, **kw
+    )
 
-    warm = BPTTTrainer(
-        weights0,
-        optimizer=optimizer or training.optimizer,
-        lr=training.lr if lr is None else lr,
-        **kw,
-    )
-    warm.step(tt.inputs[0], tt.targets[0], tt.mask[0])
-    res = train_bptt(
-        weights0,
-        lambda i: (tt.inputs[i], tt.targets[i], tt.mask[i]),
-        (ev.inputs, ev.targets, ev.mask),
-        training.n_trials,
-        training.eval_every,
-        optimizer=optimizer or training.optimizer,
-        lr=training.lr if lr is None else lr,
-        **kw,
-    )
+
+def _reference_template(trainer: Trainer, res: dict) -> xr.Dataset:
+    """The rule's Dataset with the reference's losses, wall times and weights."""
     if not trainer.records.loss:
         raise ValueError("run the rule's trainer first: its Dataset is the template")
     ds = trainer.to_dataset().copy(deep=True)
-    steps = np.rint(ds["time"].values / model.dt).astype(int)
-    acts, outs = [], []
-    for w in res["weights_eval"]:
-        _, r, y = forward(w, ev.inputs, **kw)
-        acts.append(r[:, steps][..., trainer.record_units])
-        outs.append(y[:, steps])
     n = len(res["loss"])
     ds = ds.isel(trial=slice(0, n))
     ds["loss"].values = res["loss"]
@@ -65,12 +42,44 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
     ds["loss_t"].values = np.full((n, ds.sizes["time"]), np.nan)
     ds["wall_time"].values = res["wall_time"]
     ds["eval_loss"].values = res["eval_loss"]
-    ds["activity"].values = np.array(acts)
-    ds["output_y"].values = np.array(outs)
     for name in ("W_in", "W_rec", "W_out"):
         ds[name].values = np.array([w[name] for w in res["weights_eval"]])
     if "alignment" in ds:  # BPTT's update is the gradient itself; no rule estimate to score
         ds = ds.drop_vars(["alignment", "align_trial", "matrix"], errors="ignore")
+    return ds
+
+
+def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float | None = None):
+    """Train the BPTT rate reference on ``trainer``'s trials; return a Dataset like the rule's.
+
+    ``optimizer`` and ``lr`` default to the protocol's training settings. For a LIF
+    protocol the reference is a rate RNN (:func:`reference_model`); see also
+    :func:`surrogate_dataset`.
+    """
+    from bioperturb.reference import forward
+
+    p = trainer.protocol
+    model, weights0 = reference_model(trainer)
+    tt, ev = trainer.train_trials, trainer.eval_set
+    kw = dict(dt=model.dt, tau=model.tau, b=np.full(model.n_hidden, model.bias))
+    res = _train_reference(
+        trainer,
+        weights0,
+        lambda i: (tt.inputs[i], tt.targets[i], tt.mask[i]),
+        (ev.inputs, ev.targets, ev.mask),
+        optimizer,
+        lr,
+        **kw,
+    )
+    ds = _reference_template(trainer, res)
+    steps = np.rint(ds["time"].values / model.dt).astype(int)
+    acts, outs = [], []
+    for w in res["weights_eval"]:
+        _, r, y = forward(w, ev.inputs, **kw)
+        acts.append(r[:, steps][..., trainer.record_units])
+        outs.append(y[:, steps])
+    ds["activity"].values = np.array(acts)
+    ds["output_y"].values = np.array(outs)
     if p.model.kind != "rate":  # a rate reference has no spikes or membrane potentials
         spiking = [v for v in SPIKING_VARIABLES if v in ds]
         ds = ds.drop_vars(spiking).drop_dims(["spike", "neuron"], errors="ignore")
@@ -80,6 +89,78 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
             f"from models/rate_rnn.toml"
         )
     ds.attrs.update(rule="bptt", engine="jax-reference-float64")
+    return ds
+
+
+def surrogate_dataset(
+    trainer: Trainer,
+    optimizer: str | None = None,
+    lr: float | None = None,
+    beta: float = 10.0,
+) -> xr.Dataset:
+    """Surrogate-gradient BPTT of the LIF network itself (JAX twin, same initial weights).
+
+    The forward pass is the Brian2 LIF network's (identical spikes on frozen input
+    spikes; :mod:`bioperturb.reference.lif`); the Heaviside's derivative is replaced by
+    SuperSpike's 1/(1 + β|v − v_th|)². Poisson-coded inputs are drawn by the reference
+    from a generator seeded by the run's seed (same rates, other spikes).
+    """
+    from bioperturb.reference.lif import LIFDynamics, lif_forward
+
+    p = trainer.protocol
+    if p.model.kind != "lif":
+        raise ValueError("surrogate_dataset needs a LIF protocol (model.kind = 'lif')")
+    dyn = LIFDynamics.from_model(p.model, beta=beta)
+    tt, ev = trainer.train_trials, trainer.eval_set
+    rng = np.random.default_rng([p.seed, 1729])
+    eval_spikes = dyn.input_spikes(ev.inputs, rng)
+
+    def make_trial(i: int):
+        return dyn.input_spikes(tt.inputs[i : i + 1], rng)[0], tt.targets[i], tt.mask[i]
+
+    res = _train_reference(
+        trainer,
+        trainer.weights0,
+        make_trial,
+        (eval_spikes, ev.targets, ev.mask),
+        optimizer,
+        lr,
+        dt=p.model.dt,
+        tau=p.model.tau_m,
+        dynamics=dyn,
+    )
+    ds = _reference_template(trainer, res)
+    steps = np.rint(ds["time"].values / p.model.dt).astype(int)
+    cols = {k: [] for k in ("activity", "output_y", "membrane")}
+    spikes, rates = [], []
+    T = trainer.tape.n_steps * p.model.dt
+    for w in res["weights_eval"]:
+        v, r, y, s = lif_forward(w, eval_spikes, dyn)
+        cols["activity"].append(r[:, steps][..., trainer.record_units])
+        cols["output_y"].append(y[:, steps])
+        cols["membrane"].append(v[:, steps][..., trainer.record_units])
+        spikes.append(s)
+        rates.append(s.sum(axis=1) / T)
+    for name, values in cols.items():
+        ds[name].values = np.array(values)
+    ds["rate"].values = np.array(rates)
+    # the ragged spike list: evaluation, condition, time step, neuron
+    e, c, t, u = np.nonzero(np.array(spikes))
+    ragged = {
+        "spike_unit": u.astype(np.int32),
+        "spike_time": t * p.model.dt,
+        "spike_eval": e.astype(np.int32),
+        "spike_condition": c.astype(np.int32),
+    }
+    attrs = {name: ds[name].attrs for name in ragged}
+    ds = ds.drop_dims("spike")
+    for name, values in ragged.items():
+        ds[name] = xr.Variable(("spike",), values, attrs[name])
+    ds.attrs.update(
+        rule="bptt_surrogate",
+        engine="jax-lif-surrogate-float64",
+        surrogate=f"SuperSpike 1/(1 + beta |v - v_th|)^2, beta = {beta} per threshold unit",
+    )
     return ds
 
 
@@ -126,6 +207,13 @@ def combine_methods(datasets: dict[str, xr.Dataset]) -> xr.Dataset:
     filled with NaN for the others.
     """
     names = sorted(set().union(*(ds.data_vars for ds in datasets.values())))
+    if any("spike" in ds.dims for ds in datasets.values()):
+        # ragged spike lists of different lengths: index them so that the outer join
+        # pads the shorter ones with NaN
+        datasets = {
+            k: ds.assign_coords(spike=np.arange(ds.sizes["spike"])) if "spike" in ds.dims else ds
+            for k, ds in datasets.items()
+        }
     parts = []
     for ds in datasets.values():
         missing = [n for n in names if n not in ds]
@@ -152,7 +240,9 @@ def compare_protocol(
 ):
     """Train the protocol's rule and the BPTT reference; write ``<name>_compare.nc``.
 
-    Returns the combined Dataset (``method`` = [rule name, "bptt"]) and its path.
+    Returns the combined Dataset (``method`` = [rule name, "bptt"], plus
+    "bptt_surrogate" for a LIF protocol: surrogate-gradient BPTT of the LIF network
+    itself) and its path.
     """
     from pathlib import Path
 
@@ -164,12 +254,14 @@ def compare_protocol(
     bptt_ds = reference_dataset(trainer, optimizer=bptt_optimizer, lr=bptt_lr)
     bptt_ds.attrs["bptt_optimizer"] = bptt_optimizer or protocol.training.optimizer
     bptt_ds.attrs["bptt_lr"] = protocol.training.lr if bptt_lr is None else bptt_lr
-    ds = combine_methods({protocol.rule_name: rule_ds, "bptt": bptt_ds})
+    runs = {protocol.rule_name: rule_ds, "bptt": bptt_ds}
+    if protocol.model.kind == "lif":
+        runs["bptt_surrogate"] = surrogate_dataset(trainer, optimizer=bptt_optimizer, lr=bptt_lr)
+    ds = combine_methods(runs)
     path = write_dataset(ds, out / f"{protocol.name}_compare.nc")
     if protocol.output.figures:
         from bioperturb.plotting import plot_learning_curves, save_figure
 
-        runs = {protocol.rule_name: rule_ds, "bptt": bptt_ds}
         save_figure(plot_learning_curves(runs), out / f"{protocol.name}_compare_trials.png")
         save_figure(
             plot_learning_curves(runs, x="wall_time"), out / f"{protocol.name}_compare_time.png"

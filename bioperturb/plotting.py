@@ -53,6 +53,7 @@ __all__ = [
 #: Colour of each learning method (Okabe & Ito 2008, colour-blind safe).
 PALETTE: dict[str, str] = {
     "bptt": "#000000",
+    "bptt_surrogate": "#555555",
     "td_anp": "#D55E00",
     "anp": "#E69F00",
     "online_anp": "#CC79A7",

@@ -3,7 +3,7 @@ r"""Noisy LIF RNN in Brian2 with a clean and a noisy twin in the same groups.
 Potentials are in units of the distance from rest (0) to threshold (``v_th``, 1 by
 default); currents in the same units. Per neuron, each twin (noisy: suffix ``_n``)::
 
-    τ_m dv/dt = −v + h + b             (frozen at v_reset for t_ref after a spike)
+    τ_m dv/dt = −v + h + b             (frozen at v_reset for round(t_ref/dt) steps after a spike)
     τ_s dh/dt = −h,   h += w_ij on a spike of presynaptic j     (exponential synapses)
     τ_s dr/dt = −r,   r += 1 on an own spike                    (synaptic trace)
     spike: v > v_th  →  v = v_reset
@@ -157,7 +157,7 @@ def build_spiking_network(
     ]
     for s in suffixes:
         lines += [
-            f"dv{s}/dt = int(t - t_spk{s} >= t_ref) * (-v{s} + h{s} + b) / tau_m : 1",
+            f"dv{s}/dt = int(t - t_spk{s} > t_ref - 0.5 * dt) * (-v{s} + h{s} + b) / tau_m : 1",
             f"dr{s}/dt = -r{s} / tau_syn : 1",
             f"t_spk{s} : second",
         ]

@@ -45,17 +45,18 @@ def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
 
 
 @cache
-def _compiled_step(name: str, train: tuple[str, ...]):
-    """Jitted (params, fixed, opt_state, u, y*, m, alpha, b, h0) -> (params, state, loss).
+def _compiled_step(name: str, train: tuple[str, ...], loss_fn: Callable = _m._batch_loss):
+    """Jitted (params, fixed, opt_state, *loss args) -> (params, state, loss).
 
-    The learning rate lives in ``opt_state`` (inject_hyperparams), so the value used
-    to build ``opt`` here is irrelevant to ``update``.
+    ``loss_fn(weights, *args)`` is the batch loss (the rate model's by default, whose
+    args are u, y*, m, alpha, b, h0). The learning rate lives in ``opt_state``
+    (inject_hyperparams), so the value used to build ``opt`` here is irrelevant.
     """
     opt = make_optimizer(name, 1.0)
 
-    def step(params, fixed, opt_state, u, ys, m, alpha, b, h0):
+    def step(params, fixed, opt_state, *args):
         def f(p):
-            return _m._batch_loss({**p, **fixed}, u, ys, m, alpha, b, h0)
+            return loss_fn({**p, **fixed}, *args)
 
         loss, g = jax.value_and_grad(f)(params)
         updates, opt_state = opt.update(g, opt_state, params)
@@ -93,6 +94,9 @@ class BPTTTrainer:
     optimizer : ``"sgd"`` or ``"adam"``
     lr : learning rate
     train : which weight matrices are updated; the others stay at ``weights0``
+    dynamics : another model with the same weights (e.g.
+        :class:`bioperturb.reference.lif.LIFDynamics`): it supplies ``loss_fn``,
+        ``loss_args`` and ``evaluate``; ``tau`` and ``b`` are then unused
     """
 
     def __init__(
@@ -105,8 +109,10 @@ class BPTTTrainer:
         optimizer: str = "adam",
         lr: float = 1e-3,
         train: Iterable[str] = ("W_in", "W_rec", "W_out"),
+        dynamics: Any = None,
     ):
         w = _m._as_weights(weights0)
+        self.dynamics = dynamics
         train = (train,) if isinstance(train, str) else tuple(train)
         unknown = [k for k in train if k not in _m.WEIGHT_KEYS]
         if unknown or not train or len(set(train)) != len(train):
@@ -123,7 +129,8 @@ class BPTTTrainer:
         self._params = {k: jnp.asarray(w[k]) for k in self.train}
         self._fixed = {k: jnp.asarray(w[k]) for k in _m.WEIGHT_KEYS if k not in self.train}
         self._opt_state = make_optimizer(self.optimizer, self.lr).init(self._params)
-        self._step = _compiled_step(self.optimizer, self.train)
+        loss_fn = _m._batch_loss if dynamics is None else dynamics.loss_fn
+        self._step = _compiled_step(self.optimizer, self.train, loss_fn)
 
     @property
     def weights(self) -> dict[str, np.ndarray]:
@@ -134,6 +141,8 @@ class BPTTTrainer:
     def _args(self, inputs, targets, mask):
         u, ys, m = _batchify(inputs, targets, mask)
         w = {**self._params, **self._fixed}
+        if self.dynamics is not None:
+            return self.dynamics.loss_args(w, u, ys, m)
         u = _m._as_inputs(w, u)
         ys, m = _m._as_targets_mask(w, u, ys, m)
         _, h0 = _m._bias_h0(w, u.shape[0], self._b, None)
@@ -155,6 +164,8 @@ class BPTTTrainer:
     def evaluate(self, inputs, targets, mask) -> float:
         """Noise-free batch loss at the current weights; no update."""
         w = {**self._params, **self._fixed}
+        if self.dynamics is not None:
+            return self.dynamics.evaluate(w, *_batchify(inputs, targets, mask))
         return float(_m._batch_loss_jit(w, *self._args(inputs, targets, mask)))
 
     def step_trials(self, trials) -> float:

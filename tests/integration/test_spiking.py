@@ -154,7 +154,7 @@ def test_lif_compare_uses_a_rate_reference_and_plot_draws_a_raster(tmp_path):
 
     protocol = lif_protocol(training__n_trials=2, output__figures=False)
     ds, path = compare_protocol(protocol, out_dir=tmp_path, progress=False)
-    assert list(ds["method"].values) == ["td_anp", "bptt"]
+    assert list(ds["method"].values) == ["td_anp", "bptt", "bptt_surrogate"]
     bptt = ds.sel({"method": "bptt"})
     assert np.all(np.isfinite(bptt["eval_loss"])) and np.all(np.isnan(bptt["membrane"]))
     assert np.all(np.abs(bptt["activity"]) <= 1), "the reference's activity is tanh(h)"
@@ -170,3 +170,50 @@ def test_lif_compare_uses_a_rate_reference_and_plot_draws_a_raster(tmp_path):
     nc = write_dataset(run, tmp_path / "lif.nc")
     assert main(["plot", str(nc), "--out", str(tmp_path / "fig")]) == 0
     assert (tmp_path / "fig" / "lif_raster.png").is_file()
+
+
+def test_lif_jax_twin_reproduces_brian2_spikes():
+    """The surrogate-gradient reference runs the very same LIF dynamics (σ = 0)."""
+    from bioperturb.reference.lif import LIFDynamics, lif_forward
+
+    trainer, ds = run(
+        lif_protocol(
+            model__sigma=0.0, training__lr=0.0, training__n_trials=1, task__duration="200 ms"
+        )
+    )
+    model = trainer.protocol.model
+    dyn = LIFDynamics.from_model(model)
+    v, r, y, s = lif_forward(trainer.weights0, dyn.input_spikes(trainer.eval_set.inputs), dyn)
+    times, units = np.nonzero(s[0])
+    first = ds["spike_eval"].values == 0
+    brian = sorted(
+        zip(
+            np.rint(ds["spike_time"].values[first] / model.dt),
+            ds["spike_unit"].values[first],
+            strict=True,
+        )
+    )
+    assert len(brian) > 50
+    assert brian == sorted(zip(times, units, strict=True))
+    steps = np.rint(ds["time"].values / model.dt).astype(int)
+    np.testing.assert_allclose(y[0, steps], ds["output_y"].values[0, 0], atol=1e-12)
+    np.testing.assert_allclose(
+        v[0, steps][:, trainer.record_units], ds["membrane"].values[0, 0], atol=1e-12
+    )
+
+
+def test_lif_surrogate_gradient_is_finite_and_descends():
+    from bioperturb.reference import BPTTTrainer
+    from bioperturb.reference.lif import LIFDynamics
+
+    trainer = Trainer(lif_protocol(training__lr=0.0, task__duration="200 ms"))
+    model = trainer.protocol.model
+    dyn = LIFDynamics.from_model(model)
+    ev = trainer.eval_set
+    spikes = dyn.input_spikes(ev.inputs)
+    bptt = BPTTTrainer(
+        trainer.weights0, dt=model.dt, tau=model.tau_m, optimizer="adam", lr=0.02, dynamics=dyn
+    )
+    losses = [bptt.step(spikes, ev.targets, ev.mask) for _ in range(15)]
+    assert np.all(np.isfinite(losses))
+    assert bptt.evaluate(spikes, ev.targets, ev.mask) < 0.5 * losses[0], losses
