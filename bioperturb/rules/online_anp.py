@@ -94,7 +94,7 @@ class OnlineANPParams:
         doc="running averages in time (τ_avg) or per-time-point averages across trials (α)",
     )
     baseline_rate: float = param(
-        0.3,
+        0.8,
         positive=True,
         doc="α: weight of the newest trial in the per-time-point baselines (baseline = trial)",
     )
