@@ -288,6 +288,8 @@ class OnlineANP(PerturbationRule):
                     "store": "\n".join(store),
                 },
                 on_event={"load": "oanp_step", "store": "oanp_step"},
+                # one scalar delay per pathway: no per-synapse delay arrays
+                delay={"load": 0 * second, "store": 0 * second},
                 clock=clock,
                 name=f"oanp_store_{gname}",
             )
