@@ -34,8 +34,8 @@ earlier *training* trials of the same quantity at the same step::
     h̄_{i,s} ← (1 − α) h̄_{i,s} + α h_{i,s}    after use, training trials only
 
 The task-driven trajectory repeats from trial to trial, so it cancels in δ and in L − L̄;
-at frozen weights the estimate's mean is Cov(L_s, h_s)·(1 + α/(2 − α)) — along TD-ANP's
-direction to first order in σ. What remains biased: the averages lag weight changes
+at frozen weights E[(L_s − L̄_s) δ_s] = Cov(L_s, h_s)·(1 + α/(2 − α)) in the steady
+state — TD-ANP's direction to first order in σ. What remains biased: the averages lag weight changes
 by about (1 − α)/α trials, and one baseline serves all trial conditions (exact only for
 tasks whose training trials repeat one condition, such as the pattern task).
 
@@ -45,8 +45,9 @@ synapse (s, i) holds unit i's averages for step s. The step neuron s emits a cus
 when the step in the trial equals s, and two event-driven pathways touch only that
 column: ``load`` (start of the step: copy the column into the unit) and ``store`` (after
 the products: move the averages towards this step's values). Cost per step: n_steps
-comparisons and O(N) synaptic updates, not O(N · n_steps); everything is Brian2 code, so
-it also runs in cpp_standalone.
+comparisons and O(N) synaptic updates, not O(N · n_steps). Everything is Brian2 code (no
+network_operation); the mechanism (event at ``start``, two pathways, the ``%`` at t = 0)
+gave the same numbers in numpy, cython and cpp_standalone on a toy network.
 
 Warm-up: the first training trial has no baseline; it sets h̄, r̄, ȳ, L̄ to its own
 values (δ = 0, L − L̄ = 0: its update is exactly zero). Its δ is 0, so it says nothing
