@@ -31,6 +31,7 @@ PROTOCOLS = [
     "pattern_np_rate",
     "pattern_wp_rate",
     "pattern_online_anp_rate",
+    "pattern_online_anp_trial_rate",
 ]
 FRACTIONS = (0.3, 0.1, 0.05)
 
