@@ -121,13 +121,14 @@ def test_lif_records_spikes_membrane_and_rates():
     [
         {"rule__name": "np"},
         {"rule__name": "online_anp"},
+        {"rule__name": "online_anp", "rule__baseline": "trial", "training__n_trials": 4},
         {"rule__name": "td_anp", "rule__tau_e": "5 ms"},
         {"rule__name": "td_anp", "model__decorrelate": ["recurrent"]},
     ],
-    ids=["np", "online_anp", "td_anp_trace", "danp"],
+    ids=["np", "online_anp", "online_anp_trial", "td_anp_trace", "danp"],
 )
 def test_lif_other_rules_run_and_update(rule):
-    trainer, ds = run(lif_protocol(**rule, training__n_trials=2, model__sigma=0.3))
+    trainer, ds = run(lif_protocol(**{"training__n_trials": 2, **rule}, model__sigma=0.3))
     assert ds.attrs["status"] == "completed"
     for name in ("W_in", "W_rec", "W_out"):
         w = ds[name].values
