@@ -357,7 +357,9 @@ class Trainer:
             start = float(self.network.net.t_) - self.tape.n_steps * self.protocol.model.dt
             times = np.asarray(spikes.t_[:])
             keep = times > start - 0.5 * self.protocol.model.dt
-            pairs = np.column_stack([np.asarray(spikes.i[:])[keep], times[keep] - start])
+            dt = self.protocol.model.dt
+            step = np.rint((times[keep] - start) / dt)  # whole steps: exact across resumes
+            pairs = np.column_stack([np.asarray(spikes.i[:])[keep], step * dt])
             self.records.spikes.append(pairs)
 
     def _close_eval(self, done: int, losses: list[float]) -> None:

@@ -218,3 +218,16 @@ def test_lif_surrogate_gradient_is_finite_and_descends():
     losses = [bptt.step(spikes, ev.targets, ev.mask) for _ in range(15)]
     assert np.all(np.isfinite(losses))
     assert bptt.evaluate(spikes, ev.targets, ev.mask) < 0.5 * losses[0], losses
+
+
+def test_lif_resume_is_identical(tmp_path):
+    from tests.integration.test_checkpoint import resumed_runs_match
+
+    protocol = lif_protocol(
+        model__dale=True,
+        training__n_trials=4,
+        training__eval_every=2,
+        training__checkpoint_every=1,
+        training__optimizer="adam",
+    )
+    resumed_runs_match(protocol, tmp_path, resume_after=(1, 2))
