@@ -26,7 +26,9 @@ class DelayedMatchTask(Task):
     Inputs: channel 0 is the fixation cue (1 in every period but ``decision``), channels
     1 … n_stimuli carry the one-hot sample (``sample`` period) and test (``test`` period)
     stimuli.  Outputs: channel 0 = match, channel 1 = non-match; the target is 1 on the
-    correct channel and 0 on the other during ``decision``, 0 on both elsewhere.
+    correct channel and 0 on the other during ``decision``, 0 on both elsewhere. With
+    ``report = "sample"`` (delayed recall) there is one output per stimulus and the
+    target is the sample's channel: memory without the match/non-match XOR.
     Condition label = sample · n_stimuli + test (see :meth:`decode`).
     """
 
@@ -53,6 +55,12 @@ class DelayedMatchTask(Task):
         match_prob: float = param(0.5, nonnegative=True, doc="probability of a match trial")
         input_noise: float = param(
             0.1, nonnegative=True, doc="std of Gaussian noise added per step to training inputs"
+        )
+        report: str = param(
+            "match",
+            choices=("match", "sample"),
+            doc="'match': match / non-match on two outputs; 'sample': recall the sample "
+            "(one output per stimulus; the test stimulus is then a distractor)",
         )
         mask_all_periods: bool = param(
             False, doc="count the loss in every period (else only during decision)"
@@ -101,7 +109,7 @@ class DelayedMatchTask(Task):
 
     @property
     def n_outputs(self) -> int:
-        return 2
+        return 2 if self.params.report == "match" else self.params.n_stimuli
 
     @property
     def n_steps(self) -> int:
@@ -121,8 +129,9 @@ class DelayedMatchTask(Task):
         inputs[trial, slice(*per["test"]), 1 + test] = 1.0
         if noise is not None:
             inputs += noise
-        targets = np.zeros((n, self._n_steps, 2))
-        targets[trial, slice(*per["decision"]), np.where(sample == test, 0, 1)] = 1.0
+        targets = np.zeros((n, self._n_steps, self.n_outputs))
+        answer = np.where(sample == test, 0, 1) if self.params.report == "match" else sample
+        targets[trial, slice(*per["decision"]), answer] = 1.0
         if self.params.mask_all_periods:
             mask = np.ones((n, self._n_steps))
         else:

@@ -356,3 +356,30 @@ def test_dms_bad_params_name_the_key(overrides, key):
 def test_bad_dt(cls):
     with pytest.raises(ValueError, match="^dt: "):
         cls(cls.Params(), 0.0)
+
+
+def test_delayed_recall_reports_the_sample_and_ignores_the_distractor():
+    task = dms(report="sample", n_stimuli=3)
+    assert task.n_outputs == 3
+    ev = task.eval_trials()
+    sample, test = task.decode(ev.conditions)
+    lo, hi = ev.periods["decision"]
+    for k in range(ev.n_trials):
+        expected = np.zeros(3)
+        expected[sample[k]] = 1.0
+        np.testing.assert_array_equal(ev.targets[k, lo:hi], np.tile(expected, (hi - lo, 1)))
+        assert np.all(ev.targets[k, :lo] == 0)
+        assert ev.inputs[k, slice(*ev.periods["test"]), 1 + test[k]].min() == 1.0
+
+
+def test_pattern_poisson_inputs_are_frozen_spike_trains_at_the_rate():
+    task = PatternTask(
+        PatternTask.Params(input="poisson", n_inputs=200, input_rate=20.0, duration=1.0), DT
+    )
+    a = task.trials(np.random.default_rng(0), 2)
+    b = task.eval_trials()
+    assert set(np.unique(a.inputs)) == {0.0, 1.0}
+    np.testing.assert_array_equal(a.inputs[0], a.inputs[1])
+    np.testing.assert_array_equal(a.inputs[0], b.inputs[0])
+    rate = a.inputs[0].mean() / DT
+    assert abs(rate - 20.0) < 2.0  # 200 × 1000 Bernoulli(0.02) steps: sd ≈ 0.2 Hz
