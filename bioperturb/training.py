@@ -60,6 +60,11 @@ def _streams(seed: int) -> dict[str, np.random.SeedSequence]:
     return dict(zip(names, np.random.SeedSequence(seed).spawn(len(names)), strict=True))
 
 
+def var(data: Any, dims: tuple[str, ...], units: str, long_name: str) -> xr.Variable:
+    """A Dataset variable with its units and long name."""
+    return xr.Variable(dims, data, {"units": units, "long_name": long_name})
+
+
 def weight_rng(seed: int) -> np.random.Generator:
     """The generator of a run's initial weights."""
     return np.random.default_rng(_streams(seed)["weights"])
@@ -384,9 +389,6 @@ class Trainer:
         rates = np.zeros((n_eval, n_cond, self.protocol.model.n_hidden))
         np.add.at(rates.reshape(-1, rates.shape[-1]), (which, pairs[:, 0].astype(int)), 1.0 / T)
 
-        def var(data, dims, units, long_name):
-            return xr.Variable(dims, data, {"units": units, "long_name": long_name})
-
         out = (
             {}
             if not self.protocol.model.dale
@@ -459,9 +461,6 @@ class Trainer:
         )
         ev = self.eval_set
         dims = {"W_in": ("post", "input"), "W_rec": ("post", "pre"), "W_out": ("output", "pre")}
-
-        def var(data, dims_, units, long_name):
-            return xr.Variable(dims_, data, {"units": units, "long_name": long_name})
 
         data_vars = {
             "loss": var(

@@ -175,6 +175,20 @@ class RateNetwork:
         #: monitors switched on only during evaluation trials
         self.eval_monitors: tuple[str, ...] = ("activity", "output")
 
+    @classmethod
+    def for_tape(cls, model: Any, rule: Any, training: Any, tape: Tape) -> RateNetwork:
+        """An empty handle with the matrix shapes, namespace and clocks of ``tape``."""
+        handle = cls()
+        n_hidden, n_in, n_out = model.n_hidden, tape.inputs.shape[1], tape.targets.shape[1]
+        handle.shape = {
+            "W_in": (n_hidden, n_in),
+            "W_rec": (n_hidden, n_hidden),
+            "W_out": (n_out, n_hidden),
+        }
+        ns, clock, trial_clock = tape_namespace(model, rule, training, tape)
+        handle.namespace, handle.clock, handle.trial_clock = ns, clock, trial_clock
+        return handle
+
     def schedule_summed(self, syn: Synapses, var: str, order: int) -> None:
         """Run the summed-variable update of ``var`` at the start of the step."""
         updater = syn.summed_updaters[f"{var}_post"]
@@ -232,18 +246,9 @@ def build_rate_network(
     record_units: np.ndarray,
 ) -> RateNetwork:
     """Build the twin rate network for ``tape`` with ``rule`` and the training optimiser."""
-    n_hidden = model.n_hidden
-    n_in = tape.inputs.shape[1]
-    n_out = tape.targets.shape[1]
-    handle = RateNetwork()
-    handle.shape = {
-        "W_in": (n_hidden, n_in),
-        "W_rec": (n_hidden, n_hidden),
-        "W_out": (n_out, n_hidden),
-    }
-
-    ns, clock, trial_clock = tape_namespace(model, rule, training, tape)
-    handle.namespace, handle.clock, handle.trial_clock = ns, clock, trial_clock
+    n_hidden, n_in = model.n_hidden, tape.inputs.shape[1]
+    handle = RateNetwork.for_tape(model, rule, training, tape)
+    ns, clock, trial_clock = handle.namespace, handle.clock, handle.trial_clock
 
     twin = rule.twin
     noisy = "h_n" if twin else "h"  # the state that receives the noise

@@ -65,7 +65,6 @@ from bioperturb.networks.rate import (
     add_weight_synapses,
     finish_readout,
     standard_monitors,
-    tape_namespace,
 )
 
 __all__ = ["SpikingNetwork", "build_spiking_network", "init_spiking_weights", "dale_signs"]
@@ -121,16 +120,9 @@ def build_spiking_network(
     record_units: np.ndarray,
 ) -> SpikingNetwork:
     """Build the twin LIF network for ``tape`` with ``rule`` and the training optimiser."""
-    n_hidden = model.n_hidden
-    n_in = tape.inputs.shape[1]
-    n_out = tape.targets.shape[1]
-    handle = SpikingNetwork()
-    handle.shape = {
-        "W_in": (n_hidden, n_in),
-        "W_rec": (n_hidden, n_hidden),
-        "W_out": (n_out, n_hidden),
-    }
-    ns, clock, trial_clock = tape_namespace(model, rule, training, tape)
+    n_hidden, n_in = model.n_hidden, tape.inputs.shape[1]
+    handle = SpikingNetwork.for_tape(model, rule, training, tape)
+    ns, clock, trial_clock = handle.namespace, handle.clock, handle.trial_clock
     ns.update(
         tau_m=model.tau_m * second,
         tau_syn=model.tau_syn * second,
@@ -139,8 +131,6 @@ def build_spiking_network(
         v_reset=model.v_reset,
         input_rate=model.input_rate / second,
     )
-    handle.namespace, handle.clock, handle.trial_clock = ns, clock, trial_clock
-
     twin = rule.twin
     decor = tuple(model.decorrelate)
     dense = bool(decor)  # decorrelation needs the clock-driven currents
