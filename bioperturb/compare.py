@@ -108,8 +108,11 @@ def surrogate_dataset(
     from bioperturb.reference.lif import LIFDynamics, lif_forward
 
     p = trainer.protocol
-    if p.model.kind != "lif":
-        raise ValueError("surrogate_dataset needs a LIF protocol (model.kind = 'lif')")
+    if p.model.kind != "lif" or p.model.synapse != "current":
+        raise ValueError(
+            "surrogate_dataset needs a LIF protocol with current-based synapses "
+            "(model.kind = 'lif', model.synapse = 'current')"
+        )
     dyn = LIFDynamics.from_model(p.model, beta=beta)
     tt, ev = trainer.train_trials, trainer.eval_set
     rng = np.random.default_rng([p.seed, 1729])
@@ -241,8 +244,8 @@ def compare_protocol(
     """Train the protocol's rule and the BPTT reference; write ``<name>_compare.nc``.
 
     Returns the combined Dataset (``method`` = [rule name, "bptt"], plus
-    "bptt_surrogate" for a LIF protocol: surrogate-gradient BPTT of the LIF network
-    itself) and its path.
+    "bptt_surrogate" for a LIF protocol with current-based synapses: surrogate-gradient
+    BPTT of the LIF network itself) and its path.
     """
     from pathlib import Path
 
@@ -255,7 +258,7 @@ def compare_protocol(
     bptt_ds.attrs["bptt_optimizer"] = bptt_optimizer or protocol.training.optimizer
     bptt_ds.attrs["bptt_lr"] = protocol.training.lr if bptt_lr is None else bptt_lr
     runs = {protocol.rule_name: rule_ds, "bptt": bptt_ds}
-    if protocol.model.kind == "lif":
+    if protocol.model.kind == "lif" and protocol.model.synapse == "current":
         runs["bptt_surrogate"] = surrogate_dataset(trainer, optimizer=bptt_optimizer, lr=bptt_lr)
     ds = combine_methods(runs)
     path = write_dataset(ds, out / f"{protocol.name}_compare.nc")

@@ -152,6 +152,15 @@ class LIFConfig:
     input_rate: float = param(
         100.0, unit="hertz", nonnegative=True, doc="Poisson rate per unit input ('poisson')"
     )
+    synapse: str = param(
+        "current",
+        choices=("current", "conductance"),
+        doc="'current': a spike adds w to the current h (h = W r + U u exactly); "
+        "'conductance': w > 0 opens an excitatory, w < 0 an inhibitory conductance, "
+        "h = g_e (E_exc − v) + g_i (E_inh − v)",
+    )
+    e_exc: float = param(4.67, doc="excitatory reversal potential E_exc (0 mV for rest −70, θ −55)")
+    e_inh: float = param(-0.67, doc="inhibitory reversal potential E_inh (−80 mV likewise)")
     dale: bool = param(
         False, doc="Dale's law: excitatory and inhibitory neurons, W_rec signs kept in learning"
     )
@@ -172,6 +181,11 @@ class LIFConfig:
                 raise ValueError(f"dt ({self.dt} s) must not exceed {name}: Euler is unstable")
         if self.v_reset >= self.v_th:
             raise ValueError(f"v_reset ({self.v_reset}) must be below v_th ({self.v_th})")
+        if self.synapse == "conductance":
+            if not self.e_inh < self.v_reset < self.v_th < self.e_exc:
+                raise ValueError("reversal potentials must satisfy e_inh < v_reset < v_th < e_exc")
+            if self.decorrelate:
+                raise ValueError("decorrelate needs synapse = 'current' (a conductance is ≥ 0)")
         if self.dale and not 0 < self.frac_exc < 1:
             raise ValueError(f"frac_exc must be between 0 and 1, got {self.frac_exc}")
         ModelConfig.check(self)  # decorrelate entries

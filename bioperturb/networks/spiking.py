@@ -130,10 +130,14 @@ def build_spiking_network(
         v_th=model.v_th,
         v_reset=model.v_reset,
         input_rate=model.input_rate / second,
+        E_exc=model.e_exc,
+        E_inh=model.e_inh,
     )
     twin = rule.twin
     decor = tuple(model.decorrelate)
     dense = bool(decor)  # decorrelation needs the clock-driven currents
+    cond = model.synapse == "conductance"  # (config: not with decorrelation)
+    separate_noise = dense or cond  # h is a subexpression: the noise is its own OU current
     suffixes = ("", "_n") if twin else ("",)
     rvar = "rhat" if "recurrent" in decor else "r"
     uvar = "uhat" if "input" in decor else "u"
@@ -151,12 +155,18 @@ def build_spiking_network(
             f"dr{s}/dt = -r{s} / tau_syn : 1",
             f"t_spk{s} : second",
         ]
-        if not dense:
-            lines.append(f"dh{s}/dt = -h{s} / tau_syn : 1")
-        else:
-            noise = " + eta" + s if s == suffixes[-1] else ""
+        noise = " + eta" + s if s == suffixes[-1] else ""
+        if cond:
+            lines += [
+                f"dge{s}/dt = -ge{s} / tau_syn : 1",
+                f"dgi{s}/dt = -gi{s} / tau_syn : 1",
+                f"h{s} = ge{s} * (E_exc - v{s}) + gi{s} * (E_inh - v{s}){noise} : 1",
+            ]
+        elif dense:
             lines += [f"h{s} = I_rec{s} + I_in{s}{noise} : 1", f"I_rec{s} : 1", f"I_in{s} : 1"]
-    if dense:
+        else:
+            lines.append(f"dh{s}/dt = -h{s} / tau_syn : 1")
+    if separate_noise:
         lines.append(f"deta{suffixes[-1]}/dt = -eta{suffixes[-1]} / tau_syn : 1")
     if "recurrent" in decor:
         lines += [f"rhat{s} : 1" for s in suffixes]
@@ -178,15 +188,14 @@ def build_spiking_network(
     hidden.dale = dale_signs(model)
     for s in suffixes:
         setattr(hidden, f"t_spk{s}", -1e9 * second)
-    noisy = ("eta" if dense else "h") + suffixes[-1]
+    noisy = ("eta" if separate_noise else "h") + suffixes[-1]
     if rule.node_noise:
         add_node_noise(hidden, noisy)
     reset = []
     for s in suffixes:
         reset += [f"v{s} = 0", f"r{s} = 0", f"t_spk{s} = -1e9 * second"]
-        if not dense:
-            reset.append(f"h{s} = 0")
-    if dense:
+        reset += [f"ge{s} = 0", f"gi{s} = 0"] if cond else [] if dense else [f"h{s} = 0"]
+    if separate_noise:
         reset.append(f"eta{suffixes[-1]} = 0")
     hidden.run_regularly(
         "\n".join(reset), clock=trial_clock, when="end", order=1, name="hidden_reset"
@@ -230,16 +239,19 @@ def build_spiking_network(
             {},
         )
     else:
-        specs["W_in"] = (
-            inputs,
-            hidden,
-            [],
-            {"on_pre": "\n".join(f"h{s}_post += {weight[s]}" for s in suffixes)},
-        )
-        on_pre = {"pre": "h_post += w"}
+
+        def jump(s: str) -> str:
+            """On a presynaptic spike: the current jumps by w, or w opens a conductance."""
+            w = weight[s]
+            if cond:  # w > 0 excitatory, w < 0 inhibitory (Dale: the presynaptic sign)
+                return f"ge{s}_post += clip({w}, 0, inf)\ngi{s}_post += clip(-{w}, 0, inf)"
+            return f"h{s}_post += {w}"
+
+        specs["W_in"] = (inputs, hidden, [], {"on_pre": "\n".join(jump(s) for s in suffixes)})
+        on_pre = {"pre": jump("")}
         on_event = {"pre": "spike"}
         if twin:
-            on_pre["pre_n"] = f"h_n_post += {wn}"
+            on_pre["pre_n"] = jump("_n")
             on_event["pre_n"] = "spike_n"
         specs["W_rec"] = (hidden, hidden, [], {"on_pre": on_pre, "on_event": on_event})
     if model.dale:

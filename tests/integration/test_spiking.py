@@ -231,3 +231,20 @@ def test_lif_resume_is_identical(tmp_path):
         training__optimizer="adam",
     )
     resumed_runs_match(protocol, tmp_path, resume_after=(1, 2))
+
+
+def test_lif_conductance_synapses_twins_and_driving_forces():
+    cond = {**LIF_MODEL, "synapse": "conductance", "input_scale": 1.0, "g": 0.2}
+    trainer, ds = run(make_protocol(model={**cond, "sigma": 0.0}, **LIF, training__lr=0.05))
+    assert ds["spike_unit"].size > 0
+    hid = trainer.network.hidden
+    assert np.array_equal(hid.v[:], hid.v_n[:])
+    for name in ("W_in", "W_rec", "W_out"):
+        assert np.array_equal(ds[name].values[0], ds[name].values[-1]), name
+    assert np.all(hid.ge[:] >= 0) and np.all(hid.gi[:] >= 0)
+    assert float(ds["membrane"].min()) > trainer.protocol.model.e_inh  # driving forces
+    # with noise the rule learns through the same code
+    _, noisy = run(make_protocol(model={**cond, "sigma": 0.3}, **LIF, training__n_trials=2))
+    assert np.abs(noisy["W_rec"].values[-1] - noisy["W_rec"].values[0]).max() > 0
+    with pytest.raises(ConfigError, match="decorrelate needs synapse = 'current'"):
+        make_protocol(model={**cond, "decorrelate": ["input"]}, **LIF)
