@@ -69,7 +69,7 @@ from brian2 import (
     second,
 )
 
-from bioperturb.optimizers import optimizer_code, optimizer_equations, optimizer_namespace
+from bioperturb.optimizers import optimizer_code, optimizer_equations, optimizer_values
 
 __all__ = ["Tape", "RateNetwork", "build_rate_network", "init_weights", "MATRICES", "LATERAL"]
 
@@ -220,7 +220,7 @@ def build_rate_network(
     rule: Any,
     training: Any,
     tape: Tape,
-    weights: dict[str, np.ndarray],
+    weights: dict[str, np.ndarray] | None,
     *,
     record_dt: float,
     record_units: np.ndarray,
@@ -251,7 +251,6 @@ def build_rate_network(
         "minv_at": TimedArray(tape.m_inv, dt=tdt, name="tape_minv"),
         "n_updates": TimedArray(tape.n_updates, dt=tdt, name="tape_nupdates"),
     }
-    ns.update(optimizer_namespace(training))
     ns.update(rule.namespace(n_in, n_hidden, n_out))
 
     twin = rule.twin
@@ -363,10 +362,13 @@ def build_rate_network(
         syn.connect()
         handle.synapses[name] = syn
         if rule.plastic:
+            for var, value in optimizer_values(training).items():
+                setattr(syn, var, value)
             syn.run_regularly(
                 update, clock=trial_clock, when="end", order=0, name=f"{name.lower()}_update"
             )
-    handle.set_weights(weights)
+    if weights is not None:  # None: set later (standalone programs take them as run args)
+        handle.set_weights(weights)
     twin_vars = ("_n",) if twin else ()
     if decor:
         ns["decor_lr"] = model.decor_lr
