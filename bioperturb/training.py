@@ -64,10 +64,13 @@ class Trainer:
     """
 
     def __new__(cls, protocol: Protocol) -> Trainer:
-        if cls is Trainer and protocol.training.engine == "standalone":
+        if protocol.training.engine == "standalone":
             from bioperturb.standalone import StandaloneTrainer
 
-            cls = StandaloneTrainer
+            if cls is Trainer:
+                cls = StandaloneTrainer
+            elif not issubclass(cls, StandaloneTrainer):
+                raise TypeError(f"{cls.__name__} runs the runtime engine, not 'standalone'")
         return super().__new__(cls)
 
     def __init__(self, protocol: Protocol):
