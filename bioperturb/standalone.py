@@ -9,7 +9,8 @@ docs/engines.md has the full story; in short:
 * **Everything that varies between runs is a run argument.** The program is generated
   from placeholder values (zero weights, σ = 0, b = 0, η = 0, an all-zero tape), so its
   code depends only on the *kernel key* (shape, structural model settings, rule, optimiser,
-  tape shape, threads, Brian2 version, compiler flags, CPU, bioperturb's sources). Each
+  tape shape, threads, Brian2 version, compiler flags, CPU, the network/rule/optimiser
+  sources). Each
   run sets the block's stretch of the tape (TimedArray values), the weights and every
   other carried state variable, σ, b, the optimiser's hyperparameters, the sampled units,
   where to start and when to stop (Brian2's ``<object>.<variable>=<file>`` run arguments).
@@ -204,12 +205,17 @@ def _cpu_name() -> str:
     return platform.machine()
 
 
+#: the sources a program is generated from (relative to the package)
+_PROGRAM_SOURCES = ("networks/*.py", "rules/*.py", "optimizers.py", "standalone.py")
+
+
 @functools.cache
 def source_hash() -> str:
-    """Hash of bioperturb's Python sources: a program is rebuilt when the code changes."""
+    """Hash of the sources a program is generated from: it is rebuilt when they change."""
     digest = hashlib.sha256()
     root = Path(__file__).resolve().parent
-    for path in sorted(root.rglob("*.py")):
+    paths = {path for pattern in _PROGRAM_SOURCES for path in root.glob(pattern)}
+    for path in sorted(paths):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -532,6 +538,8 @@ class Kernel:
         self.build_time = time.perf_counter() - tic
         self.blocks_run = 0
         self._order_checked = False
+        #: command prefix of every run of the program (a profiler, ``/usr/bin/time``, …)
+        self.run_prefix: list[str] = []
 
     def _build(self) -> None:
         spec_file = self.build_dir.parent / f"{self.key}.spec.json"
@@ -629,7 +637,8 @@ class Kernel:
         put(meta["params"]["bp_control/t_begin"], 0.0 if first == 0 else dt)
         put(meta["params"]["bp_control/t_stop"], (n - 0.5) * n_steps * dt)
         tic = time.perf_counter()
-        cmd = [str(self.run_dir / "main"), "--results_dir", f"{results_dir}{os.sep}", *args]
+        cmd = [*self.run_prefix, str(self.run_dir / "main"), "--results_dir"]
+        cmd += [f"{results_dir}{os.sep}", *args]
         proc = subprocess.run(cmd, cwd=self.run_dir, capture_output=True, text=True, check=False)
         if proc.returncode or proc.stderr.strip():
             raise RuntimeError(
