@@ -93,9 +93,6 @@ TAPE_ARRAYS = {
     "n_updates": "n_updates",
 }
 
-#: one device.run at a time per process (device.run changes the working directory)
-_RUN_LOCK = threading.Lock()
-
 RNG_HEADER = r"""// bioperturb: the full state of Brian2's standalone random generators, in and out.
 #ifndef BIOPERTURB_RNG_H
 #define BIOPERTURB_RNG_H
@@ -752,12 +749,16 @@ class StandaloneTrainer(Trainer):
     runtime trainer; the Dataset's ``engine`` attribute names the engine and threads.
     """
 
-    #: most training trials in one ``device.run`` (bounds how late a divergence, an
+    #: most training trials in one run of the program (bounds how late a divergence, an
     #: interruption or a progress update is noticed)
     MAX_BLOCK = 100
 
     def _build_network(self) -> None:
         p = self.protocol
+        if getattr(p.model, "kind", "rate") != "rate":
+            raise ValueError(
+                f"training.engine = 'standalone' runs rate networks, not {p.model.kind!r}"
+            )
         n_cond = self.eval_set.n_trials
         # the longest block (an upper bound for subclasses with shorter blocks), rounded up
         # to a power of two so that more protocols share a program
@@ -813,7 +814,7 @@ class StandaloneTrainer(Trainer):
         return params
 
     def _standalone_block(self, position: int) -> int:
-        """Tape trials from ``position`` that run in one ``device.run`` (see module doc)."""
+        """Tape trials from ``position`` that run in one run of the program (module doc)."""
         kinds = self.tape.kinds
         every = self.protocol.training.checkpoint_every
         n = 0
@@ -886,8 +887,8 @@ class StandaloneTrainer(Trainer):
         per_trial = tape.n_steps // self.record_step
         samples = slice(skip, skip + n * per_trial)
         loss_t = out.loss_t[samples].reshape(n, per_trial)
-        activity = out.activity[samples].reshape(n, per_trial, -1)
-        output = out.output[samples].reshape(n, per_trial, -1)
+        activity = out.activity[samples].reshape(n, per_trial, out.activity.shape[1])
+        output = out.output[samples].reshape(n, per_trial, out.output.shape[1])
         wall = out.wall / n
         eval_losses: list[float] = []
         n_train = 0
