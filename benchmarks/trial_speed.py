@@ -1,60 +1,148 @@
-"""Throughput of one training trial: TD-ANP vs forward-only, Brian2 runtime vs the JAX twin.
+"""Throughput of one training trial: TD-ANP vs forward-only, Brian2 runtime and standalone
+vs the JAX twin.
 
-Prints, measured in one run on this machine:
+For each network size N (1 s trials at dt = 1 ms, 5 random inputs, 1 readout, Adam):
   * ms per training trial and trials/s of TD-ANP (clean + noisy twin, per-synapse
-    accumulation, trial-end Adam step) and of the forward-only control (rule "none");
-  * their ratio (the cost of learning beyond simulation);
-  * the JAX float64 reference: forward and BPTT step of the same network and trial.
+    accumulation, trial-end Adam step) and of the forward-only control (rule "none"),
+    for each Brian2 engine: runtime (cython) and cpp_standalone (``training.engine``);
+    the standalone time includes everything per block (process start, run arguments,
+    results), its pure simulation time is shown beside it;
+  * TD-ANP / forward-only (the cost of learning beyond simulation);
+  * the JAX float64 reference: forward pass and BPTT training step of the same network and
+    trial, and TD-ANP standalone / BPTT step;
+  * ns per synapse-step (ms per trial / (synapses × steps); synapses = N² + N·(n_in + n_out));
+  * memory: bytes of per-synapse state (all arrays of the W_rec Synapses object, from the
+    Brian2 variables) and the peak RSS of the simulating process.
 
-Usage: python benchmarks/trial_speed.py [--sizes 100 400] [--trials 10] [--codegen cython]
+Each measurement runs in its own process (``--worker``), so memory and Brian2 state do not
+leak between them; a standalone program is compiled by a build-only process first (it is
+cached, see bioperturb.standalone), so the measured process only runs it.
+
+Usage: python benchmarks/trial_speed.py [--sizes 100 400 1000] [--trials 20]
+          [--engines runtime standalone] [--threads 1] [--no-jax]
 Writes benchmarks/results/trial_speed.md. Do not run it while other CPU-heavy jobs run:
 the machine has 2 cores, and a second job distorts timings by up to 10x.
+The sparse case (p = 0.1, N = 2000) is not measured: the rate network is all-to-all.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bioperturb.config import protocol_from_mapping
-from bioperturb.training import Trainer
+HERE = Path(__file__).resolve().parent
+N_INPUTS = 5
 
 
-def protocol(n_hidden: int, rule: str, n_trials: int, codegen: str):
+def protocol(n_hidden: int, rule: str, n_trials: int, engine: str, threads: int = 1):
+    from bioperturb.config import protocol_from_mapping
+
     return protocol_from_mapping(
         {
             "name": f"bench_{rule}_{n_hidden}",
             "seed": 0,
             "model": {"preset": "rate_rnn", "n_hidden": n_hidden, "dt": "1 ms", "tau": "10 ms"},
-            "task": {"name": "pattern", "duration": "1 s", "input": "random", "n_inputs": 5},
+            "task": {
+                "name": "pattern",
+                "duration": "1 s",
+                "input": "random",
+                "n_inputs": N_INPUTS,
+            },
             "rule": {"name": rule},
             "training": {
                 "n_trials": n_trials,
                 "eval_every": n_trials,
                 "optimizer": "adam",
                 "lr": 1e-4,
-                "codegen": codegen,
+                "codegen": "cython",
+                "engine": engine,
+                "threads": threads,
             },
             "output": {"figures": False, "progress": False, "alignment": False},
         }
     )
 
 
-def brian_ms_per_trial(n_hidden: int, rule: str, n_trials: int, codegen: str) -> float:
-    ds = Trainer(protocol(n_hidden, rule, n_trials, codegen)).run(progress=False)
-    wall = ds["wall_time"].values[1:]  # the first trial may include code loading
-    return 1e3 * float(np.median(wall))
+def state_bytes_per_synapse(syn) -> float:
+    """Bytes of all per-synapse arrays of a Synapses object (values, indices, rule state)."""
+    from brian2.core.variables import DynamicArrayVariable
+
+    return float(
+        sum(
+            np.dtype(var.dtype).itemsize
+            for name, var in syn.variables.items()
+            if isinstance(var, DynamicArrayVariable) and var.owner.name == syn.name
+        )
+    )
+
+
+# ------------------------------------------------------------------------- worker processes
+def worker(engine: str, n_hidden: int, rule: str, n_trials: int, threads: int, build_only: bool):
+    """Run one configuration; print a JSON line with its numbers."""
+    from bioperturb.training import Trainer
+
+    tic = time.perf_counter()
+    trainer = Trainer(protocol(n_hidden, rule, n_trials, engine, threads))
+    build = time.perf_counter() - tic
+    if build_only:
+        print(json.dumps({"build_s": build}))
+        return
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_file = None
+    if engine == "standalone" and Path("/usr/bin/time").exists():
+        # peak RSS of the program itself (a forked child's own maxrss would include this
+        # Python process's pages until exec)
+        fd, rss_file = tempfile.mkstemp(suffix=".rss")
+        os.close(fd)
+        trainer.kernel.run_prefix = ["/usr/bin/time", "-a", "-o", rss_file, "-f", "%M"]
+    ds = trainer.run(progress=False)
+    out: dict[str, float] = {"build_s": build}
+    wall = ds["wall_time"].values
+    if engine == "runtime":
+        wall = wall[1:]  # the first trial may include code loading
+        out["bytes_per_synapse"] = state_bytes_per_synapse(trainer.network.synapses["W_rec"])
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["rss_mb"] = peak / 1024
+        out["rss_growth_mb"] = (peak - rss_before) / 1024
+    else:
+        meta = trainer.kernel.meta
+        out["bytes_per_synapse"] = meta["synapses"][meta["matrices"]["W_rec"]]["bytes_per_synapse"]
+        out["rss_mb"] = float("nan")
+        if rss_file is not None:
+            kb = [int(x) for x in Path(rss_file).read_text().split() if x.isdigit()]
+            out["rss_mb"] = max(kb) / 1024 if kb else float("nan")
+            os.unlink(rss_file)
+        n, tot, sim = np.array(trainer.block_times).sum(axis=0)
+        out["sim_ms"] = 1e3 * sim / n
+        out["overhead_ms_per_block"] = 1e3 * (tot - sim) / len(trainer.block_times)
+    out["ms"] = 1e3 * float(np.median(wall))
+    out["steps"] = trainer.tape.n_steps
+    print(json.dumps(out))
+
+
+def run_worker(*args: str) -> dict[str, float]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def jax_ms(n_hidden: int, repeats: int) -> tuple[float, float]:
     from bioperturb.reference import BPTTTrainer, forward
+    from bioperturb.training import Trainer
 
-    trainer = Trainer(protocol(n_hidden, "none", 1, "numpy"))
+    trainer = Trainer(protocol(n_hidden, "none", 1, "runtime"))
     tt, m = trainer.train_trials, trainer.protocol.model
     kw = dict(dt=m.dt, tau=m.tau)
     forward(trainer.weights0, tt.inputs[:1], **kw)  # compile
@@ -73,37 +161,106 @@ def jax_ms(n_hidden: int, repeats: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100])
-    parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--codegen", default="cython", choices=("cython", "numpy"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 400, 1000])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument(
+        "--engines", nargs="+", default=["runtime", "standalone"], choices=("runtime", "standalone")
+    )
+    parser.add_argument("--threads", type=int, default=1, help="OpenMP threads (standalone)")
+    parser.add_argument("--no-jax", action="store_true", help="skip the JAX reference")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "trial_speed.md")
+    parser.add_argument("--note", default="", help="a line added under the title")
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        engine, n, rule, trials, threads = args.worker
+        worker(engine, int(n), rule, int(trials), int(threads), args.build_only)
+        return
+
     load = os.getloadavg()[0]
     rows = []
     for n in args.sizes:
-        anp = brian_ms_per_trial(n, "td_anp", args.trials, args.codegen)
-        fwd = brian_ms_per_trial(n, "none", args.trials, args.codegen)
-        jf, jb = jax_ms(n, 20)
-        rows.append((n, anp, 1e3 / anp, fwd, anp / fwd, jf, jb, anp / jb))
+        n_syn = n * n + n * (N_INPUTS + 1)
+        jf = jb = float("nan")
+        if not args.no_jax:
+            jf, jb = jax_ms(n, 20)
+        for engine in args.engines:
+            res = {}
+            for rule in ("td_anp", "none"):
+                wargs = (engine, str(n), rule, str(args.trials), str(args.threads))
+                if engine == "standalone":  # compiles unless the program is cached
+                    res[f"{rule}_first"] = run_worker(*wargs, "--build-only")["build_s"]
+                res[rule] = run_worker(*wargs)
+                print(engine, n, rule, res[rule], file=sys.stderr, flush=True)
+            anp, fwd = res["td_anp"], res["none"]
+            rows.append(
+                {
+                    "N": n,
+                    "engine": engine,
+                    "anp_ms": anp["ms"],
+                    "anp_sim_ms": anp.get("sim_ms", float("nan")),
+                    "fwd_ms": fwd["ms"],
+                    "ratio": anp["ms"] / fwd["ms"],
+                    "tps": 1e3 / anp["ms"],
+                    "ns_syn_step": 1e6 * anp["ms"] / (n_syn * anp["steps"]),
+                    "jax_fwd": jf,
+                    "jax_bptt": jb,
+                    "vs_bptt": anp["ms"] / jb,
+                    "bytes": anp["bytes_per_synapse"],
+                    "rss": anp["rss_mb"],
+                    "first": res.get("td_anp_first", float("nan")),
+                    "build": anp["build_s"] if engine == "standalone" else float("nan"),
+                    "overhead": anp.get("overhead_ms_per_block", float("nan")),
+                }
+            )
     header = (
-        "| N | TD-ANP ms/trial | TD-ANP trials/s | forward-only ms/trial | TD-ANP / forward "
-        "| JAX forward ms | JAX BPTT step ms | TD-ANP / BPTT step |"
+        "| N | engine | TD-ANP ms/trial | (simulating) | trials/s | forward-only ms/trial "
+        "| TD-ANP / forward | ns per synapse-step | JAX forward ms | JAX BPTT step ms "
+        "| TD-ANP / BPTT step | state B/synapse | peak RSS MB | first build s | cached build s "
+        "| overhead ms/block |"
     )
-    lines = [header, "|" + "---|" * 8]
-    for n, anp, tps, fwd, ratio, jf, jb, rj in rows:
+    lines = [header, "|" + "---|" * 16]
+    for r in rows:
         lines.append(
-            f"| {n} | {anp:.1f} | {tps:.2f} | {fwd:.1f} | {ratio:.2f} | {jf:.2f} | {jb:.2f} "
-            f"| {rj:.1f} |"
+            f"| {r['N']} | {r['engine']} | {r['anp_ms']:.1f} | {r['anp_sim_ms']:.1f} "
+            f"| {r['tps']:.2f} | {r['fwd_ms']:.1f} | {r['ratio']:.2f} | {r['ns_syn_step']:.2f} "
+            f"| {r['jax_fwd']:.2f} | {r['jax_bptt']:.2f} | {r['vs_bptt']:.1f} | {r['bytes']:.0f} "
+            f"| {r['rss']:.0f} | {r['first']:.1f} | {r['build']:.2f} | {r['overhead']:.1f} |"
         )
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import brian2
+
     machine = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, Brian2 runtime ({args.codegen}), "
-        f"1 s trials at dt = 1 ms, median of {args.trials - 1} trials; "
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"Brian2 {brian2.__version__} (runtime: cython; standalone: g++ "
+        f"{' '.join(brian2.prefs['codegen.cpp.extra_compile_args_gcc'])}, "
+        f"{args.threads} thread(s)); 1 s trials at dt = 1 ms, {N_INPUTS} inputs, 1 output, Adam; "
+        f"median of {args.trials} trials (standalone: per-trial share of whole blocks, "
+        f"process start and I/O included; 'simulating' is the compiled loop alone); "
         f"load average at start {load:.2f}"
     )
-    text = "\n".join(["# Trial throughput", "", machine, "", *lines, ""])
+    notes = [
+        "Sparse connectivity (p = 0.1, N = 2000) is not measured: W_rec is all-to-all "
+        "(there is no model.p_connect).",
+        "first build s: the first Trainer of a shape in a process, compiling the program "
+        "unless the cache holds it (TD-ANP); cached build s: a Trainer that finds it "
+        "(reads kernel.json, copies the binary). overhead ms/block: per run of the "
+        "program, the time outside its simulation loop (start, run arguments, results).",
+        "Peak RSS: the Python process (runtime engine; includes its imports) or the "
+        "compiled program alone (standalone, measured with /usr/bin/time).",
+    ]
+    head = ["# Trial throughput", ""] + ([args.note, ""] if args.note else [])
+    text = "\n".join([*head, machine, "", *lines, "", *notes, ""])
     print(text)
-    out = Path(__file__).parent / "results" / "trial_speed.md"
-    out.write_text(text)
+    args.out.write_text(text)
 
 
 if __name__ == "__main__":

@@ -281,6 +281,8 @@ def update_samples(trainer: Trainer) -> dict[str, np.ndarray]:
     ``{matrix: array (n_train_trials, post, pre)}`` (ΔW = −η g for SGD).
     """
     p = trainer.protocol
+    if p.training.engine != "runtime":
+        raise ValueError("update_samples needs training.engine = 'runtime' (it adds monitors)")
     if p.training.lr != 0:
         raise ValueError("update_samples needs training.lr = 0 (frozen weights)")
     if p.model.decorrelate and p.model.decor_lr != 0:

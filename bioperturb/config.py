@@ -222,6 +222,17 @@ class TrainingConfig:
     codegen: str = param(
         "cython", choices=("cython", "numpy"), doc="Brian2 code-generation target (runtime mode)"
     )
+    engine: str = param(
+        "runtime",
+        choices=("runtime", "standalone"),
+        doc="Brian2 runtime mode (interactive, per-block net.run), or cpp_standalone: the network "
+        "compiled once (cached per shape) and run per block of trials with run arguments",
+    )
+    threads: int = param(
+        1,
+        positive=True,
+        doc="OpenMP threads of the standalone engine (1: no OpenMP; >1 changes the noise streams)",
+    )
     checkpoint_every: int = param(
         0,
         nonnegative=True,

@@ -26,14 +26,20 @@ from typing import Any
 
 from brian2 import Equations
 
-__all__ = ["optimizer_equations", "optimizer_code", "optimizer_namespace"]
+__all__ = ["optimizer_equations", "optimizer_code", "optimizer_values", "OPTIMIZER_PARAMS"]
+
+#: the optimisers' hyperparameters (TrainingConfig fields); shared constant variables of
+#: every plastic Synapses object rather than namespace constants, so that a compiled
+#: standalone program takes new values as run arguments instead of being recompiled
+OPTIMIZER_PARAMS = ("lr", "beta1", "beta2", "adam_eps", "max_step")
 
 
 def optimizer_equations(name: str) -> Equations:
-    """Per-synapse state of the optimiser."""
+    """Per-synapse state of the optimiser and its hyperparameters (shared)."""
+    params = Equations("\n".join(f"{p} : 1 (shared, constant)" for p in OPTIMIZER_PARAMS))
     if name == "adam":
-        return Equations("m_adam : 1\nv_adam : 1")
-    return Equations("")
+        return params + Equations("m_adam : 1\nv_adam : 1")
+    return params
 
 
 def optimizer_code(name: str, clip: bool, online: bool = False) -> str:
@@ -63,12 +69,6 @@ def optimizer_code(name: str, clip: bool, online: bool = False) -> str:
     return f"{step}\n{apply}\nacc_last = acc\nacc = 0"
 
 
-def optimizer_namespace(training: Any) -> dict[str, Any]:
-    """Constants the optimiser code refers to."""
-    return {
-        "lr": training.lr,
-        "beta1": training.beta1,
-        "beta2": training.beta2,
-        "adam_eps": training.adam_eps,
-        "max_step": training.max_step,
-    }
+def optimizer_values(training: Any) -> dict[str, float]:
+    """Values of the hyperparameter variables of :func:`optimizer_equations`."""
+    return {name: float(getattr(training, name)) for name in OPTIMIZER_PARAMS}

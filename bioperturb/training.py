@@ -71,7 +71,21 @@ def weight_rng(seed: int) -> np.random.Generator:
 
 
 class Trainer:
-    """Runs one protocol in Brian2's runtime mode, one ``net.run`` per trial."""
+    """Runs one protocol in Brian2's runtime mode, blocks of trials per ``net.run``.
+
+    ``Trainer(protocol)`` with ``training.engine = "standalone"`` makes a
+    :class:`bioperturb.standalone.StandaloneTrainer` (same interface, cpp_standalone).
+    """
+
+    def __new__(cls, protocol: Protocol) -> Trainer:
+        if protocol.training.engine == "standalone":
+            from bioperturb.standalone import StandaloneTrainer
+
+            if cls is Trainer:
+                cls = StandaloneTrainer
+            elif not issubclass(cls, StandaloneTrainer):
+                raise TypeError(f"{cls.__name__} runs the runtime engine, not 'standalone'")
+        return super().__new__(cls)
 
     def __init__(self, protocol: Protocol):
         self.protocol = protocol
@@ -102,8 +116,20 @@ class Trainer:
                 "output.record_dt must be a whole number of dt steps dividing the trial length"
             )
         self.record_step = step
+        self.records = _Records()
+        self.status = "completed"
+        self.status_reason = ""
+        #: next tape position to run (0: from the start, > 0 after :meth:`restore`)
+        self.position = 0
+        #: where :meth:`run` writes a checkpoint every ``training.checkpoint_every`` trials
+        self.checkpoint_path: Path | None = None
+        self._build_network()
+
+    def _build_network(self) -> None:
+        """The runtime network and its trial-loss monitor (the standalone engine overrides)."""
+        protocol, model, training = self.protocol, self.protocol.model, self.protocol.training
         brian2.prefs.codegen.target = training.codegen
-        build = build_spiking_network if spiking else build_rate_network
+        build = build_spiking_network if model.kind == "lif" else build_rate_network
         self.network: RateNetwork = build(
             model,
             self.rule,
@@ -125,13 +151,6 @@ class Trainer:
             name="mon_trial_losses",
         )
         self.network.net.add(self._trial_mon)
-        self.records = _Records()
-        self.status = "completed"
-        self.status_reason = ""
-        #: next tape position to run (0: from the start, > 0 after :meth:`restore`)
-        self.position = 0
-        #: where :meth:`run` writes a checkpoint every ``training.checkpoint_every`` trials
-        self.checkpoint_path: Path | None = None
 
     def _segments(self) -> list[tuple[str, int, int | None, Trials, int]]:
         every = self.protocol.training.eval_every

@@ -69,7 +69,7 @@ from brian2 import (
     second,
 )
 
-from bioperturb.optimizers import optimizer_code, optimizer_equations, optimizer_namespace
+from bioperturb.optimizers import optimizer_code, optimizer_equations, optimizer_values
 
 __all__ = ["Tape", "RateNetwork", "build_rate_network", "init_weights", "MATRICES", "LATERAL"]
 
@@ -240,7 +240,7 @@ def build_rate_network(
     rule: Any,
     training: Any,
     tape: Tape,
-    weights: dict[str, np.ndarray],
+    weights: dict[str, np.ndarray] | None,
     *,
     record_dt: float,
     record_units: np.ndarray,
@@ -318,7 +318,8 @@ def build_rate_network(
         rule,
         training,
     )
-    handle.set_weights(weights)
+    if weights is not None:  # None: set later (standalone programs take them as run args)
+        handle.set_weights(weights)
     if decor:
         ns["decor_lr"] = model.decor_lr
         ns["decor_n_inv"] = 1.0 / tape.n_steps
@@ -361,7 +362,6 @@ def tape_namespace(model: Any, rule: Any, training: Any, tape: Tape):
         "minv_at": TimedArray(tape.m_inv, dt=tdt, name="tape_minv"),
         "n_updates": TimedArray(tape.n_updates, dt=tdt, name="tape_nupdates"),
     }
-    ns.update(optimizer_namespace(training))
     ns.update(rule.namespace(tape.inputs.shape[1], model.n_hidden, tape.targets.shape[1]))
     return ns, clock, trial_clock
 
@@ -440,6 +440,8 @@ def add_weight_synapses(
         syn.connect()
         handle.synapses[name] = syn
         if rule.plastic:
+            for var, value in optimizer_values(training).items():
+                setattr(syn, var, value)
             code = update + handle.constraints.get(name, "")
             syn.run_regularly(
                 code, clock=handle.trial_clock, when="end", order=0, name=f"{name.lower()}_update"

@@ -154,3 +154,24 @@ def test_cython_target_matches_numpy_target():
     ds_cy = Trainer(make_protocol(training__codegen="cython", **common)).run()
     np.testing.assert_allclose(ds_cy["loss"], ds_np["loss"], rtol=1e-12)
     np.testing.assert_allclose(ds_cy["activity"], ds_np["activity"], rtol=1e-12, atol=1e-14)
+
+
+def test_trials_in_one_simulation_equal_one_run_per_trial():
+    """The tape runs a block of training trials in one net.run: the same computation as
+    one net.run per trial (trial-end optimiser steps and resets tick on the trial clock)."""
+
+    class OneRunPerTrial(Trainer):
+        MAX_BLOCK = 1
+
+    protocol = make_protocol(
+        training__n_trials=6,
+        training__eval_every=6,
+        training__optimizer="adam",
+        output__alignment=False,
+    )
+    blocks, single = Trainer(protocol), OneRunPerTrial(protocol)
+    assert blocks._block_length(1) == 6 and single._block_length(1) == 1
+    a, b = blocks.run(), single.run()
+    xr.testing.assert_identical(
+        a.drop_vars("wall_time").drop_attrs(), b.drop_vars("wall_time").drop_attrs()
+    )

@@ -1,0 +1,992 @@
+"""The cpp_standalone engine: the same network code, compiled once, run per block of trials.
+
+``training.engine = "standalone"`` makes :class:`~bioperturb.training.Trainer` a
+:class:`StandaloneTrainer`. The network of :mod:`bioperturb.networks.rate` (with the rules
+and optimisers, unchanged) becomes a *kernel*: a compiled Brian2 ``cpp_standalone``
+program that runs up to ``capacity`` tape trials from a state given on its command line.
+docs/engines.md has the full story; in short:
+
+* **Everything that varies between runs is a run argument.** The program is generated
+  from placeholder values (zero weights, σ = 0, b = 0, η = 0, an all-zero tape), so its
+  code depends only on the *kernel key* (shape, structural model settings, rule, optimiser,
+  tape shape, threads, Brian2 version, compiler flags, CPU, the network/rule/optimiser
+  sources). Each
+  run sets the block's stretch of the tape (TimedArray values), the weights and every
+  other carried state variable, σ, b, the optimiser's hyperparameters, the sampled units,
+  where to start and when to stop (Brian2's ``<object>.<variable>=<file>`` run arguments).
+  Sweeps and resumes over seeds, weights, η, σ or b reuse one compiled program.
+* **One run per block**: an evaluation block (weights stay put, so the weights recorded
+  for it are those the block starts from) and the training trials up to the next
+  evaluation; a block ends earlier after an alignment trial, a checkpoint trial, or
+  :attr:`StandaloneTrainer.MAX_BLOCK` training trials. Python touches the network only
+  between blocks.
+* **Exact continuation.** Every writable non-constant variable is read after a block and
+  set before the next, and so is the full state of the random generators (Mersenne Twister
+  words *and* the spare Box–Muller number, see :data:`RNG_HEADER`). Blocks after the first
+  start at t = dt (tape row 0, the reset step, runs once), so any split into blocks gives
+  the same run. A control group stops the program once the block's trials are done.
+* **Same noise as the runtime engine** with one thread: Brian2's standalone generator is
+  seeded like numpy's legacy ``RandomState(seed)`` and draws ``randn`` by the same polar
+  method. With ``threads > 1`` every OpenMP thread draws its own stream.
+* **Build cache and isolation.** Programs are built by a fresh Python process
+  (``python -m bioperturb.standalone build``) into ``$BIOPERTURB_STANDALONE_CACHE/<key>``
+  (default ``~/.cache/bioperturb/standalone``) under a file lock, once per key and
+  machine; a kernel then copies the binary and its static arrays into a private run
+  directory and runs the binary itself. The calling process never switches Brian2's
+  (process-global) device and holds no standalone objects, so runtime networks in the
+  same process are unaffected, and generated code never depends on the names other
+  Brian2 objects of the process took.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import brian2
+import numpy as np
+from brian2 import second
+
+from bioperturb.networks.rate import Tape, build_rate_network
+from bioperturb.optimizers import OPTIMIZER_PARAMS
+from bioperturb.training import DivergedError, Trainer
+
+__all__ = [
+    "StandaloneTrainer",
+    "Kernel",
+    "KernelSpec",
+    "cache_dir",
+    "CACHE_ENV",
+    "RNG_HEADER",
+]
+
+#: environment variable naming the build cache directory
+CACHE_ENV = "BIOPERTURB_STANDALONE_CACHE"
+
+#: model fields that enter a kernel only as run arguments or initial weights
+_RUNTIME_MODEL_FIELDS = ("sigma", "bias", "g", "input_scale", "output_scale", "n_outputs")
+
+#: the tape's TimedArrays (namespace name of build_rate_network -> Tape field)
+TAPE_ARRAYS = {
+    "stim": "inputs",
+    "target": "targets",
+    "mask_at": "mask",
+    "noise_at": "noise",
+    "learn_at": "learn",
+    "minv_at": "m_inv",
+    "n_updates": "n_updates",
+}
+
+RNG_HEADER = r"""// bioperturb: the full state of Brian2's standalone random generators, in and out.
+#ifndef BIOPERTURB_RNG_H
+#define BIOPERTURB_RNG_H
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+#include "objects.h"
+
+namespace bioperturb_rng {
+// RandomGenerator keeps the spare number of the polar method in private members. An
+// explicit template instantiation may name private members ([temp.explicit]), which
+// reads and writes them without changing Brian2's code.
+template <typename Tag, typename Tag::type M>
+struct Access { friend typename Tag::type get(Tag) { return M; } };
+struct Gauss { typedef double brian::RandomGenerator::*type; friend type get(Gauss); };
+struct HasGauss { typedef bool brian::RandomGenerator::*type; friend type get(HasGauss); };
+template struct Access<Gauss, &brian::RandomGenerator::stored_gauss>;
+template struct Access<HasGauss, &brian::RandomGenerator::has_stored_gauss>;
+
+inline void fail(const std::string &msg) {
+    std::cerr << "bioperturb: " << msg << std::endl;
+    std::exit(3);
+}
+
+// Start a clock at its first tick at or after `begin`. Network::run sets the timestep
+// from the network's start time but leaves the clock's time to the caller.
+inline void start_at(Clock &clock, double begin) {
+    clock.set_interval(begin, begin);
+    clock.t[0] = clock.timestep[0] * clock.dt[0];
+}
+
+// "seed <n> <s>": generator i is seeded with s + i (as brian2.seed(s) does);
+// "state <n>" then per generator: its Mersenne Twister state, has_gauss, gauss bits.
+inline void load(const std::string &fname) {
+    std::ifstream in(fname.c_str());
+    if (!in.is_open()) fail("cannot read " + fname);
+    std::vector<brian::RandomGenerator> &gens = brian::_random_generators;
+    std::string kind;
+    size_t n = 0;
+    in >> kind >> n;
+    if (n != gens.size()) fail("random state of another number of threads in " + fname);
+    if (kind == "seed") {
+        unsigned long s = 0;
+        in >> s;
+        for (size_t i = 0; i < n; i++) gens[i].seed(s + i);
+    } else if (kind == "state") {
+        for (size_t i = 0; i < n; i++) {
+            int has = 0;
+            uint64_t bits = 0;
+            double g = 0;
+            in >> gens[i] >> has >> bits;
+            std::memcpy(&g, &bits, sizeof g);
+            gens[i].*get(Gauss()) = g;
+            gens[i].*get(HasGauss()) = (has != 0);
+        }
+    } else {
+        fail("unknown random state '" + kind + "' in " + fname);
+    }
+    if (in.fail()) fail("malformed random state in " + fname);
+}
+
+inline void save(const std::string &fname) {
+    std::ofstream out(fname.c_str());
+    std::vector<brian::RandomGenerator> &gens = brian::_random_generators;
+    out << "state " << gens.size() << "\n";
+    for (size_t i = 0; i < gens.size(); i++) {
+        double g = gens[i].*get(Gauss());
+        uint64_t bits = 0;
+        std::memcpy(&bits, &g, sizeof g);
+        out << gens[i] << "\n" << int(gens[i].*get(HasGauss())) << " " << bits << "\n";
+    }
+    if (!out) fail("cannot write " + fname);
+}
+}  // namespace bioperturb_rng
+#endif
+"""
+
+_STOP_CPP = """
+double bioperturb_stop(const double flag)
+{
+    if (flag != 0.0)
+        Network::_globally_stopped = true;
+    return flag;
+}
+"""
+
+
+def cache_dir() -> Path:
+    """Where compiled programs are kept (``$BIOPERTURB_STANDALONE_CACHE`` or ~/.cache)."""
+    env = os.environ.get(CACHE_ENV)
+    base = Path(env) if env else Path.home() / ".cache" / "bioperturb" / "standalone"
+    return base.expanduser()
+
+
+@functools.cache
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{platform.machine()} {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    return platform.machine()
+
+
+#: the sources a program is generated from (relative to the package)
+_PROGRAM_SOURCES = ("networks/*.py", "rules/*.py", "optimizers.py", "standalone.py")
+
+
+@functools.cache
+def source_hash() -> str:
+    """Hash of the sources a program is generated from: it is rebuilt when they change."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    paths = {path for pattern in _PROGRAM_SOURCES for path in root.glob(pattern)}
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------- the kernel
+@dataclass(frozen=True)
+class KernelSpec:
+    """What a compiled program depends on (everything else is passed at run time).
+
+    ``protocol`` is the protocol's TOML text; only its structural settings enter the key.
+    """
+
+    protocol: str
+    n_in: int
+    n_out: int
+    n_steps: int
+    capacity: int
+    n_record: int
+
+    @functools.cached_property
+    def parsed(self) -> Any:
+        from bioperturb.config import protocol_from_mapping
+
+        return protocol_from_mapping(tomllib.loads(self.protocol), "<standalone kernel>")
+
+    def key(self) -> str:
+        """Hash of the shape, rule, options and code: one build directory per key."""
+        p = self.parsed
+        model = {
+            k: v for k, v in dataclasses.asdict(p.model).items() if k not in _RUNTIME_MODEL_FIELDS
+        }
+        t = p.training
+        doc = {
+            "brian2": brian2.__version__,
+            "source": source_hash(),
+            "machine": _cpu_name(),  # the program is compiled with -march=native
+            "cflags": list(brian2.prefs["codegen.cpp.extra_compile_args_gcc"]),
+            "model": model,
+            "rule": [p.rule_name, dataclasses.asdict(p.rule)],
+            "optimizer": t.optimizer,
+            "clip": t.max_step > 0,
+            "threads": t.threads,
+            "shape": [self.n_in, self.n_out, self.n_steps, self.capacity],
+            "record": [p.output.record_dt, self.n_record],
+        }
+        text = json.dumps(doc, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def placeholders(self) -> tuple[Any, Any, Tape]:
+        """(model, training, tape) with protocol-independent values for code generation."""
+        p = self.parsed
+        model = dataclasses.replace(p.model, sigma=0.0, bias=0.0)
+        t = p.training
+        training = dataclasses.replace(
+            t, lr=0.0, beta1=0.0, beta2=0.0, adam_eps=1.0, max_step=1.0 if t.max_step > 0 else 0.0
+        )
+        rows = 1 + self.capacity * self.n_steps
+        tape = Tape(
+            inputs=np.zeros((rows, self.n_in)),
+            targets=np.zeros((rows, self.n_out)),
+            mask=np.zeros(rows),
+            noise=np.zeros(rows),
+            learn=np.zeros(rows),
+            m_inv=np.zeros(rows),
+            n_updates=np.ones(rows),
+            n_steps=self.n_steps,
+        )
+        return model, training, tape
+
+
+def _stop_function() -> Any:
+    from brian2 import Function
+
+    fn = Function(
+        lambda flag: flag,  # never called: the program is C++ only
+        arg_units=[1],
+        return_unit=1,
+        arg_names=["flag"],
+        stateless=False,
+    )
+    fn.implementations.add_implementation("cpp", _STOP_CPP, name="bioperturb_stop")
+    return fn
+
+
+def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
+    """Generate and compile the program of ``spec`` into ``build_dir``; write kernel.json.
+
+    ``key`` is the kernel key the caller computed (the caller's sources may be older than
+    the files this process read; the caller rebuilds when the key is not its own).
+
+    Runs in a fresh process (``python -m bioperturb.standalone build``), so the generated
+    code does not depend on which other Brian2 objects a process holds (Brian2 suffixes
+    the names of code objects whose names are taken) and the caller's Brian2 state is
+    never touched.
+    """
+    from brian2 import NeuronGroup, StateMonitor, Synapses, prefs, set_device
+    from brian2 import device as dev
+    from brian2.core.variables import ArrayVariable, DynamicArrayVariable
+
+    from bioperturb.rules import get_rule
+
+    p = spec.parsed
+    threads = p.training.threads
+    prefs.devices.cpp_standalone.openmp_threads = threads if threads > 1 else 0
+    prefs.devices.cpp_standalone.extra_make_args_unix = [f"-j{os.cpu_count() or 1}"]
+    set_device("cpp_standalone", build_on_run=False)
+    model, training, tape = spec.placeholders()
+    net = build_rate_network(
+        model,
+        get_rule(p.rule_name)(p.rule),
+        training,
+        tape,
+        None,
+        record_dt=p.output.record_dt,
+        record_units=np.arange(max(spec.n_record, 1)),
+    )
+    twin = "L_n_cum" in net.loss.variables
+    trial_mon = StateMonitor(
+        net.loss,
+        ["L_cum", "L_n_cum"] if twin else ["L_cum"],
+        record=0,
+        clock=net.trial_clock,
+        when="end",
+        order=-2,
+        name="mon_trial_losses",
+    )
+    objs: list[Any] = [trial_mon]
+    # The runtime engine's activity monitor records fixed indices (compiled in); here a
+    # probe copies r of the sampled units, whose indices are a run argument.
+    net.net.remove(net.monitors["activity"])
+    rec_clock = net.monitors["loss_t"].clock
+    probe_mon = None
+    if spec.n_record:
+        probe = NeuronGroup(
+            spec.n_record, "r : 1\nunit : integer (constant)", clock=rec_clock, name="bp_probe"
+        )
+        copy = Synapses(
+            net.hidden,
+            probe,
+            "r_post = int(i == unit_post) * r_pre : 1 (summed)",
+            clock=rec_clock,
+            name="bp_probe_copy",
+        )
+        copy.connect()
+        net.schedule_summed(copy, "r", order=5)
+        probe_mon = StateMonitor(
+            probe, "r", record=True, clock=rec_clock, when="start", order=6, name="bp_mon_r"
+        )
+        objs += [probe, copy, probe_mon]
+    # stops the run at the end of the block's last trial (t_stop: a run argument)
+    control = NeuronGroup(
+        1,
+        "t_stop : second (shared, constant)\nt_begin : second (shared, constant)\n"
+        "stopped : 1 (shared)",
+        clock=net.trial_clock,
+        name="bp_control",
+    )
+    control.run_regularly(
+        "stopped = bioperturb_stop(int(t > t_stop))", when="end", order=100, name="bp_stop"
+    )
+    net.namespace["bioperturb_stop"] = _stop_function()
+    objs.append(control)
+    net.net.add(*objs)
+
+    # run arguments are applied here, after every initialisation; then the start time,
+    # the clocks and the random state of the block
+    dev.apply_run_args()
+    begin = dev.get_array_name(control.variables["t_begin"])
+    clocks = sorted({obj.clock.name for obj in net.net.objects})
+    dev.code_lines["before_network_run"].append(
+        "\n".join(
+            [
+                f"{net.net.name}.t = {begin}[0];",
+                *(f"bioperturb_rng::start_at({c}, {begin}[0]);" for c in clocks),
+                'bioperturb_rng::load(brian::results_dir + "rng_in");',
+            ]
+        )
+    )
+    dev.code_lines["before_end"].append('bioperturb_rng::save(brian::results_dir + "rng_out");')
+    dev.headers.append('"bioperturb_rng.h"')
+    net.net.run(tape.inputs.shape[0] * p.model.dt * second, namespace=net.namespace)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    (build_dir / "bioperturb_rng.h").write_text(RNG_HEADER)
+    dev.build(directory=str(build_dir), compile=True, run=False, with_output=False)
+
+    # what the parent needs to run the program and read its results, without Brian2
+    all_syn = {syn.name: syn for syn in (*net.synapses.values(), *net.lateral.values())}
+    n_syn = {name: len(syn.source) * len(syn.target) for name, syn in all_syn.items()}
+
+    def entry(var: Any) -> dict[str, Any]:
+        owner = var.owner.name
+        size = n_syn[owner] if owner in n_syn and not var.scalar else int(var.size)
+        return {
+            "cname": f"{owner}.{var.name}",
+            "file": dev.get_array_filename(var),
+            "dtype": np.dtype(var.dtype).str,
+            "size": size,
+        }
+
+    skip = {"bp_probe", "bp_probe_copy", "bp_control"}
+    state = {}
+    for obj in net.net.objects:
+        variables = getattr(obj, "variables", None)
+        if variables is None or obj.name in skip:
+            continue
+        for name, var in variables.items():
+            if not isinstance(var, ArrayVariable) or var.read_only or var.constant:
+                continue
+            if var.owner is None or var.owner.name != obj.name:
+                continue  # a reference to another object's variable
+            state[f"{obj.name}/{name}"] = entry(var)
+    params = {
+        "hidden/sigma": entry(net.hidden.variables["sigma"]),
+        "hidden/b": entry(net.hidden.variables["b"]),
+        "bp_control/t_stop": entry(control.variables["t_stop"]),
+        "bp_control/t_begin": entry(control.variables["t_begin"]),
+    }
+    if probe_mon is not None:
+        params["bp_probe/unit"] = entry(probe_mon.source.variables["unit"])
+    for syn in net.synapses.values():
+        for name in OPTIMIZER_PARAMS:
+            if name in syn.variables:
+                params[f"{syn.name}/{name}"] = entry(syn.variables[name])
+    tape_arrays = {
+        name: {
+            "cname": f"{net.namespace[name].name}.values",
+            "dtype": np.dtype(net.namespace[name].values.dtype).str,
+        }
+        for name in TAPE_ARRAYS
+        if net.namespace[name] in dev.timed_arrays  # only those some code uses
+    }
+
+    def monitor(mon: Any, var: str) -> str:
+        return dev.get_array_filename(mon.variables[var])
+
+    meta = {
+        "key": key,
+        "state": state,
+        "params": params,
+        "tape": tape_arrays,
+        "synapses": {
+            name: {
+                "n_pre": len(syn.source),
+                "n_post": len(syn.target),
+                "pre_file": dev.get_array_filename(syn.variables["_synaptic_pre"]),
+                "post_file": dev.get_array_filename(syn.variables["_synaptic_post"]),
+                "bytes_per_synapse": sum(
+                    np.dtype(var.dtype).itemsize
+                    for var in syn.variables.values()
+                    if isinstance(var, DynamicArrayVariable) and var.owner.name == syn.name
+                ),
+            }
+            for name, syn in all_syn.items()
+        },
+        "matrices": {name: syn.name for name, syn in net.synapses.items()},
+        "lateral": {name: syn.name for name, syn in net.lateral.items()},
+        "shape": {name: list(shape) for name, shape in net.shape.items()},
+        "monitors": {
+            "trial": {v: monitor(trial_mon, v) for v in trial_mon.record_variables},
+            "loss_t": monitor(net.monitors["loss_t"], "L"),
+            "output": monitor(net.monitors["output"], "y"),
+            "activity": monitor(probe_mon, "r") if probe_mon is not None else None,
+        },
+        "n_out": len(net.readout),
+        "n_generators": max(threads, 1),
+    }
+    atomic = build_dir / "kernel.json.tmp"
+    atomic.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    atomic.replace(build_dir / "kernel.json")
+
+
+@dataclass
+class BlockResult:
+    """What one run of a kernel gives back."""
+
+    state: dict[str, np.ndarray]
+    rng: str
+    trial_losses: dict[str, np.ndarray]  # variable -> cumulative value at each trial end
+    loss_t: np.ndarray  # (samples,)
+    activity: np.ndarray  # (samples, n_record)
+    output: np.ndarray  # (samples, n_out)
+    wall: float  # seconds, process start to results read
+    sim_time: float  # seconds the compiled network ran (Brian2's own timer)
+
+
+class Kernel:
+    """A compiled standalone program of one network, run per block with run arguments.
+
+    The program is built (or found in the cache) by a separate Python process; this object
+    holds only its description (``meta``, the build's ``kernel.json``) and a private run
+    directory with a copy of the binary and its static arrays.
+    """
+
+    def __init__(self, spec: KernelSpec):
+        from brian2.utils.filelock import FileLock
+
+        self.spec = spec
+        self.key = spec.key()
+        self.build_dir = cache_dir() / self.key
+        self.build_dir.parent.mkdir(parents=True, exist_ok=True)
+        tic = time.perf_counter()
+        #: whether this kernel generated (and possibly compiled) the program
+        self.built = False
+        with FileLock(str(self.build_dir) + ".lock"):
+            meta_path = self.build_dir / "kernel.json"
+            meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+            if meta.get("key") != self.key or not (self.build_dir / "main").exists():
+                self._build()
+                meta = json.loads(meta_path.read_text())
+                self.built = True
+            # private copies: a later build of the same key may rewrite the originals
+            self.run_dir = Path(tempfile.mkdtemp(prefix=f"bioperturb_{self.key}_"))
+            shutil.copy2(self.build_dir / "main", self.run_dir / "main")
+            shutil.copytree(self.build_dir / "static_arrays", self.run_dir / "static_arrays")
+        weakref.finalize(self, shutil.rmtree, str(self.run_dir), True)
+        (self.run_dir / "args").mkdir()
+        (self.run_dir / "results").mkdir()
+        self.meta = meta
+        self.build_time = time.perf_counter() - tic
+        self.blocks_run = 0
+        self._order_checked = False
+        #: command prefix of every run of the program (a profiler, ``/usr/bin/time``, …)
+        self.run_prefix: list[str] = []
+
+    def _build(self) -> None:
+        spec_file = self.build_dir.parent / f"{self.key}.spec.json"
+        spec_file.write_text(json.dumps(dataclasses.asdict(self.spec)))
+        cmd = [sys.executable, "-m", "bioperturb.standalone", "build", str(spec_file)]
+        cmd += [str(self.build_dir), self.key]
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        spec_file.unlink(missing_ok=True)
+        if proc.returncode:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+            raise RuntimeError(f"building the standalone program failed:\n{tail}")
+
+    # -- layout ---------------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return self.spec.capacity
+
+    @property
+    def state_keys(self) -> list[str]:
+        """``"object/variable"`` of every state variable carried from block to block."""
+        return list(self.meta["state"])
+
+    def synapse_order(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(i, j) of every synapse of an all-to-all Synapses object, in storage order."""
+        syn = self.meta["synapses"][name]
+        n_pre, n_post = syn["n_pre"], syn["n_post"]
+        return np.repeat(np.arange(n_pre), n_post), np.tile(np.arange(n_post), n_pre)
+
+    # -- running --------------------------------------------------------------------------
+    def run(
+        self,
+        tape: Tape,
+        first: int,
+        n: int,
+        state: dict[str, np.ndarray],
+        params: dict[str, Any],
+        rng: str,
+    ) -> BlockResult:
+        """Run tape trials ``first … first + n − 1`` from ``state``; return the block's data.
+
+        ``state`` maps ``"object/variable"`` to values (any subset of :attr:`state_keys`;
+        the others keep their build-time values); ``params`` the run-time parameters
+        (``hidden/sigma``, ``hidden/b``, ``<synapses>/lr``, …, ``bp_probe/unit``); ``rng``
+        the text of ``rng_in`` (``"seed <generators> <seed>"`` or a saved state).
+        """
+        if not 0 < n <= self.capacity:
+            raise ValueError(f"a block holds 1 to {self.capacity} trials, not {n}")
+        meta, spec = self.meta, self.spec
+        dt, n_steps = self.spec.parsed.model.dt, spec.n_steps
+        block = f"b{self.blocks_run}_{uuid.uuid4().hex[:8]}"
+        args_dir = self.run_dir / "args" / block
+        results_dir = self.run_dir / "results" / block
+        args_dir.mkdir()
+        results_dir.mkdir()
+        (results_dir / "rng_in").write_text(rng)
+        args: list[str] = []
+
+        def put(entry: dict[str, Any], value: Any) -> None:
+            cname, dtype, size = entry["cname"], np.dtype(entry["dtype"]), entry["size"]
+            arr = np.asarray(value, dtype=dtype).ravel()
+            if arr.size == 1 and np.isfinite(arr[0]):
+                args.append(f"{cname}={arr[0].item()!r}")  # one value for every element
+                return
+            if arr.size == 1:  # nan/inf: the command line takes numbers only, use a file
+                arr = np.full(size, arr[0], dtype=dtype)
+            if arr.size != size:
+                raise ValueError(f"{cname}: {arr.size} values for {size} elements")
+            if not arr.any():
+                args.append(f"{cname}=0")
+                return
+            path = args_dir / f"{cname}.dat"
+            arr.tofile(path)
+            args.append(f"{cname}={path}")
+
+        for key, value in state.items():
+            put(meta["state"][key], value)
+        for key, value in params.items():
+            put(meta["params"][key], value)
+        # the block's stretch of the tape: local row 0 is the reset step (first block only)
+        rows = 1 + self.capacity * n_steps
+        src = slice(1 + first * n_steps, 1 + (first + n) * n_steps)
+        dst = slice(1, 1 + n * n_steps)
+        for name, timed in meta["tape"].items():
+            full = getattr(tape, TAPE_ARRAYS[name])
+            local = np.zeros((rows, *full.shape[1:]), dtype=np.dtype(timed["dtype"]))
+            local[dst] = full[src]
+            if first == 0:
+                local[0] = full[0]
+            path = args_dir / f"{timed['cname']}.dat"
+            local.tofile(path)
+            args.append(f"{timed['cname']}={path}")
+        put(meta["params"]["bp_control/t_begin"], 0.0 if first == 0 else dt)
+        put(meta["params"]["bp_control/t_stop"], (n - 0.5) * n_steps * dt)
+        tic = time.perf_counter()
+        cmd = [*self.run_prefix, str(self.run_dir / "main"), "--results_dir"]
+        cmd += [f"{results_dir}{os.sep}", *args]
+        proc = subprocess.run(cmd, cwd=self.run_dir, capture_output=True, text=True, check=False)
+        if proc.returncode or proc.stderr.strip():
+            raise RuntimeError(
+                f"standalone program failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}"
+            )
+        out = self._read(results_dir)
+        out.wall = time.perf_counter() - tic
+        out.sim_time = float((results_dir / "last_run_info.txt").read_text().split()[0])
+        shutil.rmtree(args_dir, ignore_errors=True)
+        shutil.rmtree(results_dir, ignore_errors=True)
+        self.blocks_run += 1
+        ticks = n + (1 if first == 0 else 0)  # the reset step's trial-clock tick
+        got = len(next(iter(out.trial_losses.values())))
+        if got != ticks:
+            raise RuntimeError(f"standalone block ran {got} trial ends, expected {ticks}")
+        return out
+
+    def _read(self, results_dir: Path) -> BlockResult:
+        meta = self.meta
+
+        def array(entry: dict[str, Any] | str, dtype: str = "<f8", columns: int | None = None):
+            if isinstance(entry, dict):
+                entry, dtype = entry["file"], entry["dtype"]
+            data = np.fromfile(results_dir / entry, dtype=np.dtype(dtype))
+            return data if columns is None else data.reshape(-1, columns)
+
+        state = {key: array(entry) for key, entry in meta["state"].items()}
+        if not self._order_checked:
+            for name, syn in meta["synapses"].items():
+                i, j = self.synapse_order(name)
+                if not (
+                    np.array_equal(array(syn["pre_file"], "<i4"), i)
+                    and np.array_equal(array(syn["post_file"], "<i4"), j)
+                ):
+                    raise RuntimeError(f"unexpected synapse order in {name}")
+            self._order_checked = True
+        mons = meta["monitors"]
+        losses = {v: array(f) for v, f in mons["trial"].items()}
+        loss_t = array(mons["loss_t"])
+        output = array(mons["output"], columns=meta["n_out"])
+        if mons["activity"] is not None:
+            activity = array(mons["activity"], columns=self.spec.n_record)
+        else:
+            activity = np.zeros((len(loss_t), 0))
+        rng = (results_dir / "rng_out").read_text()
+        return BlockResult(state, rng, losses, loss_t, activity, output, 0.0, 0.0)
+
+
+# ---------------------------------------------------------------------------- in-process cache
+_KERNELS: dict[str, Kernel] = {}
+_KERNELS_LOCK = threading.Lock()
+
+
+def get_kernel(spec: KernelSpec) -> Kernel:
+    """The kernel of ``spec``: built once per machine, described once per process."""
+    key = spec.key()
+    with _KERNELS_LOCK:
+        kernel = _KERNELS.get(key)
+        if kernel is None:
+            kernel = _KERNELS[key] = Kernel(spec)
+        return kernel
+
+
+# ---------------------------------------------------------------------------- the trainer
+
+
+@dataclass
+class _StandaloneNetwork:
+    """The trainer's view of the network between blocks: shapes and the carried state."""
+
+    kernel: Kernel
+    shape: dict[str, tuple[int, int]]
+    lateral: dict[str, str]  # matrix name -> Brian2 object name
+    synapses: dict[str, str]
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def _matrix(self, obj: str, var: str, name: str) -> np.ndarray:
+        i, j = self.kernel.synapse_order(obj)
+        out = np.zeros(self.shape[name])
+        out[j, i] = self.state[f"{obj}/{var}"]
+        return out
+
+    def _vector(self, matrix: np.ndarray, obj: str) -> np.ndarray:
+        i, j = self.kernel.synapse_order(obj)
+        return np.asarray(matrix, dtype=float)[j, i]
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {name: self._matrix(obj, "w", name) for name, obj in self.synapses.items()}
+
+    def get_lateral(self) -> dict[str, np.ndarray]:
+        return {name: self._matrix(obj, "d", name) for name, obj in self.lateral.items()}
+
+    def last_estimates(self) -> dict[str, np.ndarray]:
+        return {
+            name: self._matrix(obj, "acc_last", name)
+            for name, obj in self.synapses.items()
+            if f"{obj}/acc_last" in self.state
+        }
+
+    def cumulative_losses(self) -> tuple[float, float]:
+        clean = float(self.state["loss/L_cum"][0])
+        noisy = float(self.state.get("loss/L_n_cum", self.state["loss/L_cum"])[0])
+        return clean, noisy
+
+
+class StandaloneTrainer(Trainer):
+    """:class:`~bioperturb.training.Trainer` on a compiled cpp_standalone kernel.
+
+    Built by ``Trainer(protocol)`` when ``training.engine = "standalone"``; see the module
+    docstring for the design. Records, Dataset, checkpoints and alignment follow the
+    runtime trainer; the Dataset's ``engine`` attribute names the engine and threads.
+    """
+
+    #: most training trials in one run of the program (bounds how late a divergence, an
+    #: interruption or a progress update is noticed)
+    MAX_BLOCK = 100
+
+    def _build_network(self) -> None:
+        p = self.protocol
+        if getattr(p.model, "kind", "rate") != "rate":
+            raise ValueError(
+                f"training.engine = 'standalone' runs rate networks, not {p.model.kind!r}"
+            )
+        n_cond = self.eval_set.n_trials
+        # the longest block (an upper bound for subclasses with shorter blocks), rounded up
+        # to a power of two so that more protocols share a program
+        cap = StandaloneTrainer.MAX_BLOCK
+        longest = n_cond + min(p.training.eval_every, p.training.n_trials, cap)
+        spec = KernelSpec(
+            protocol=p.to_toml(),
+            n_in=self.task.n_inputs,
+            n_out=self.task.n_outputs,
+            n_steps=self.tape.n_steps,
+            capacity=1 << (longest - 1).bit_length(),
+            n_record=len(self.record_units),
+        )
+        self.kernel = get_kernel(spec)
+        meta = self.kernel.meta
+        self.network = _StandaloneNetwork(
+            kernel=self.kernel,
+            shape={name: tuple(shape) for name, shape in meta["shape"].items()},
+            lateral=dict(meta["lateral"]),
+            synapses=dict(meta["matrices"]),
+        )
+        # initial state: the weights and D = I; everything else starts from its
+        # build-time value (zero)
+        self.network.state = {
+            f"{obj}/w": self.network._vector(self.weights0[name], obj)
+            for name, obj in self.network.synapses.items()
+        }
+        for name, obj in self.network.lateral.items():
+            self.network.state[f"{obj}/d"] = self.network._vector(
+                np.eye(self.network.shape[name][0]), obj
+            )
+        #: (tape trials, wall seconds incl. process and I/O, seconds simulating) per block
+        self.block_times: list[tuple[int, float, float]] = []
+        #: text of the random state the next block starts from (rng_in)
+        self.rng_state = f"seed {meta['n_generators']} {self.brian_seed}\n"
+
+    @property
+    def engine(self) -> str:
+        threads = self.protocol.training.threads
+        return f"brian2-{brian2.__version__}-cpp_standalone-threads{threads}"
+
+    def _params(self) -> dict[str, Any]:
+        """Run-time parameters of this protocol, by kernel parameter name."""
+        p = self.protocol
+        values: dict[str, Any] = {"sigma": p.model.sigma, "b": p.model.bias}
+        values.update({name: getattr(p.training, name) for name in OPTIMIZER_PARAMS})
+        values["unit"] = self.record_units.astype(np.int32)
+        params = {}
+        for key in self.kernel.meta["params"]:
+            obj, var = key.split("/")
+            if obj != "bp_control":  # where the block starts and stops: set per block
+                params[key] = values[var]
+        return params
+
+    def _standalone_block(self, position: int) -> int:
+        """Tape trials from ``position`` that run in one run of the program (module doc)."""
+        kinds = self.tape.kinds
+        every = self.protocol.training.checkpoint_every
+        n = 0
+        while position + n < len(kinds) and kinds[position + n][0] == "eval":
+            n += 1
+            if kinds[position + n - 1][1] == self.eval_set.n_trials - 1:
+                break  # one evaluation block, at the start of a block only
+        n_train = 0
+        while position + n < len(kinds) and n_train < self.MAX_BLOCK:
+            kind, index, _ = kinds[position + n]
+            if kind != "train" or (n_train > 0 and self._alignment_due(index)):
+                break
+            n += 1
+            n_train += 1
+            if self._alignment_due(index) or (
+                self.checkpoint_path is not None and every and (index + 1) % every == 0
+            ):
+                break
+        return n
+
+    def run(self, progress: bool | None = None):
+        show = self.protocol.output.progress if progress is None else progress
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=self.protocol.training.n_trials,
+                initial=len(self.records.loss),
+                unit="trial",
+                desc=self.protocol.name,
+            )
+        try:
+            while self.position < self.tape.n_trials:
+                n = self._run_block(self.position)
+                if bar is not None:
+                    bar.update(n)
+                    if self.records.loss:
+                        bar.set_postfix(loss=f"{self.records.loss[-1]:.4g}", refresh=False)
+        except DivergedError as err:
+            self.status, self.status_reason = "diverged", str(err)
+        except KeyboardInterrupt:
+            self.status, self.status_reason = "interrupted", "KeyboardInterrupt"
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.to_dataset()
+
+    def _run_block(self, position: int) -> int:
+        """Run one block from ``position``, record it; return its number of training trials."""
+        net, rec, tape = self.network, self.records, self.tape
+        n = self._standalone_block(position)
+        kinds = tape.kinds[position : position + n]
+        before = net.cumulative_losses() if "loss/L_cum" in net.state else (0.0, 0.0)
+        weights_before = {**net.get_weights(), **net.get_lateral()}
+        last_kind, last_index, _ = kinds[-1]
+        gradient = None
+        if last_kind == "train" and self._alignment_due(last_index):
+            gradient = self._gradient_for_alignment(last_index)
+        out = self.kernel.run(tape, position, n, net.state, self._params(), self.rng_state)
+        net.state, self.rng_state = out.state, out.rng
+        self.block_times.append((n, out.wall, out.sim_time))
+        self.position = position + n
+        # per-trial losses from the cumulative sums at every trial end
+        skip = 1 if position == 0 else 0
+        clean = np.concatenate([[before[0]], out.trial_losses["L_cum"][skip:]])
+        noisy_var = "L_n_cum" if "L_n_cum" in out.trial_losses else "L_cum"
+        noisy = np.concatenate([[before[1]], out.trial_losses[noisy_var][skip:]])
+        loss, loss_noisy = np.diff(clean), np.diff(noisy)
+        per_trial = tape.n_steps // self.record_step
+        samples = slice(skip, skip + n * per_trial)
+        loss_t = out.loss_t[samples].reshape(n, per_trial)
+        activity = out.activity[samples].reshape(n, per_trial, out.activity.shape[1])
+        output = out.output[samples].reshape(n, per_trial, out.output.shape[1])
+        wall = out.wall / n
+        eval_losses: list[float] = []
+        n_train = 0
+        for k, (kind, index, eval_index) in enumerate(kinds):
+            if kind == "eval":
+                eval_losses.append(float(loss[k]))
+                rec.activity.append(activity[k])
+                rec.output.append(output[k])
+                if index == self.eval_set.n_trials - 1:
+                    self._close_eval_with(eval_index, eval_losses, weights_before)
+                    eval_losses = []
+                continue
+            n_train += 1
+            rec.wall_time.append(wall)
+            rec.loss.append(float(loss[k]))
+            rec.loss_noisy.append(float(loss_noisy[k]))
+            rec.loss_t.append(loss_t[k])
+            if gradient is not None and k == n - 1:
+                self._record_alignment(index, gradient)
+            if not (np.isfinite(loss[k]) and np.isfinite(loss_noisy[k])):
+                raise DivergedError(f"loss is not finite in trial {index}")
+        if last_kind == "train":
+            self._check_finite(last_index, float(loss[-1]), float(loss_noisy[-1]))
+            self._maybe_checkpoint(self.position - 1, last_index)
+        return n_train
+
+    def _close_eval_with(
+        self, done: int, losses: list[float], weights: dict[str, np.ndarray]
+    ) -> None:
+        self.records.eval_trial.append(done)
+        self.records.eval_loss.append(float(np.mean(losses)))
+        self.records.weights.append(weights)
+        if not np.isfinite(self.records.eval_loss[-1]):
+            raise DivergedError(f"evaluation loss is not finite after {done} trials")
+
+    def _check_finite(self, trial: int, loss: float, loss_noisy: float) -> None:
+        limit = self.protocol.training.max_weight
+        if not (np.isfinite(loss) and np.isfinite(loss_noisy)):
+            raise DivergedError(f"loss is not finite in trial {trial}")
+        for name, obj in self.network.synapses.items():
+            w = self.network.state[f"{obj}/w"]
+            if not np.all(np.isfinite(w)):
+                raise DivergedError(f"{name} is not finite after trial {trial}")
+            if np.max(np.abs(w)) > limit:
+                raise DivergedError(
+                    f"|{name}| exceeds training.max_weight = {limit} after trial {trial}"
+                )
+
+    # -- checkpoints --------------------------------------------------------------------
+    def save_checkpoint(self, path: str | Path) -> Path:
+        from datetime import UTC, datetime
+
+        from bioperturb import checkpoint as ckpt
+
+        layout, arrays = ckpt.records_to_arrays(self.records)
+        arrays.update({f"state/{k}": np.asarray(v) for k, v in self.network.state.items()})
+        arrays["rng/standalone"] = np.array(self.rng_state)
+        meta = {
+            "format": ckpt.FORMAT,
+            "config": self.protocol.to_toml(),
+            "position": self.position,
+            "trials_done": len(self.records.loss),
+            "records": layout,
+            "engine": self.engine,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        return ckpt.write_checkpoint(path, meta, arrays)
+
+    def restore(self, path: str | Path) -> None:
+        from bioperturb import checkpoint as ckpt
+        from bioperturb.schema import ConfigError
+        from bioperturb.training import _check_same_protocol, _Records
+
+        if self.position != 0:
+            raise RuntimeError("restore() needs a trainer that has not run yet")
+        where = str(path)
+        meta, arrays = ckpt.read_checkpoint(path)
+        _check_same_protocol(str(meta.get("config", "")), self.protocol, where)
+        if meta.get("engine") != self.engine or "rng/standalone" not in arrays:
+            raise ConfigError(where, "", f"checkpoint of another engine ({meta.get('engine')})")
+        state = {k[len("state/") :]: v for k, v in arrays.items() if k.startswith("state/")}
+        if set(state) != set(self.kernel.state_keys):
+            diff = sorted(set(state) ^ set(self.kernel.state_keys))
+            raise ConfigError(where, "", f"checkpoint does not match the network ({diff[0]})")
+        self.network.state = state
+        self.rng_state = str(arrays["rng/standalone"])
+        self.records = ckpt.records_from_arrays(_Records, meta["records"], arrays)
+        self.position = int(meta["position"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bioperturb.standalone build <spec.json> <dir> <key>`` (internal)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 4 or args[0] != "build":
+        raise SystemExit("usage: python -m bioperturb.standalone build <spec.json> <dir> <key>")
+    spec = KernelSpec(**json.loads(Path(args[1]).read_text()))
+    build_program(spec, Path(args[2]), args[3])
+
+
+if __name__ == "__main__":
+    main()

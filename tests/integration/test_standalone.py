@@ -1,0 +1,243 @@
+"""The cpp_standalone engine: one compiled program, the same results as the runtime engine.
+
+Every test that runs a program is marked ``slow`` and ``standalone``: the first build of a
+network shape compiles C++ for tens of seconds (later builds reuse the cached binary in
+``$BIOPERTURB_STANDALONE_CACHE``). Most tests share one program: the protocols below
+differ only in values that the program takes as run arguments (seed, σ, η, b, weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import brian2
+import numpy as np
+import pytest
+import xarray as xr
+from brian2.devices.device import RuntimeDevice
+
+from bioperturb.standalone import Kernel, StandaloneTrainer, get_kernel
+from bioperturb.training import Trainer
+from tests.conftest import make_protocol
+
+pytestmark = [pytest.mark.slow, pytest.mark.standalone]
+
+#: one network shape for most tests: 12 units, 60-step trials, TD-ANP, SGD, 1 condition
+SHARED = dict(training__n_trials=5, training__eval_every=2)
+
+
+def comparable(ds: xr.Dataset) -> xr.Dataset:
+    return ds.drop_vars("wall_time").drop_attrs()
+
+
+def standalone(**overrides):
+    return make_protocol(**{**SHARED, "training__engine": "standalone", **overrides})
+
+
+def runtime(**overrides):
+    return make_protocol(**{**SHARED, **overrides})
+
+
+def assert_same_run(a: xr.Dataset, b: xr.Dataset, rtol: float = 1e-9) -> None:
+    """Equal up to float reassociation (the standalone C++ is built with -ffast-math)."""
+    assert set(a.data_vars) == set(b.data_vars)
+    for name in a.data_vars:
+        if name == "wall_time":
+            continue
+        np.testing.assert_allclose(a[name].values, b[name].values, rtol=rtol, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def shared_runs():
+    """One standalone and one runtime run of the shared protocol (with noise, σ = 0.05)."""
+    return Trainer(standalone()).run(), Trainer(runtime()).run()
+
+
+def test_trainer_dispatches_on_engine():
+    trainer = Trainer(standalone())
+    assert isinstance(trainer, StandaloneTrainer)
+    assert "cpp_standalone" in trainer.engine
+
+
+def test_standalone_matches_runtime_with_noise(shared_runs):
+    """Same seed, same noise: one thread draws numpy's legacy MT19937 / polar-method stream."""
+    sa, rt = shared_runs
+    assert sa.attrs["status"] == rt.attrs["status"] == "completed"
+    assert "cpp_standalone" in sa.attrs["engine"] and "runtime" in rt.attrs["engine"]
+    assert np.all(sa["loss_noisy"].values != sa["loss"].values)  # the noise was on
+    assert_same_run(sa, rt)
+    moved = np.abs(sa["W_rec"].values[-1] - sa["W_rec"].values[0]).max()
+    assert moved > 1e-6  # the weights learned
+    assert "alignment" in sa  # alignment trials end a block; their estimates were read
+
+
+def test_zero_noise_gives_exactly_zero_update_standalone():
+    ds = Trainer(standalone(model__sigma=0.0, training__lr=10.0)).run()
+    for name in ("W_in", "W_rec", "W_out"):
+        w = ds[name].values
+        assert np.array_equal(w, np.broadcast_to(w[0], w.shape)), name
+    np.testing.assert_array_equal(ds["loss"], ds["loss_noisy"])
+
+
+def test_seed_lr_sigma_bias_change_without_recompiling(shared_runs):
+    """Values that differ between runs are run arguments: one program serves them all."""
+    first = Trainer(standalone())
+    changes = dict(
+        seed=11, model__sigma=0.1, model__bias=0.05, training__lr=0.03, training__optimizer="sgd"
+    )
+    other = Trainer(standalone(**changes))
+    assert other.kernel is first.kernel
+    ds = other.run()
+    assert not np.allclose(ds["loss"], shared_runs[0]["loss"])
+    assert_same_run(ds, Trainer(runtime(**changes)).run())
+
+
+def test_any_block_split_gives_the_same_run(shared_runs):
+    """State and random state pass between blocks exactly: one trial per block is identical."""
+
+    class OneTrialBlocks(StandaloneTrainer):
+        MAX_BLOCK = 1
+
+    ds = OneTrialBlocks(standalone()).run()
+    xr.testing.assert_identical(comparable(ds), comparable(shared_runs[0]))
+
+
+class Copying(StandaloneTrainer):
+    """Keeps a copy of every checkpoint, named by the number of trials done."""
+
+    copies = None
+
+    def save_checkpoint(self, path):
+        out = super().save_checkpoint(path)
+        shutil.copy(out, self.copies / f"after{len(self.records.loss)}.npz")
+        return out
+
+
+def test_resume_is_identical(tmp_path, shared_runs):
+    protocol = standalone(training__checkpoint_every=1)
+    trainer = Copying(protocol)
+    trainer.copies = tmp_path
+    trainer.checkpoint_path = tmp_path / "run.ckpt.npz"
+    reference = comparable(trainer.run())
+    xr.testing.assert_identical(reference.drop_attrs(), comparable(shared_runs[0]).drop_attrs())
+    for k in (1, 2, 5):
+        again = Trainer(protocol)
+        again.restore(tmp_path / f"after{k}.npz")
+        assert again.position > 0 and len(again.records.loss) == k
+        xr.testing.assert_identical(comparable(again.run()), reference)
+
+
+def test_runtime_checkpoint_is_refused_by_the_standalone_engine(tmp_path):
+    from bioperturb.schema import ConfigError
+
+    trainer = Trainer(runtime())
+    trainer.run()
+    path = trainer.save_checkpoint(tmp_path / "rt.npz")
+    with pytest.raises(ConfigError):
+        Trainer(standalone()).restore(path)
+
+
+def test_divergence_is_reported():
+    ds = Trainer(standalone(training__lr=1e9, training__n_trials=6)).run()
+    assert ds.attrs["status"] == "diverged"
+    assert 0 < ds.sizes["trial"] < 6
+
+
+def test_runtime_runs_are_unchanged_after_a_standalone_run():
+    """The standalone device is active only while a program is generated."""
+    before = Trainer(runtime(seed=3)).run()
+    Trainer(standalone(seed=3)).run()
+    assert isinstance(brian2.get_device(), RuntimeDevice)
+    after = Trainer(runtime(seed=3)).run()
+    xr.testing.assert_identical(comparable(before), comparable(after))
+
+
+def test_build_cache_compiles_a_shape_once():
+    kernel = Trainer(standalone()).kernel
+    assert kernel is get_kernel(kernel.spec)  # one kernel per key in a process
+    binary = kernel.build_dir / "main"
+    stamp = binary.stat().st_mtime_ns
+    again = Kernel(kernel.spec)  # what another process does: finds the cached program
+    assert again.key == kernel.key and again.run_dir != kernel.run_dir
+    assert not again.built and binary.stat().st_mtime_ns == stamp
+
+    # values are run arguments; structure is another program
+    def key(**overrides):
+        return dataclasses.replace(kernel.spec, protocol=standalone(**overrides).to_toml()).key()
+
+    assert key(seed=9, model__sigma=0.2, model__g=0.5, training__lr=1.0) == kernel.key
+    assert key(model__n_hidden=13) != kernel.key
+    assert key(rule__tau_e="5 ms") != kernel.key
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"rule__name": "none"},
+        {"rule__name": "np"},
+        {"rule__name": "wp"},
+        {"rule__name": "online_anp"},
+        {"rule__tau_e": "5 ms", "training__optimizer": "adam", "training__max_step": 1e-3},
+        {"rule__signal": "trial_end"},
+        {
+            "rule__apply": "online",
+            "model__decorrelate": ["input", "recurrent"],
+            "training__lr": 1e-3,
+        },
+    ],
+    ids=["none", "np", "wp", "online_anp", "trace-adam-clip", "trial_end", "online-decorrelate"],
+)
+def test_every_rule_matches_runtime(overrides):
+    """Each rule's own state (traces, baselines, moments, D, w_pert) carries between blocks."""
+    sa = Trainer(standalone(**overrides)).run()
+    rt = Trainer(runtime(**overrides)).run()
+    assert_same_run(sa, rt)
+
+
+def test_threads_give_their_own_noise_with_the_same_statistics():
+    """With OpenMP each thread draws its own stream (seed + thread): not the runtime's noise,
+    but deterministic, and learning proceeds alike."""
+    protocol = standalone(training__threads=2, training__n_trials=20, training__eval_every=10)
+    a, b = Trainer(protocol).run(), Trainer(protocol).run()
+    xr.testing.assert_identical(comparable(a), comparable(b))
+    rt = Trainer(runtime(training__n_trials=20, training__eval_every=10)).run()
+    assert not np.allclose(a["loss_noisy"], rt["loss_noisy"])
+    # same dynamics, other noise draws: the clean losses stay close, the noise-induced
+    # loss difference has the same size
+    np.testing.assert_allclose(a["loss"], rt["loss"], rtol=0.05)
+    gap_a = np.abs(a["loss_noisy"] - a["loss"]).mean()
+    gap_rt = np.abs(rt["loss_noisy"] - rt["loss"]).mean()
+    assert 0.5 < float(gap_a / gap_rt) < 2.0
+
+
+def test_brian2_run_args_address_synapses_and_timed_arrays(tmp_path):
+    """What the engine relies on: ``device.run(run_args={syn.w: values, timed: values})``
+    sets a synaptic variable (in synapse order) and a TimedArray's values, by the names
+    ``<synapses>.<variable>`` and ``<timedarray>.values``, without recompiling."""
+    from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+    from brian2.devices.device import reset_device, set_device
+
+    device = CPPStandaloneDevice()
+    set_device(device, build_on_run=False)
+    try:
+        drive = brian2.TimedArray(np.zeros(5), dt=brian2.defaultclock.dt, name="drive")
+        src = brian2.NeuronGroup(2, "x = drive(t) : 1", name="src")
+        dst = brian2.NeuronGroup(3, "y : 1", name="dst")
+        syn = brian2.Synapses(src, dst, "w : 1\ny_post = w * x_pre : 1 (summed)", name="syn")
+        syn.connect()
+        mon = brian2.StateMonitor(dst, "y", record=True, name="mon")
+        net = brian2.Network(src, dst, syn, mon)
+        net.run(5 * brian2.defaultclock.dt)
+        device.build(directory=str(tmp_path), compile=True, run=False, with_output=False)
+    finally:
+        reset_device()
+    w = np.arange(6.0) + 1  # synapse k = i * 3 + j
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    device.run(run_args={syn.w: w, drive: values}, with_output=False)
+    np.testing.assert_array_equal(syn.i[:], [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(syn.j[:], [0, 1, 2, 0, 1, 2])
+    # (3, 5): the monitor (start of the step) sees the sum of the step before,
+    # y_j(t_k) = (w_0j + w_1j) * drive(t_{k-1})
+    y = np.asarray(mon.y)
+    np.testing.assert_allclose(y, np.outer(w[:3] + w[3:], np.r_[0.0, values[:-1]]))
