@@ -429,6 +429,15 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
         raise ConfigError(
             where, "rule.apply", "'online' applies plain SGD steps: set training.optimizer = 'sgd'"
         )
+    if getattr(protocol.training, "engine", "runtime") == "standalone" and (
+        protocol.model.kind != "rate"
+    ):
+        raise ConfigError(
+            where,
+            "training.engine",
+            f"'standalone' runs rate networks; model.kind = '{protocol.model.kind}' needs "
+            f"'runtime'",
+        )
     if protocol.output.record_dt < protocol.model.dt:
         raise ConfigError(where, "output.record_dt", "must not be smaller than model.dt")
     step = round(protocol.output.record_dt / protocol.model.dt)
