@@ -22,7 +22,7 @@ Usage: python benchmarks/trial_speed.py [--sizes 100 400 1000] [--trials 20]
           [--engines runtime standalone] [--threads 1] [--no-jax]
 Writes benchmarks/results/trial_speed.md. Do not run it while other CPU-heavy jobs run:
 the machine has 2 cores, and a second job distorts timings by up to 10x.
-The sparse case (p = 0.1, N = 2000) is not measured: the rate network is all-to-all.
+Sparse W_rec: --p-connect 0.1 --sizes 2000 --engines runtime (results/trial_speed_sparse.md).
 """
 
 from __future__ import annotations
@@ -44,14 +44,19 @@ HERE = Path(__file__).resolve().parent
 N_INPUTS = 5
 
 
-def protocol(n_hidden: int, rule: str, n_trials: int, engine: str, threads: int = 1):
+def protocol(
+    n_hidden: int, rule: str, n_trials: int, engine: str, threads: int = 1, p_connect: float = 1
+):
     from bioperturb.config import protocol_from_mapping
 
+    model = {"preset": "rate_rnn", "n_hidden": n_hidden, "dt": "1 ms", "tau": "10 ms"}
+    if p_connect < 1:
+        model["p_connect"] = p_connect
     return protocol_from_mapping(
         {
             "name": f"bench_{rule}_{n_hidden}",
             "seed": 0,
-            "model": {"preset": "rate_rnn", "n_hidden": n_hidden, "dt": "1 ms", "tau": "10 ms"},
+            "model": model,
             "task": {
                 "name": "pattern",
                 "duration": "1 s",
@@ -87,12 +92,20 @@ def state_bytes_per_synapse(syn) -> float:
 
 
 # ------------------------------------------------------------------------- worker processes
-def worker(engine: str, n_hidden: int, rule: str, n_trials: int, threads: int, build_only: bool):
+def worker(
+    engine: str,
+    n_hidden: int,
+    rule: str,
+    n_trials: int,
+    threads: int,
+    build_only: bool,
+    p_connect: float = 1.0,
+):
     """Run one configuration; print a JSON line with its numbers."""
     from bioperturb.training import Trainer
 
     tic = time.perf_counter()
-    trainer = Trainer(protocol(n_hidden, rule, n_trials, engine, threads))
+    trainer = Trainer(protocol(n_hidden, rule, n_trials, engine, threads, p_connect))
     build = time.perf_counter() - tic
     if build_only:
         print(json.dumps({"build_s": build}))
@@ -170,25 +183,38 @@ def main() -> None:
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX reference")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "trial_speed.md")
     parser.add_argument("--note", default="", help="a line added under the title")
-    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--p-connect",
+        type=float,
+        default=1.0,
+        help="connection probability of W_rec (runtime engine; the JAX twin stays dense)",
+    )
+    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        engine, n, rule, trials, threads = args.worker
-        worker(engine, int(n), rule, int(trials), int(threads), args.build_only)
+        engine, n, rule, trials, threads, p_connect = args.worker
+        worker(engine, int(n), rule, int(trials), int(threads), args.build_only, float(p_connect))
         return
 
     load = os.getloadavg()[0]
     rows = []
     for n in args.sizes:
-        n_syn = n * n + n * (N_INPUTS + 1)
+        n_syn = round(args.p_connect * n * n) + n * (N_INPUTS + 1)
         jf = jb = float("nan")
         if not args.no_jax:
             jf, jb = jax_ms(n, 20)
         for engine in args.engines:
             res = {}
             for rule in ("td_anp", "none"):
-                wargs = (engine, str(n), rule, str(args.trials), str(args.threads))
+                wargs = (
+                    engine,
+                    str(n),
+                    rule,
+                    str(args.trials),
+                    str(args.threads),
+                    str(args.p_connect),
+                )
                 if engine == "standalone":  # compiles unless the program is cached
                     res[f"{rule}_first"] = run_worker(*wargs, "--build-only")["build_s"]
                 res[rule] = run_worker(*wargs)
@@ -197,7 +223,7 @@ def main() -> None:
             rows.append(
                 {
                     "N": n,
-                    "engine": engine,
+                    "engine": engine if args.p_connect == 1 else f"{engine}, p = {args.p_connect}",
                     "anp_ms": anp["ms"],
                     "anp_sim_ms": anp.get("sim_ms", float("nan")),
                     "fwd_ms": fwd["ms"],
@@ -248,8 +274,9 @@ def main() -> None:
         f"load average at start {load:.2f}"
     )
     notes = [
-        "Sparse connectivity (p = 0.1, N = 2000) is not measured: W_rec is all-to-all "
-        "(there is no model.p_connect).",
+        "Sparse W_rec (model.p_connect < 1, runtime engine only): ns per synapse-step counts "
+        "the existing synapses; the JAX columns are the dense twin of the same N. See "
+        "results/trial_speed_sparse.md (--sizes 2000 --p-connect 0.1 --engines runtime).",
         "first build s: the first Trainer of a shape in a process, compiling the program "
         "unless the cache holds it (TD-ANP); cached build s: a Trainer that finds it "
         "(reads kernel.json, copies the binary). overhead ms/block: per run of the "

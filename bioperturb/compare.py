@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from bioperturb.networks.rate import connectivity
 from bioperturb.training import Trainer
 
 __all__ = ["reference_dataset", "combine_methods", "update_samples", "compare_protocol"]
@@ -69,6 +70,7 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
         (ev.inputs, ev.targets, ev.mask),
         optimizer,
         lr,
+        masks=connectivity(weights0, model),
         **kw,
     )
     ds = _reference_template(trainer, res)
@@ -131,6 +133,7 @@ def surrogate_dataset(
         dt=p.model.dt,
         tau=p.model.tau_m,
         dynamics=dyn,
+        masks=trainer.network.masks,
     )
     ds = _reference_template(trainer, res)
     steps = np.rint(ds["time"].values / p.model.dt).astype(int)

@@ -82,6 +82,11 @@ class ModelConfig:
     input_scale: float = param(1.0, nonnegative=True, doc="initial U ~ N(0, input_scale²/n_in)")
     output_scale: float = param(1.0, nonnegative=True, doc="initial V ~ N(0, output_scale²/N)")
     bias: float = param(0.0, doc="constant bias b of every unit")
+    p_connect: float = param(
+        1.0,
+        positive=True,
+        doc="connection probability of W_rec (1: all-to-all); absent synapses do not exist",
+    )
     n_outputs: int | None = param(None, doc="readout size (default: the task's n_outputs)")
     decorrelate: tuple[str, ...] = param(
         [],
@@ -99,6 +104,8 @@ class ModelConfig:
             raise ValueError(
                 f"dt ({self.dt} s) must not exceed tau ({self.tau} s): Euler is unstable"
             )
+        if self.p_connect > 1:
+            raise ValueError(f"p_connect must be in (0, 1], got {self.p_connect}")
         for site in self.decorrelate:
             if site not in DECORRELATE:
                 raise ValueError(
@@ -142,6 +149,11 @@ class LIFConfig:
     input_scale: float = param(1.0, nonnegative=True, doc="U ~ N(0, input_scale²/n_in)")
     output_scale: float = param(1.0, nonnegative=True, doc="initial V ~ N(0, output_scale²/N)")
     bias: float = param(0.5, doc="constant drive b (in threshold units)")
+    p_connect: float = param(
+        1.0,
+        positive=True,
+        doc="connection probability of W_rec (1: all-to-all); absent synapses do not exist",
+    )
     n_outputs: int | None = param(None, doc="readout size (default: the task's n_outputs)")
     input_coding: str = param(
         "spikes",
@@ -437,6 +449,12 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
             "training.engine",
             f"'standalone' runs rate networks; model.kind = '{protocol.model.kind}' needs "
             f"'runtime'",
+        )
+    if getattr(protocol.training, "engine", "runtime") == "standalone" and (
+        protocol.model.p_connect < 1
+    ):
+        raise ConfigError(
+            where, "training.engine", "'standalone' runs all-to-all networks (model.p_connect = 1)"
         )
     if protocol.output.record_dt < protocol.model.dt:
         raise ConfigError(where, "output.record_dt", "must not be smaller than model.dt")

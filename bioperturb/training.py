@@ -316,6 +316,8 @@ class Trainer:
         )
         if "D_rec" in lateral:  # ∂L/∂W = ∂L/∂(W D) · Dᵀ
             grad["W_rec"] = grad["W_rec"] @ lateral["D_rec"].T
+        for name, mask in self.network.masks.items():  # sparse: only existing synapses
+            grad[name] = np.where(mask, grad[name], 0.0)
         return grad
 
     def _record_alignment(self, trial: int, gradient: dict[str, np.ndarray]) -> None:

@@ -143,12 +143,34 @@ class Tape:
 def init_weights(
     rng: np.random.Generator, n_in: int, n_hidden: int, n_out: int, model: Any
 ) -> dict[str, np.ndarray]:
-    """Gaussian initial weights: U ~ N(0, s_in²/n_in), W ~ N(0, g²/N), V ~ N(0, s_out²/N)."""
-    return {
+    """Gaussian initial weights: U ~ N(0, s_in²/n_in), W ~ N(0, g²/N), V ~ N(0, s_out²/N).
+
+    With ``model.p_connect`` = p < 1, W_rec keeps each entry with probability p (drawn
+    after the weights, so all-to-all runs are unchanged) and is scaled by 1/√p, so that
+    the recurrent gain stays g; absent entries are 0 (see :func:`connectivity`).
+    """
+    weights = {
         "W_in": rng.normal(0.0, model.input_scale / np.sqrt(n_in), (n_hidden, n_in)),
         "W_rec": rng.normal(0.0, model.g / np.sqrt(n_hidden), (n_hidden, n_hidden)),
         "W_out": rng.normal(0.0, model.output_scale / np.sqrt(n_hidden), (n_out, n_hidden)),
     }
+    return sparsify(rng, weights, model)
+
+
+def sparsify(rng: np.random.Generator, weights: dict[str, np.ndarray], model: Any):
+    """Zero the W_rec entries that do not exist (``model.p_connect`` < 1); see init_weights."""
+    p = getattr(model, "p_connect", 1.0)
+    if p < 1:
+        keep = rng.random(weights["W_rec"].shape) < p
+        weights["W_rec"] = np.where(keep, weights["W_rec"] / np.sqrt(p), 0.0)
+    return weights
+
+
+def connectivity(weights: dict[str, np.ndarray], model: Any) -> dict[str, np.ndarray]:
+    """Boolean (post, pre) masks of the matrices that are not all-to-all (W_rec if sparse)."""
+    if getattr(model, "p_connect", 1.0) < 1:
+        return {"W_rec": weights["W_rec"] != 0}
+    return {}
 
 
 class RateNetwork:
@@ -172,6 +194,8 @@ class RateNetwork:
         self.extra_objects: list[Any] = []
         #: code appended to a matrix's optimiser step (e.g. Dale's sign constraint)
         self.constraints: dict[str, str] = {}
+        #: (post, pre) boolean masks of sparse matrices (absent: all-to-all)
+        self.masks: dict[str, np.ndarray] = {}
         #: monitors switched on only during evaluation trials
         self.eval_monitors: tuple[str, ...] = ("activity", "output")
 
@@ -248,6 +272,7 @@ def build_rate_network(
     """Build the twin rate network for ``tape`` with ``rule`` and the training optimiser."""
     n_hidden, n_in = model.n_hidden, tape.inputs.shape[1]
     handle = RateNetwork.for_tape(model, rule, training, tape)
+    handle.masks = connectivity(weights, model) if weights is not None else {}
     ns, clock, trial_clock = handle.namespace, handle.clock, handle.trial_clock
 
     twin = rule.twin
@@ -437,7 +462,11 @@ def add_weight_synapses(
     for name, (pre, post, lines, kwargs) in specs.items():
         eqs = Equations("w : 1") + Equations("\n".join(lines)) + plastic
         syn = Synapses(pre, post, eqs, clock=handle.clock, name=name.lower(), **kwargs)
-        syn.connect()
+        if name in handle.masks:  # sparse: only the existing synapses (post, pre)
+            post_idx, pre_idx = np.nonzero(handle.masks[name])
+            syn.connect(i=pre_idx, j=post_idx)
+        else:
+            syn.connect()
         handle.synapses[name] = syn
         if rule.plastic:
             for var, value in optimizer_values(training).items():

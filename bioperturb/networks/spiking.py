@@ -63,7 +63,9 @@ from bioperturb.networks.rate import (
     add_node_noise,
     add_readout_and_loss,
     add_weight_synapses,
+    connectivity,
     finish_readout,
+    sparsify,
     standard_monitors,
 )
 
@@ -93,6 +95,7 @@ def init_spiking_weights(
         "W_rec": rng.normal(0.0, model.g / np.sqrt(n_hidden), (n_hidden, n_hidden)),
         "W_out": rng.normal(0.0, model.output_scale / np.sqrt(n_hidden), (n_out, n_hidden)),
     }
+    weights = sparsify(rng, weights, model)
     if model.dale:
         signs = dale_signs(model)
         n_exc = int((signs > 0).sum())
@@ -122,6 +125,7 @@ def build_spiking_network(
     """Build the twin LIF network for ``tape`` with ``rule`` and the training optimiser."""
     n_hidden, n_in = model.n_hidden, tape.inputs.shape[1]
     handle = SpikingNetwork.for_tape(model, rule, training, tape)
+    handle.masks = connectivity(weights, model) if weights is not None else {}
     ns, clock, trial_clock = handle.namespace, handle.clock, handle.trial_clock
     ns.update(
         tau_m=model.tau_m * second,

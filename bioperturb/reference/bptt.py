@@ -54,11 +54,12 @@ def _compiled_step(name: str, train: tuple[str, ...], loss_fn: Callable = _m._ba
     """
     opt = make_optimizer(name, 1.0)
 
-    def step(params, fixed, opt_state, *args):
+    def step(params, fixed, masks, opt_state, *args):
         def f(p):
             return loss_fn({**p, **fixed}, *args)
 
         loss, g = jax.value_and_grad(f)(params)
+        g = {k: g[k] * masks[k] if k in masks else g[k] for k in g}  # absent synapses
         updates, opt_state = opt.update(g, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -94,6 +95,8 @@ class BPTTTrainer:
     optimizer : ``"sgd"`` or ``"adam"``
     lr : learning rate
     train : which weight matrices are updated; the others stay at ``weights0``
+    masks : {name: (post, pre) bool array} of sparse matrices: gradients of absent
+        synapses are zeroed, so their weights stay 0 (SGD and Adam alike)
     dynamics : another model with the same weights (e.g.
         :class:`bioperturb.reference.lif.LIFDynamics`): it supplies ``loss_fn``,
         ``loss_args`` and ``evaluate``; ``tau`` and ``b`` are then unused
@@ -110,6 +113,7 @@ class BPTTTrainer:
         lr: float = 1e-3,
         train: Iterable[str] = ("W_in", "W_rec", "W_out"),
         dynamics: Any = None,
+        masks: Mapping[str, Any] | None = None,
     ):
         w = _m._as_weights(weights0)
         self.dynamics = dynamics
@@ -129,6 +133,11 @@ class BPTTTrainer:
         self._params = {k: jnp.asarray(w[k]) for k in self.train}
         self._fixed = {k: jnp.asarray(w[k]) for k in _m.WEIGHT_KEYS if k not in self.train}
         self._opt_state = make_optimizer(self.optimizer, self.lr).init(self._params)
+        self._masks = {
+            k: jnp.asarray(np.asarray(m, dtype=np.float64))
+            for k, m in (masks or {}).items()
+            if k in self.train
+        }
         loss_fn = _m._batch_loss if dynamics is None else dynamics.loss_fn
         self._step = _compiled_step(self.optimizer, self.train, loss_fn)
 
@@ -155,7 +164,11 @@ class BPTTTrainer:
         A single trial may be given without the trial axis.
         """
         params, state, loss = self._step(
-            self._params, self._fixed, self._opt_state, *self._args(inputs, targets, mask)
+            self._params,
+            self._fixed,
+            self._masks,
+            self._opt_state,
+            *self._args(inputs, targets, mask),
         )
         jax.block_until_ready((params, state, loss))
         self._params, self._opt_state = params, state

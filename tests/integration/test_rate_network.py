@@ -175,3 +175,35 @@ def test_trials_in_one_simulation_equal_one_run_per_trial():
     xr.testing.assert_identical(
         a.drop_vars("wall_time").drop_attrs(), b.drop_vars("wall_time").drop_attrs()
     )
+
+
+def test_sparse_recurrent_weights_only_exist_where_connected():
+    """model.p_connect < 1: absent synapses are not created, never learn, and BPTT keeps them 0."""
+    from bioperturb.compare import reference_dataset
+
+    protocol = make_protocol(
+        model__p_connect=0.3,
+        training__n_trials=3,
+        training__lr=0.05,
+        training__optimizer="adam",
+        output__alignment=True,
+        training__eval_every=1,
+    )
+    trainer = Trainer(protocol)
+    ds = trainer.run()
+    mask = trainer.network.masks["W_rec"]
+    n = protocol.model.n_hidden
+    assert len(trainer.network.synapses["W_rec"]) == mask.sum()
+    assert 0.15 < mask.mean() < 0.45  # p = 0.3 on 12 × 12
+    w = ds["W_rec"].values
+    assert np.all(w[:, ~mask] == 0) and np.abs(w[-1] - w[0])[mask].max() > 0
+    assert np.all(np.isfinite(ds["alignment"].values))
+    bptt = reference_dataset(trainer)
+    wb = bptt["W_rec"].values
+    assert np.all(wb[:, ~mask] == 0) and np.abs(wb[-1] - wb[0])[mask].max() > 0
+    # the recurrent gain is kept: entries scaled by 1/sqrt(p)
+    dense = Trainer(make_protocol(training__n_trials=1)).weights0["W_rec"]
+    assert w[0].shape == dense.shape == (n, n)
+    np.testing.assert_allclose(
+        w[0][mask], dense[mask] / np.sqrt(protocol.model.p_connect), rtol=1e-12
+    )
