@@ -207,3 +207,14 @@ def test_sparse_recurrent_weights_only_exist_where_connected():
     np.testing.assert_allclose(
         w[0][mask], dense[mask] / np.sqrt(protocol.model.p_connect), rtol=1e-12
     )
+
+
+def test_sparse_config_errors():
+    from bioperturb.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model: p_connect must be in"):
+        make_protocol(model__p_connect=1.5)
+    with pytest.raises(ConfigError, match="model.p_connect: must be positive|p_connect"):
+        make_protocol(model__p_connect=0.0)
+    with pytest.raises(ConfigError, match="training.engine: 'standalone' runs all-to-all"):
+        make_protocol(model__p_connect=0.5, training__engine="standalone")
