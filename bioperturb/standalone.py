@@ -711,6 +711,8 @@ class _StandaloneNetwork:
     lateral: dict[str, str]  # matrix name -> Brian2 object name
     synapses: dict[str, str]
     state: dict[str, np.ndarray] = field(default_factory=dict)
+    #: sparse connectivity masks (none: the standalone engine runs all-to-all networks)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     def _matrix(self, obj: str, var: str, name: str) -> np.ndarray:
         i, j = self.kernel.synapse_order(obj)
