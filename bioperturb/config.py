@@ -61,6 +61,47 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DECORRELATE = ("input", "recurrent")
 
 
+def _p_connect() -> Any:
+    return param(
+        1.0,
+        positive=True,
+        doc="connection probability of W_rec (1: all-to-all); absent synapses do not exist",
+    )
+
+
+def _n_outputs() -> Any:
+    return param(None, doc="readout size (default: the task's n_outputs)")
+
+
+def _decorrelate() -> Any:
+    return param(
+        [],
+        doc="decorrelating lateral weights before these forward weights: 'input' (û = D_in u "
+        "before W_in), 'recurrent' (r̂ = D r before W_rec); see docs/rules/decorrelation.md",
+    )
+
+
+def _decor_lr() -> Any:
+    return param(
+        0.01,
+        nonnegative=True,
+        doc="η_d of the anti-Hebbian lateral rule ΔD_ij = −η_d ⟨x̂_i x̂_j⟩ (i ≠ j), per trial",
+    )
+
+
+def _check_network(model: Any) -> None:
+    """The checks the rate and the LIF model share (connectivity, decorrelation)."""
+    if model.p_connect > 1:
+        raise ValueError(f"p_connect must be in (0, 1], got {model.p_connect}")
+    for site in model.decorrelate:
+        if site not in DECORRELATE:
+            raise ValueError(
+                f"decorrelate: unknown entry {site!r} (allowed: {', '.join(DECORRELATE)})"
+            )
+    if len(set(model.decorrelate)) != len(model.decorrelate):
+        raise ValueError(f"decorrelate: duplicate entry in {list(model.decorrelate)}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """A noisy leaky rate RNN: τ dh/dt = −h + W r̂ + U û + b + σ√(2τ) ξ, r = tanh(h), y = V r.
@@ -82,37 +123,17 @@ class ModelConfig:
     input_scale: float = param(1.0, nonnegative=True, doc="initial U ~ N(0, input_scale²/n_in)")
     output_scale: float = param(1.0, nonnegative=True, doc="initial V ~ N(0, output_scale²/N)")
     bias: float = param(0.0, doc="constant bias b of every unit")
-    p_connect: float = param(
-        1.0,
-        positive=True,
-        doc="connection probability of W_rec (1: all-to-all); absent synapses do not exist",
-    )
-    n_outputs: int | None = param(None, doc="readout size (default: the task's n_outputs)")
-    decorrelate: tuple[str, ...] = param(
-        [],
-        doc="decorrelating lateral weights before these forward weights: 'input' (û = D_in u "
-        "before W_in), 'recurrent' (r̂ = D r before W_rec); see docs/rules/decorrelation.md",
-    )
-    decor_lr: float = param(
-        0.01,
-        nonnegative=True,
-        doc="η_d of the anti-Hebbian lateral rule ΔD_ij = −η_d ⟨x̂_i x̂_j⟩ (i ≠ j), per trial",
-    )
+    p_connect: float = _p_connect()
+    n_outputs: int | None = _n_outputs()
+    decorrelate: tuple[str, ...] = _decorrelate()
+    decor_lr: float = _decor_lr()
 
     def check(self) -> None:
-        if self.kind == "rate" and self.dt > self.tau:
+        if self.dt > self.tau:
             raise ValueError(
                 f"dt ({self.dt} s) must not exceed tau ({self.tau} s): Euler is unstable"
             )
-        if self.p_connect > 1:
-            raise ValueError(f"p_connect must be in (0, 1], got {self.p_connect}")
-        for site in self.decorrelate:
-            if site not in DECORRELATE:
-                raise ValueError(
-                    f"decorrelate: unknown entry {site!r} (allowed: {', '.join(DECORRELATE)})"
-                )
-        if len(set(self.decorrelate)) != len(self.decorrelate):
-            raise ValueError(f"decorrelate: duplicate entry in {list(self.decorrelate)}")
+        _check_network(self)
 
 
 @dataclass(frozen=True)
@@ -149,12 +170,8 @@ class LIFConfig:
     input_scale: float = param(1.0, nonnegative=True, doc="U ~ N(0, input_scale²/n_in)")
     output_scale: float = param(1.0, nonnegative=True, doc="initial V ~ N(0, output_scale²/N)")
     bias: float = param(0.5, doc="constant drive b (in threshold units)")
-    p_connect: float = param(
-        1.0,
-        positive=True,
-        doc="connection probability of W_rec (1: all-to-all); absent synapses do not exist",
-    )
-    n_outputs: int | None = param(None, doc="readout size (default: the task's n_outputs)")
+    p_connect: float = _p_connect()
+    n_outputs: int | None = _n_outputs()
     input_coding: str = param(
         "spikes",
         choices=("spikes", "poisson"),
@@ -177,10 +194,8 @@ class LIFConfig:
         False, doc="Dale's law: excitatory and inhibitory neurons, W_rec signs kept in learning"
     )
     frac_exc: float = param(0.8, positive=True, doc="fraction of excitatory neurons (dale)")
-    decorrelate: tuple[str, ...] = param(
-        [], doc="decorrelating lateral weights (as for the rate model): 'input', 'recurrent'"
-    )
-    decor_lr: float = param(0.01, nonnegative=True, doc="η_d of the lateral rule")
+    decorrelate: tuple[str, ...] = _decorrelate()
+    decor_lr: float = _decor_lr()
 
     @property
     def tau(self) -> float:
@@ -200,7 +215,7 @@ class LIFConfig:
                 raise ValueError("decorrelate needs synapse = 'current' (a conductance is ≥ 0)")
         if self.dale and not 0 < self.frac_exc < 1:
             raise ValueError(f"frac_exc must be between 0 and 1, got {self.frac_exc}")
-        ModelConfig.check(self)  # decorrelate entries
+        _check_network(self)
 
 
 #: model classes by ``model.kind``
