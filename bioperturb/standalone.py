@@ -939,36 +939,15 @@ class StandaloneTrainer(Trainer):
                     f"|{name}| exceeds training.max_weight = {limit} after trial {trial}"
                 )
 
-    # -- checkpoints --------------------------------------------------------------------
-    def save_checkpoint(self, path: str | Path) -> Path:
-        from datetime import UTC, datetime
-
-        from bioperturb import checkpoint as ckpt
-
-        layout, arrays = ckpt.records_to_arrays(self.records)
-        arrays.update({f"state/{k}": np.asarray(v) for k, v in self.network.state.items()})
+    # -- checkpoints (Trainer.save_checkpoint / restore call these) ---------------------
+    def _engine_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays = {f"state/{k}": np.asarray(v) for k, v in self.network.state.items()}
         arrays["rng/standalone"] = np.array(self.rng_state)
-        meta = {
-            "format": ckpt.FORMAT,
-            "config": self.protocol.to_toml(),
-            "position": self.position,
-            "trials_done": len(self.records.loss),
-            "records": layout,
-            "engine": self.engine,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        return ckpt.write_checkpoint(path, meta, arrays)
+        return {}, arrays
 
-    def restore(self, path: str | Path) -> None:
-        from bioperturb import checkpoint as ckpt
+    def _restore_engine_state(self, meta: dict[str, Any], arrays: dict, where: str) -> None:
         from bioperturb.schema import ConfigError
-        from bioperturb.training import _check_same_protocol, _Records
 
-        if self.position != 0:
-            raise RuntimeError("restore() needs a trainer that has not run yet")
-        where = str(path)
-        meta, arrays = ckpt.read_checkpoint(path)
-        _check_same_protocol(str(meta.get("config", "")), self.protocol, where)
         if meta.get("engine") != self.engine or "rng/standalone" not in arrays:
             raise ConfigError(where, "", f"checkpoint of another engine ({meta.get('engine')})")
         state = {k[len("state/") :]: v for k, v in arrays.items() if k.startswith("state/")}
@@ -977,8 +956,6 @@ class StandaloneTrainer(Trainer):
             raise ConfigError(where, "", f"checkpoint does not match the network ({diff[0]})")
         self.network.state = state
         self.rng_state = str(arrays["rng/standalone"])
-        self.records = ckpt.records_from_arrays(_Records, meta["records"], arrays)
-        self.position = int(meta["position"])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -342,19 +342,35 @@ class Trainer:
         from bioperturb import checkpoint as ckpt
 
         layout, arrays = ckpt.records_to_arrays(self.records)
-        arrays.update(ckpt.network_state(self.network.net))
-        arrays.update(self.rng.to_arrays())
+        state_meta, state_arrays = self._engine_state()
+        arrays.update(state_arrays)
         meta = {
             "format": ckpt.FORMAT,
             "config": self.protocol.to_toml(),
             "position": self.position,
             "trials_done": len(self.records.loss),
-            "net_t": float(self.network.net.t_),
+            **state_meta,
             "records": layout,
             "engine": self.engine,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         return ckpt.write_checkpoint(path, meta, arrays)
+
+    def _engine_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(meta entries, arrays) of the network and random state a checkpoint holds."""
+        from bioperturb import checkpoint as ckpt
+
+        arrays = {**ckpt.network_state(self.network.net), **self.rng.to_arrays()}
+        return {"net_t": float(self.network.net.t_)}, arrays
+
+    def _restore_engine_state(self, meta: dict[str, Any], arrays: dict, where: str) -> None:
+        """Inverse of :meth:`_engine_state`."""
+        from bioperturb import checkpoint as ckpt
+
+        ckpt.restore_network_state(self.network.net, arrays, where)
+        self.rng = BrianRNG.from_arrays(arrays)
+        # Network.t_ is where the next net.run starts: the tape's TimedArrays line up again
+        self.network.net.t_ = float(meta["net_t"])
 
     def restore(self, path: str | Path) -> None:
         """Continue from a checkpoint of the same protocol (on a freshly built trainer)."""
@@ -365,10 +381,7 @@ class Trainer:
         where = str(path)
         meta, arrays = ckpt.read_checkpoint(path)
         _check_same_protocol(str(meta.get("config", "")), self.protocol, where)
-        ckpt.restore_network_state(self.network.net, arrays, where)
-        self.rng = BrianRNG.from_arrays(arrays)
-        # Network.t_ is where the next net.run starts: the tape's TimedArrays line up again
-        self.network.net.t_ = float(meta["net_t"])
+        self._restore_engine_state(meta, arrays, where)
         self.records = ckpt.records_from_arrays(_Records, meta["records"], arrays)
         self.position = int(meta["position"])
 
