@@ -123,6 +123,8 @@ class Trainer:
         self.position = 0
         #: where :meth:`run` writes a checkpoint every ``training.checkpoint_every`` trials
         self.checkpoint_path: Path | None = None
+        #: spikes of the spike monitor already turned into records (spiking networks)
+        self._spikes_read = 0
         self._build_network()
 
     def _build_network(self) -> None:
@@ -392,13 +394,15 @@ class Trainer:
         self.records.output.append(np.asarray(mons["output"].y[:, -n:]).T)
         if "spikes" in mons:  # spiking network: membrane sample and the trial's spikes
             self.records.membrane.append(np.asarray(mons["membrane"].v[:, -n:]).T)
-            spikes = mons["spikes"]
-            start = float(self.network.net.t_) - self.tape.n_steps * self.protocol.model.dt
-            times = np.asarray(spikes.t_[:])
-            keep = times > start - 0.5 * self.protocol.model.dt
-            dt = self.protocol.model.dt
+            spikes, dt = mons["spikes"], self.protocol.model.dt
+            start = float(self.network.net.t_) - self.tape.n_steps * dt
+            # only the spikes recorded since the last evaluation trial (not the whole list)
+            new = slice(self._spikes_read, None)
+            times, units = np.asarray(spikes.t_[new]), np.asarray(spikes.i[new])
+            self._spikes_read += len(times)
+            keep = times > start - 0.5 * dt  # (after a resume the monitor may hold older ones)
             step = np.rint((times[keep] - start) / dt)  # whole steps: exact across resumes
-            pairs = np.column_stack([np.asarray(spikes.i[:])[keep], step * dt])
+            pairs = np.column_stack([units[keep], step * dt])
             self.records.spikes.append(pairs)
 
     def _close_eval(self, done: int, losses: list[float]) -> None:
@@ -415,9 +419,9 @@ class Trainer:
             n_eval, n_cond, n_time, len(self.record_units)
         )
         trials = rec.spikes[: n_eval * n_cond]
-        pairs = np.concatenate([np.reshape(x, (-1, 2)) for x in trials]) if trials else []
-        pairs = np.reshape(pairs, (-1, 2))
-        counts = [len(np.reshape(x, (-1, 2))) for x in trials]
+        parts = [np.reshape(x, (-1, 2)) for x in trials]
+        pairs = np.concatenate(parts) if parts else np.zeros((0, 2))
+        counts = [len(x) for x in parts]
         which = np.repeat(np.arange(len(trials)), counts)
         T = self.tape.n_steps * self.protocol.model.dt
         rates = np.zeros((n_eval, n_cond, self.protocol.model.n_hidden))
