@@ -260,6 +260,13 @@ class TrainingConfig:
         positive=True,
         doc="OpenMP threads of the standalone engine (1: no OpenMP; >1 changes the noise streams)",
     )
+    fuse: str = param(
+        "auto",
+        choices=("auto", "on", "off"),
+        doc="standalone engine: W_rec's twin currents in one C++ pass and the rule's W_rec "
+        "update as one matrix product per trial (docs/engines.md); 'auto' where the rule "
+        "allows, 'on' fails where it does not, 'off' keeps Brian2's code",
+    )
     checkpoint_every: int = param(
         0,
         nonnegative=True,
@@ -471,6 +478,8 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
         raise ConfigError(
             where, "training.engine", "'standalone' runs all-to-all networks (model.p_connect = 1)"
         )
+    if getattr(protocol.training, "fuse", "auto") == "on":
+        _check_fusable(protocol, where)
     if protocol.output.record_dt < protocol.model.dt:
         raise ConfigError(where, "output.record_dt", "must not be smaller than model.dt")
     step = round(protocol.output.record_dt / protocol.model.dt)
@@ -483,6 +492,18 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
             f"must be a whole number of model.dt steps that divides the trial's "
             f"{task.n_steps} steps",
         )
+
+
+def _check_fusable(protocol: Protocol, where: str) -> None:
+    """``training.fuse = "on"``: the standalone engine must be able to fuse W_rec fully."""
+    from bioperturb.networks.fused import fusion_plan
+    from bioperturb.rules import get_rule
+
+    if protocol.training.engine != "standalone":
+        raise ConfigError(where, "training.fuse", "'on' needs training.engine = 'standalone'")
+    plan = fusion_plan(protocol.model, get_rule(protocol.rule_name)(protocol.rule))
+    if plan.reason:
+        raise ConfigError(where, "training.fuse", f"'on' is impossible here: {plan.reason}")
 
 
 def load_protocol(path: str | Path, overrides: dict[str, Any] | None = None) -> Protocol:

@@ -69,6 +69,7 @@ from brian2 import (
     second,
 )
 
+from bioperturb.networks.fused import FusionPlan, install_fused
 from bioperturb.optimizers import optimizer_code, optimizer_equations, optimizer_values
 
 __all__ = ["Tape", "RateNetwork", "build_rate_network", "init_weights", "MATRICES", "LATERAL"]
@@ -198,6 +199,8 @@ class RateNetwork:
         self.masks: dict[str, np.ndarray] = {}
         #: monitors switched on only during evaluation trials
         self.eval_monitors: tuple[str, ...] = ("activity", "output")
+        #: matrices whose rule accumulation the fused engine forms (networks/fused.py)
+        self.batched: tuple[str, ...] = ()
 
     @classmethod
     def for_tape(cls, model: Any, rule: Any, training: Any, tape: Tape) -> RateNetwork:
@@ -268,8 +271,13 @@ def build_rate_network(
     *,
     record_dt: float,
     record_units: np.ndarray,
+    fuse: FusionPlan | None = None,
 ) -> RateNetwork:
-    """Build the twin rate network for ``tape`` with ``rule`` and the training optimiser."""
+    """Build the twin rate network for ``tape`` with ``rule`` and the training optimiser.
+
+    ``fuse`` (cpp_standalone device only): W_rec's currents and the rule's W_rec
+    accumulation as C++ calls (:mod:`bioperturb.networks.fused`) instead of Brian2 code.
+    """
     n_hidden, n_in = model.n_hidden, tape.inputs.shape[1]
     handle = RateNetwork.for_tape(model, rule, training, tape)
     handle.masks = connectivity(weights, model) if weights is not None else {}
@@ -299,6 +307,8 @@ def build_rate_network(
         )
     if "recurrent" in decor:
         hidden_eqs += Equations("rhat : 1" + ("\nrhat_n : 1" if twin else ""))
+    if fuse is not None and fuse.batched:
+        hidden_eqs += Equations("fused_a : 1\nfused_b : 1")
     hidden = NeuronGroup(n_hidden, hidden_eqs, method="euler", clock=clock, name="hidden")
     hidden.b = model.bias
     hidden.sigma = model.sigma
@@ -336,6 +346,8 @@ def build_rate_network(
         summed["W_in"][2].append(f"I_in_n_post = {wn} * {uvar}_pre : 1 (summed)")
         summed["W_rec"][2].append(f"I_rec_n_post = {wn} * {rvar}_n_pre : 1 (summed)")
         summed["W_out"][2].append(f"y_n_post = {wn} * r_n_pre : 1 (summed)")
+    if fuse is not None and fuse.currents:
+        summed["W_rec"][2].clear()  # the fused call writes I_rec (and I_rec_n)
     groups = {"inputs": inputs, "hidden": hidden, "readout": handle.readout}
     add_weight_synapses(
         handle,
@@ -352,6 +364,8 @@ def build_rate_network(
             _add_lateral(handle, site, groups, (clock, trial_clock), twin)
     finish_readout(handle, twin)
     handle.monitors = standard_monitors(handle, record_dt, record_units, "r")
+    if fuse is not None and fuse.active:
+        install_fused(handle, rule, fuse)
     rule_objs = rule.install(handle)
     handle.net = Network(
         hidden,

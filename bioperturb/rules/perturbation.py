@@ -145,15 +145,49 @@ class PerturbationRule(Rule):
         }[scale]
         return {"c_scale": c}
 
-    def trace_code(self, matrix: str, dt: float) -> tuple[str | None, str | None]:
-        """(per-step code, trial-end code) of one matrix; either may be None."""
+    def trace_decay(self, matrix: str, dt: float) -> float:
+        """λ = 1 − dt/τ_e of one matrix's eligibility trace (0 when τ_e = 0)."""
         tau_e, key = self.tau_e, "tau_e"
         tau_out = getattr(self.params, "tau_e_out", None)
         if matrix == "W_out" and tau_out is not None:
             tau_e, key = tau_out, "tau_e_out"
         if 0 < tau_e < dt:
             raise ValueError(f"rule.{key} = {tau_e} s is shorter than dt = {dt} s")
-        decay = 0.0 if tau_e == 0 else 1.0 - dt / tau_e
+        return 0.0 if tau_e == 0 else 1.0 - dt / tau_e
+
+    def separable_product(self, matrix: str) -> tuple[str, str] | None:
+        """(postsynaptic, presynaptic) factors of a matrix's product, if it is one's product.
+
+        The products of ANP/NP are a postsynaptic expression times one presynaptic
+        variable (``nrm_post * (h_n_post - h_post) * r_prev_pre`` → ``nrm * (h_n - h)``,
+        ``r_prev``), so a trial's accumulation is a sum over steps of outer products,
+        which the fused engine (:mod:`bioperturb.networks.fused`) forms as one matrix
+        product at trial end. None when the product is not of that form.
+        """
+        import sympy
+        from brian2.parsing.sympytools import str_to_sympy, sympy_to_str
+
+        expr = str_to_sympy(self.PRODUCTS[matrix])
+        pre = [s for s in expr.free_symbols if s.name.endswith("_pre")]
+        if len(pre) != 1:
+            return None
+        post, rest = expr.as_independent(pre[0], as_Add=False)
+        if rest != pre[0] or any(not s.name.endswith("_post") for s in post.free_symbols):
+            return None
+        names = {s: sympy.Symbol(s.name[: -len("_post")]) for s in post.free_symbols}
+        return sympy_to_str(post.xreplace(names)), pre[0].name[: -len("_pre")]
+
+    def batchable(self, matrix: str) -> bool:
+        """Whether a trial's update of ``matrix`` can be formed at trial end (see above)."""
+        return (
+            matrix in self.params.train
+            and not self.online
+            and self.separable_product(matrix) is not None
+        )
+
+    def trace_code(self, matrix: str, dt: float) -> tuple[str | None, str | None]:
+        """(per-step code, trial-end code) of one matrix; either may be None."""
+        decay = self.trace_decay(matrix, dt)
         gate = "gate_post" if self.LAYER[matrix] == "hidden" else "gate_y_post"
         product = self.PRODUCTS[matrix]
         step = f"elig = {decay!r} * elig + {product}"
@@ -209,6 +243,8 @@ class PerturbationRule(Rule):
             )
         )
         for matrix in self.params.train:
+            if matrix in getattr(network, "batched", ()):
+                continue  # accumulated by the fused engine (networks/fused.py)
             syn = network.synapses[matrix]
             step, end = self.trace_code(matrix, dt)
             if step is not None:
