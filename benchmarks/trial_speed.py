@@ -10,6 +10,8 @@ For each network size N (1 s trials at dt = 1 ms, 5 random inputs, 1 readout, Ad
   * TD-ANP / forward-only (the cost of learning beyond simulation);
   * the JAX float64 reference: forward pass and BPTT training step of the same network and
     trial, and TD-ANP standalone / BPTT step;
+  * the issue's twin workload written plainly: TD-ANP (twin, per-step outer products) as
+    one jitted JAX ``lax.scan`` and as a numpy per-step loop (float64);
   * ns per synapse-step (ms per trial / (synapses × steps); synapses = N² + N·(n_in + n_out));
   * memory: bytes of per-synapse state (all arrays of the W_rec Synapses object, from the
     Brian2 variables) and the peak RSS of the simulating process.
@@ -172,6 +174,68 @@ def jax_ms(n_hidden: int, repeats: int) -> tuple[float, float]:
     return 1e3 * fwd, 1e3 * step
 
 
+def twin_workload_ms(n_hidden: int, repeats: int, steps: int = 1000) -> tuple[float, float]:
+    """(JAX, numpy) ms per TD-ANP trial of the twin workload, written the plain way.
+
+    The workload of the issue's prototypes: clean and noisy twin (Euler, τ = 10 ms,
+    dt = 1 ms, tanh), linear readout, per-step losses, and TD-ANP's per-step products
+    accumulated for all three matrices (outer products into N² + N·n_in + n_out·N
+    accumulators every step), float64. JAX: one jitted ``lax.scan``; numpy: a Python loop
+    over steps. The noise is drawn beforehand (Brian2 draws it inside the loop).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    rng = np.random.default_rng(0)
+    n, n_in, alpha = n_hidden, N_INPUTS, 0.1
+    W = rng.normal(0, 1.5 / np.sqrt(n), (n, n))
+    U = rng.normal(0, 1 / np.sqrt(n_in), (n, n_in))
+    V = rng.normal(0, 1 / np.sqrt(n), (1, n))
+    u = rng.normal(size=(steps, n_in))
+    ystar = rng.normal(size=(steps, 1))
+    xi = 0.05 * np.sqrt(2 * alpha) * rng.normal(size=(steps, n))
+
+    def step(carry, x, lib):
+        h, hn, r, rn, a_rec, a_in, a_out = carry
+        ut, yt, xit = x
+        h2 = h + alpha * (-h + W @ r + U @ ut)
+        hn2 = hn + alpha * (-hn + W @ rn + U @ ut) + xit
+        r2, rn2 = lib.tanh(h2), lib.tanh(hn2)
+        y, yn = V @ r2, V @ rn2
+        dl = 0.5 * lib.sum((yn - yt) ** 2) - 0.5 * lib.sum((y - yt) ** 2)
+        d, dy = hn2 - h2, yn - y
+        g, gy = dl / (d @ d + 1e-30), dl / (dy @ dy + 1e-30)
+        a_rec = a_rec + g * lib.outer(d, r)
+        a_in = a_in + g * lib.outer(d, ut)
+        a_out = a_out + gy * lib.outer(dy, r2)
+        return (h2, hn2, r2, rn2, a_rec, a_in, a_out), None
+
+    z = np.zeros(n)
+    init = (z, z, z, z, np.zeros((n, n)), np.zeros((n, n_in)), np.zeros((1, n)))
+
+    @jax.jit
+    def trial(init, xs):
+        return jax.lax.scan(lambda c, x: step(c, x, jnp), init, xs)[0]
+
+    xs = (u, ystar, xi)
+    jax.block_until_ready(trial(init, xs))  # compile
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        jax.block_until_ready(trial(init, xs))
+        times.append(time.perf_counter() - tic)
+    jax_t = float(np.median(times))
+    times = []
+    for _ in range(max(1, min(repeats, 5))):
+        tic = time.perf_counter()
+        carry = init
+        for t in range(steps):
+            carry = step(carry, (u[t], ystar[t], xi[t]), np)[0]
+        times.append(time.perf_counter() - tic)
+    return 1e3 * jax_t, 1e3 * float(np.median(times))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 400, 1000])
@@ -201,9 +265,10 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         n_syn = round(args.p_connect * n * n) + n * (N_INPUTS + 1)
-        jf = jb = float("nan")
+        jf = jb = jt = npl = float("nan")
         if not args.no_jax:
             jf, jb = jax_ms(n, 20)
+            jt, npl = twin_workload_ms(n, 10)
         for engine in args.engines:
             res = {}
             for rule in ("td_anp", "none"):
@@ -233,6 +298,9 @@ def main() -> None:
                     "jax_fwd": jf,
                     "jax_bptt": jb,
                     "vs_bptt": anp["ms"] / jb,
+                    "jax_twin": jt,
+                    "numpy_loop": npl,
+                    "vs_twin": anp["ms"] / jt,
                     "bytes": anp["bytes_per_synapse"],
                     "rss": anp["rss_mb"],
                     "first": res.get("td_anp_first", float("nan")),
@@ -243,16 +311,18 @@ def main() -> None:
     header = (
         "| N | engine | TD-ANP ms/trial | (simulating) | trials/s | forward-only ms/trial "
         "| TD-ANP / forward | ns per synapse-step | JAX forward ms | JAX BPTT step ms "
-        "| TD-ANP / BPTT step | state B/synapse | peak RSS MB | first build s | cached build s "
-        "| overhead ms/block |"
+        "| TD-ANP / BPTT step | JAX TD-ANP twin ms | TD-ANP / JAX twin | numpy loop ms "
+        "| state B/synapse | peak RSS MB | first build s | cached build s | overhead ms/block |"
     )
-    lines = [header, "|" + "---|" * 16]
+    lines = [header, "|" + "---|" * 19]
     for r in rows:
         lines.append(
             f"| {r['N']} | {r['engine']} | {r['anp_ms']:.1f} | {r['anp_sim_ms']:.1f} "
             f"| {r['tps']:.2f} | {r['fwd_ms']:.1f} | {r['ratio']:.2f} | {r['ns_syn_step']:.2f} "
-            f"| {r['jax_fwd']:.2f} | {r['jax_bptt']:.2f} | {r['vs_bptt']:.1f} | {r['bytes']:.0f} "
-            f"| {r['rss']:.0f} | {r['first']:.1f} | {r['build']:.2f} | {r['overhead']:.1f} |"
+            f"| {r['jax_fwd']:.2f} | {r['jax_bptt']:.2f} | {r['vs_bptt']:.1f} "
+            f"| {r['jax_twin']:.2f} | {r['vs_twin']:.1f} | {r['numpy_loop']:.1f} "
+            f"| {r['bytes']:.0f} | {r['rss']:.0f} | {r['first']:.1f} | {r['build']:.2f} "
+            f"| {r['overhead']:.1f} |"
         )
     cpu = platform.processor() or platform.machine()
     try:
@@ -274,6 +344,11 @@ def main() -> None:
         f"load average at start {load:.2f}"
     )
     notes = [
+        "JAX TD-ANP twin / numpy loop: the issue's prototype workload written the plain way "
+        "(float64; clean + noisy twin, readout, per-step TD-ANP outer products into all "
+        "three accumulators; noise drawn beforehand): one jitted lax.scan, and a Python "
+        "loop over steps with numpy. JAX forward / BPTT step: bioperturb.reference on the "
+        "same network (clean forward pass; one optax Adam step of true BPTT).",
         "Sparse W_rec (model.p_connect < 1, runtime engine only): ns per synapse-step counts "
         "the existing synapses; the JAX columns are the dense twin of the same N. See "
         "results/trial_speed_sparse.md (--sizes 2000 --p-connect 0.1 --engines runtime).",

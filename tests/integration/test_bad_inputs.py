@@ -133,6 +133,29 @@ PROTOCOL_CASES = [
         "model.n_outputs",
         "does not match",
     ),
+    Case(
+        "fuse-bad-choice",
+        ('codegen = "numpy"', 'codegen = "numpy"\nfuse = "yes"'),
+        "training.fuse",
+        "one of",
+    ),
+    Case(
+        "fuse-on-runtime",
+        ('codegen = "numpy"', 'codegen = "numpy"\nfuse = "on"'),
+        "training.fuse",
+        "'standalone'",
+    ),
+    Case(
+        "fuse-on-wp",
+        tiny_toml(
+            output__figures=False,
+            rule__name="wp",
+            training__engine="standalone",
+            training__fuse="on",
+        ),
+        "training.fuse",
+        "perturbed weights",
+    ),
     Case("empty-train-list", ('name = "td_anp"', 'name = "td_anp"\ntrain = []'), "rule", "plastic"),
     Case("bad-train-entry", ('name = "td_anp"', 'name = "td_anp"\ntrain = ["W_x"]'), "rule", "W_x"),
     Case(

@@ -65,6 +65,7 @@ def test_standalone_matches_runtime_with_noise(shared_runs):
     sa, rt = shared_runs
     assert sa.attrs["status"] == rt.attrs["status"] == "completed"
     assert "cpp_standalone" in sa.attrs["engine"] and "runtime" in rt.attrs["engine"]
+    assert sa.attrs["engine"].endswith("fused-currents+gemm")  # training.fuse = "auto"
     assert np.all(sa["loss_noisy"].values != sa["loss"].values)  # the noise was on
     assert_same_run(sa, rt)
     moved = np.abs(sa["W_rec"].values[-1] - sa["W_rec"].values[0]).max()
@@ -169,6 +170,8 @@ def test_build_cache_compiles_a_shape_once():
     assert key(seed=9, model__sigma=0.2, model__g=0.5, training__lr=1.0) == kernel.key
     assert key(model__n_hidden=13) != kernel.key
     assert key(rule__tau_e="5 ms") != kernel.key
+    assert key(training__fuse="off") != kernel.key
+    assert key(training__fuse="on") == kernel.key  # TD-ANP fuses fully either way
 
 
 @pytest.mark.parametrize(
@@ -185,14 +188,41 @@ def test_build_cache_compiles_a_shape_once():
             "model__decorrelate": ["input", "recurrent"],
             "training__lr": 1e-3,
         },
+        {"rule__name": "online_anp", "rule__baseline": "trial"},
+        {"model__decorrelate": ["recurrent"], "rule__tau_e": "3 ms"},
+        # 16 units: whole 4 x 8 tiles of the fused GEMM (12 units also run its edges)
+        {"model__n_hidden": 16, "rule__signal": "trial_end", "rule__tau_e": "4 ms"},
+        {"training__fuse": "off"},
     ],
-    ids=["none", "np", "wp", "online_anp", "trace-adam-clip", "trial_end", "online-decorrelate"],
+    ids=[
+        "none",
+        "np",
+        "wp",
+        "online_anp",
+        "trace-adam-clip",
+        "trial_end",
+        "online-decorrelate",
+        "online_anp-trial",
+        "decorrelate-trace",
+        "tiles-trial_end-trace",
+        "unfused",
+    ],
 )
 def test_every_rule_matches_runtime(overrides):
-    """Each rule's own state (traces, baselines, moments, D, w_pert) carries between blocks."""
+    """Each rule's own state (traces, baselines, moments, D, w_pert) carries between blocks,
+    and the fused W_rec (one pass for both currents, the trial's update as one matrix
+    product: bioperturb/networks/fused.py) gives the runtime engine's per-step results."""
     sa = Trainer(standalone(**overrides)).run()
     rt = Trainer(runtime(**overrides)).run()
     assert_same_run(sa, rt)
+    # what is fused: WP's twin sees w + ψ; online SGD changes W_rec every step
+    if overrides.get("rule__name") == "wp" or overrides.get("training__fuse") == "off":
+        expect = "unfused"
+    elif overrides.get("rule__name") == "none" or overrides.get("rule__apply") == "online":
+        expect = "fused-currents"
+    else:
+        expect = "fused-currents+gemm"
+    assert sa.attrs["engine"].endswith(expect)
 
 
 def test_threads_give_their_own_noise_with_the_same_statistics():

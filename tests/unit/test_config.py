@@ -8,6 +8,7 @@ import pytest
 
 from bioperturb.config import load_protocol, protocol_from_mapping
 from bioperturb.schema import ConfigError, format_quantity, parse_quantity
+from tests.conftest import make_protocol
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,3 +122,47 @@ def test_shipped_protocols_load():
     assert paths, "no protocols shipped"
     for path in paths:
         load_protocol(path)
+
+
+# -- the standalone engine's fused W_rec (bioperturb/networks/fused.py) ------------------
+@pytest.mark.parametrize(
+    "rule, overrides, expected",
+    [
+        ("td_anp", {}, (True, True)),
+        ("td_anp", {"rule__tau_e": "5 ms", "rule__signal": "trial_end"}, (True, True)),
+        ("np", {}, (True, True)),
+        ("online_anp", {}, (True, True)),
+        ("online_anp", {"rule__baseline": "trial"}, (True, True)),
+        ("none", {}, (True, False)),
+        ("td_anp", {"rule__train": ["W_in", "W_out"]}, (True, False)),
+        ("td_anp", {"rule__apply": "online", "training__optimizer": "sgd"}, (True, False)),
+        ("wp", {}, (False, False)),
+        ("td_anp", {"model__p_connect": 0.5}, (False, False)),
+    ],
+)
+def test_fusion_plan(rule, overrides, expected):
+    from bioperturb.networks.fused import fusion_plan
+    from bioperturb.rules import get_rule
+
+    p = make_protocol(rule__name=rule, **overrides)
+    plan = fusion_plan(p.model, get_rule(p.rule_name)(p.rule))
+    assert (plan.currents, plan.batched) == expected
+    # a plan that leaves W_rec's plastic update to Brian2 says why
+    assert bool(plan.reason) == (
+        not plan.batched and "W_rec" in getattr(p.rule, "train", ()) and rule != "none"
+    )
+
+
+def test_separable_products_split_into_post_and_pre_factors():
+    """The fused GEMM needs p_ij = a_j b_i; the factors are hidden-group expressions."""
+    from bioperturb.rules import get_rule
+
+    def factors(name, **overrides):
+        p = make_protocol(rule__name=name, **overrides)
+        return get_rule(name)(p.rule).separable_product("W_rec")
+
+    assert factors("td_anp") == ("nrm*(-h + h_n)", "r_prev")
+    assert factors("np") == ("inv_var*noise_h", "r_prev")
+    assert factors("online_anp") == ("nrm*(h - hbar)", "rbar")
+    assert factors("online_anp", rule__baseline="trial") == ("nrm*(h - hbar)", "rpbar")
+    assert factors("wp") is None  # no product: the twin sees w + ψ
