@@ -24,7 +24,7 @@ Usage: python benchmarks/trial_speed.py [--sizes 100 400 1000] [--trials 20]
           [--engines runtime standalone] [--threads 1] [--no-jax]
 Writes benchmarks/results/trial_speed.md. Do not run it while other CPU-heavy jobs run:
 the machine has 2 cores, and a second job distorts timings by up to 10x.
-Sparse W_rec: --p-connect 0.1 --sizes 2000 --engines runtime (results/trial_speed_sparse.md).
+Sparse W_rec: --p-connect 0.1 --sizes 2000 (results/trial_speed_sparse.md).
 """
 
 from __future__ import annotations
@@ -251,7 +251,7 @@ def main() -> None:
         "--p-connect",
         type=float,
         default=1.0,
-        help="connection probability of W_rec (runtime engine; the JAX twin stays dense)",
+        help="connection probability of W_rec (the JAX and numpy twins stay dense)",
     )
     parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
@@ -349,9 +349,11 @@ def main() -> None:
         "three accumulators; noise drawn beforehand): one jitted lax.scan, and a Python "
         "loop over steps with numpy. JAX forward / BPTT step: bioperturb.reference on the "
         "same network (clean forward pass; one optax Adam step of true BPTT).",
-        "Sparse W_rec (model.p_connect < 1, runtime engine only): ns per synapse-step counts "
+        "Sparse W_rec (model.p_connect < 1): ns per synapse-step counts "
         "the existing synapses; the JAX columns are the dense twin of the same N. See "
-        "results/trial_speed_sparse.md (--sizes 2000 --p-connect 0.1 --engines runtime).",
+        "results/trial_speed_sparse.md (--sizes 2000 --p-connect 0.1). The standalone "
+        "engine stores sparse W_rec densely (state B/synapse is per stored synapse, N² of "
+        "them) and its fused C++ loops over the existing ones only.",
         "first build s: the first Trainer of a shape in a process, compiling the program "
         "unless the cache holds it (TD-ANP); cached build s: a Trainer that finds it "
         "(reads kernel.json, copies the binary). overhead ms/block: per run of the "

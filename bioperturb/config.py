@@ -475,9 +475,7 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
     if getattr(protocol.training, "engine", "runtime") == "standalone" and (
         protocol.model.p_connect < 1
     ):
-        raise ConfigError(
-            where, "training.engine", "'standalone' runs all-to-all networks (model.p_connect = 1)"
-        )
+        _check_sparse_standalone(protocol, where)
     if getattr(protocol.training, "fuse", "auto") == "on":
         _check_fusable(protocol, where)
     if protocol.output.record_dt < protocol.model.dt:
@@ -504,6 +502,22 @@ def _check_fusable(protocol: Protocol, where: str) -> None:
     plan = fusion_plan(protocol.model, get_rule(protocol.rule_name)(protocol.rule))
     if plan.reason:
         raise ConfigError(where, "training.fuse", f"'on' is impossible here: {plan.reason}")
+
+
+def _check_sparse_standalone(protocol: Protocol, where: str) -> None:
+    """Sparse W_rec on the standalone engine: only the fused C++ skips absent synapses."""
+    from bioperturb.networks.fused import fusion_plan
+    from bioperturb.rules import get_rule
+
+    plan = fusion_plan(protocol.model, get_rule(protocol.rule_name)(protocol.rule))
+    if protocol.training.fuse == "off" or not plan.complete:
+        why = "training.fuse = 'off'" if protocol.training.fuse == "off" else plan.reason
+        raise ConfigError(
+            where,
+            "training.engine",
+            f"'standalone' runs sparse W_rec (model.p_connect < 1) only fully fused, not "
+            f"here: {why}; use engine = 'runtime'",
+        )
 
 
 def load_protocol(path: str | Path, overrides: dict[str, Any] | None = None) -> Protocol:

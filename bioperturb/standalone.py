@@ -70,7 +70,7 @@ from bioperturb.networks.fused import (
     fused_header,
     fusion_plan,
 )
-from bioperturb.networks.rate import Tape, build_rate_network
+from bioperturb.networks.rate import Tape, build_rate_network, connectivity
 from bioperturb.optimizers import OPTIMIZER_PARAMS
 from bioperturb.rules import get_rule
 from bioperturb.training import DivergedError, Trainer
@@ -466,6 +466,10 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
     }
     if probe_mon is not None:
         params["bp_probe/unit"] = entry(probe_mon.source.variables["unit"])
+    if "exists" in net.synapses["W_rec"].variables:  # sparse W_rec: its connectivity
+        params[f"{net.synapses['W_rec'].name}/exists"] = entry(
+            net.synapses["W_rec"].variables["exists"]
+        )
     for syn in net.synapses.values():
         for name in OPTIMIZER_PARAMS:
             if name in syn.variables:
@@ -744,7 +748,7 @@ class _StandaloneNetwork:
     lateral: dict[str, str]  # matrix name -> Brian2 object name
     synapses: dict[str, str]
     state: dict[str, np.ndarray] = field(default_factory=dict)
-    #: sparse connectivity masks (none: the standalone engine runs all-to-all networks)
+    #: (post, pre) masks of sparse matrices (W_rec: stored densely, ``exists`` marks them)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     def _matrix(self, obj: str, var: str, name: str) -> np.ndarray:
@@ -814,6 +818,7 @@ class StandaloneTrainer(Trainer):
             shape={name: tuple(shape) for name, shape in meta["shape"].items()},
             lateral=dict(meta["lateral"]),
             synapses=dict(meta["matrices"]),
+            masks=connectivity(self.weights0, p.model),
         )
         # initial state: the weights and D = I; everything else starts from its
         # build-time value (zero)
@@ -842,6 +847,9 @@ class StandaloneTrainer(Trainer):
         values: dict[str, Any] = {"sigma": p.model.sigma, "b": p.model.bias}
         values.update({name: getattr(p.training, name) for name in OPTIMIZER_PARAMS})
         values["unit"] = self.record_units.astype(np.int32)
+        if "W_rec" in self.network.masks:  # sparse: which synapses exist, in storage order
+            obj = self.network.synapses["W_rec"]
+            values["exists"] = self.network._vector(self.network.masks["W_rec"], obj)
         params = {}
         for key in self.kernel.meta["params"]:
             obj, var = key.split("/")

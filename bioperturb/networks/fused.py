@@ -73,6 +73,9 @@ class FusionPlan:
     batched: bool
     #: why (part of) the work stays in Brian2's code; empty when everything is fused
     reason: str = ""
+    #: W_rec is sparse (``model.p_connect`` < 1): dense Brian2 storage, a per-synapse
+    #: constant ``exists`` (a run argument), and C++ loops over the existing synapses only
+    sparse: bool = False
 
     @property
     def active(self) -> bool:
@@ -81,7 +84,14 @@ class FusionPlan:
     def describe(self) -> str:
         """Short label for the Dataset's ``engine`` attribute."""
         parts = [p for p, on in (("currents", self.currents), ("gemm", self.batched)) if on]
-        return "fused-" + "+".join(parts) if parts else "unfused"
+        if not parts:
+            return "unfused"
+        return ("fused-sparse-" if self.sparse else "fused-") + "+".join(parts)
+
+    @property
+    def complete(self) -> bool:
+        """Whether no W_rec work is left to Brian2's code (what sparse W_rec needs)."""
+        return self.currents and (self.batched or not self.reason)
 
 
 def fusion_plan(model: Any, rule: Any) -> FusionPlan:
@@ -90,19 +100,20 @@ def fusion_plan(model: Any, rule: Any) -> FusionPlan:
 
     if getattr(model, "kind", "rate") != "rate":
         return FusionPlan(False, False, "spiking networks keep Brian2's event-driven synapses")
-    if getattr(model, "p_connect", 1.0) < 1:
-        return FusionPlan(False, False, "sparse W_rec (model.p_connect < 1)")
+    sparse = getattr(model, "p_connect", 1.0) < 1
     if rule.twin and rule.noisy_weight != "w":
         return FusionPlan(False, False, "the noisy twin sees perturbed weights (rule 'wp')")
     if not rule.plastic or not isinstance(rule, PerturbationRule):
-        return FusionPlan(True, False)
+        return FusionPlan(True, False, sparse=sparse)
     if "W_rec" not in rule.params.train:
-        return FusionPlan(True, False)
+        return FusionPlan(True, False, sparse=sparse)
     if rule.online:
-        return FusionPlan(True, False, "rule.apply = 'online' changes W_rec every step")
+        return FusionPlan(
+            True, False, "rule.apply = 'online' changes W_rec every step", sparse=sparse
+        )
     if not rule.batchable("W_rec"):
-        return FusionPlan(True, False, "the rule's W_rec product is not post × pre")
-    return FusionPlan(True, True)
+        return FusionPlan(True, False, "the rule's W_rec product is not post × pre", sparse)
+    return FusionPlan(True, True, sparse=sparse)
 
 
 def cpp_function(name: str, code: str) -> Function:
@@ -183,6 +194,8 @@ def fused_header(handle: Any, rule: Any, plan: FusionPlan, device: Any, twin: bo
         XN=arr(hidden, f"{xvar}_n") if twin else "",
         IN=arr(hidden, "I_rec_n") if twin else "",
         TW="" if twin else "// ",  # comments out the noisy twin's lines
+        SPARSE=int(plan.sparse),
+        EXISTS=arr(syn, "exists") if plan.sparse else "",
     )
     if plan.batched:
         batched = _BATCHED.format(
@@ -212,11 +225,15 @@ _HEADER = r"""// bioperturb: fused W_rec currents, trial-end GEMM accumulation (
 namespace bioperturb_fused {{
 const long N = {N};  // hidden units
 const long T = {T};  // steps stored per trial (its steps, + the tape's reset step)
+#define BP_SPARSE {SPARSE}  // W_rec sparse: loop over the synapses with exists != 0
 
 inline void fail(const std::string &msg) {{
     std::cerr << "bioperturb (fused W_rec): " << msg << std::endl;
     std::exit(3);
 }}
+
+inline std::vector<long> &row_start() {{ static std::vector<long> v(N + 1); return v; }}
+inline std::vector<int> &row_post() {{ static std::vector<int> v; return v; }}
 
 // The weights must be dense and pre-major (k = i N + j), as Synapses.connect() makes them.
 inline void check_layout() {{
@@ -226,6 +243,18 @@ inline void check_layout() {{
     for (long k = 0; k < N * N; k++)
         if ({PRE}[k] != k / N || {POST}[k] != k % N)
             fail("W_rec synapses are not in pre-major order");
+#if BP_SPARSE
+    // rows (by presynaptic unit) of the existing synapses' postsynaptic units
+    std::vector<long> &start = row_start();
+    std::vector<int> &post = row_post();
+    post.clear();
+    for (long i = 0; i < N; i++) {{
+        start[i] = (long)post.size();
+        for (long j = 0; j < N; j++)
+            if ({EXISTS}[i * N + j] != 0.0) post.push_back((int)j);
+    }}
+    start[N] = (long)post.size();
+#endif
     checked = true;
 }}
 
@@ -240,6 +269,21 @@ inline double bp_currents(const double) {{
     {TW}double *__restrict outn = {IN};
     for (long j = 0; j < N; j++) out[j] = 0.0;
     {TW}for (long j = 0; j < N; j++) outn[j] = 0.0;
+#if BP_SPARSE
+    const long *start = &row_start()[0];
+    const int *post = row_post().empty() ? 0 : &row_post()[0];
+    for (long i = 0; i < N; i++) {{
+        const double *__restrict wi = w + i * N;
+        const double xi = x[i];
+        {TW}const double xni = xn[i];
+        for (long e = start[i]; e < start[i + 1]; e++) {{
+            const long j = post[e];
+            out[j] += wi[j] * xi;
+            {TW}outn[j] += wi[j] * xni;
+        }}
+    }}
+    return 0.0;
+#endif
     long i = 0;
     for (; i + 4 <= N; i += 4) {{
         const double *__restrict w0 = w + i * N, *__restrict w1 = w0 + N;
@@ -314,6 +358,30 @@ inline double bp_accumulate(const double) {{
     for (long s = 0; s < n; s++)
         if (g[s] != 0.0) keep[m++] = s;
     if (m == 0) return 0.0;  // e.g. an evaluation trial
+    double *__restrict acc = &{ACC}[0];
+#if BP_SPARSE
+    // acc_ij += <b_i, G a_j> over the steps, for the existing synapses only: factors
+    // transposed so that each synapse is one contiguous dot product
+    check_layout();
+    for (long k = 0; k < m; k++)
+        for (long j = 0; j < N; j++) {{
+            pa[j * m + k] = g[keep[k]] * a[keep[k] * N + j];
+            pb[j * m + k] = b[keep[k] * N + j];
+        }}
+    const long *start = &row_start()[0];
+    const int *post = row_post().empty() ? 0 : &row_post()[0];
+    for (long i = 0; i < N; i++) {{
+        const double *__restrict bi = &pb[i * m];
+        for (long e = start[i]; e < start[i + 1]; e++) {{
+            const long j = post[e];
+            const double *__restrict aj = &pa[j * m];
+            double c = 0.0;
+            for (long k = 0; k < m; k++) c += bi[k] * aj[k];
+            acc[i * N + j] += c;
+        }}
+    }}
+    return 0.0;
+#endif
     for (long j = 0; j < J8; j += 8)
         for (long k = 0; k < m; k++)
             for (int v = 0; v < 8; v++) pa[j * m + k * 8 + v] = g[keep[k]] * a[keep[k] * N + j + v];
@@ -321,7 +389,6 @@ inline double bp_accumulate(const double) {{
         for (long k = 0; k < m; k++)
             for (int u = 0; u < 4; u++) pb[i * m + k * 4 + u] = b[keep[k] * N + i + u];
     // acc (pre-major: acc[i N + j]) += B^T A in 4 x 8 register tiles, steps in blocks of 256
-    double *__restrict acc = &{ACC}[0];
     for (long k0 = 0; k0 < m; k0 += 256) {{
         const long k1 = k0 + 256 < m ? k0 + 256 : m;
         for (long j = 0; j < J8; j += 8)

@@ -348,6 +348,8 @@ def build_rate_network(
         summed["W_out"][2].append(f"y_n_post = {wn} * r_n_pre : 1 (summed)")
     if fuse is not None and fuse.currents:
         summed["W_rec"][2].clear()  # the fused call writes I_rec (and I_rec_n)
+    if fuse is not None and fuse.sparse:  # dense storage; the C++ skips absent synapses
+        summed["W_rec"][2].append("exists : 1 (constant)")
     groups = {"inputs": inputs, "hidden": hidden, "readout": handle.readout}
     add_weight_synapses(
         handle,

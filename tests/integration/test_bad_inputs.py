@@ -156,6 +156,18 @@ PROTOCOL_CASES = [
         "training.fuse",
         "perturbed weights",
     ),
+    Case(
+        "sparse-standalone-online",
+        tiny_toml(
+            output__figures=False,
+            model__p_connect=0.5,
+            rule__apply="online",
+            training__optimizer="sgd",
+            training__engine="standalone",
+        ),
+        "training.engine",
+        "only fully fused",
+    ),
     Case("empty-train-list", ('name = "td_anp"', 'name = "td_anp"\ntrain = []'), "rule", "plastic"),
     Case("bad-train-entry", ('name = "td_anp"', 'name = "td_anp"\ntrain = ["W_x"]'), "rule", "W_x"),
     Case(

@@ -193,6 +193,8 @@ def test_build_cache_compiles_a_shape_once():
         # 16 units: whole 4 x 8 tiles of the fused GEMM (12 units also run its edges)
         {"model__n_hidden": 16, "rule__signal": "trial_end", "rule__tau_e": "4 ms"},
         {"training__fuse": "off"},
+        # sparse W_rec: dense storage, the fused C++ skips absent synapses (exists = 0)
+        {"model__p_connect": 0.4, "rule__tau_e": "4 ms", "model__decorrelate": ["recurrent"]},
     ],
     ids=[
         "none",
@@ -206,6 +208,7 @@ def test_build_cache_compiles_a_shape_once():
         "decorrelate-trace",
         "tiles-trial_end-trace",
         "unfused",
+        "sparse",
     ],
 )
 def test_every_rule_matches_runtime(overrides):
@@ -213,7 +216,8 @@ def test_every_rule_matches_runtime(overrides):
     and the fused W_rec (one pass for both currents, the trial's update as one matrix
     product: bioperturb/networks/fused.py) gives the runtime engine's per-step results."""
     sa = Trainer(standalone(**overrides)).run()
-    rt = Trainer(runtime(**overrides)).run()
+    rt_trainer = Trainer(runtime(**overrides))
+    rt = rt_trainer.run()
     assert_same_run(sa, rt)
     # what is fused: WP's twin sees w + ψ; online SGD changes W_rec every step
     if overrides.get("rule__name") == "wp" or overrides.get("training__fuse") == "off":
@@ -222,6 +226,11 @@ def test_every_rule_matches_runtime(overrides):
         expect = "fused-currents"
     else:
         expect = "fused-currents+gemm"
+    if "model__p_connect" in overrides:
+        expect = expect.replace("fused-", "fused-sparse-")
+        # absent synapses stay exactly 0 (their estimate is never formed)
+        absent = ~rt_trainer.network.masks["W_rec"]
+        assert np.all(sa["W_rec"].values[:, absent] == 0)
     assert sa.attrs["engine"].endswith(expect)
 
 

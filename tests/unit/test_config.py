@@ -137,7 +137,7 @@ def test_shipped_protocols_load():
         ("td_anp", {"rule__train": ["W_in", "W_out"]}, (True, False)),
         ("td_anp", {"rule__apply": "online", "training__optimizer": "sgd"}, (True, False)),
         ("wp", {}, (False, False)),
-        ("td_anp", {"model__p_connect": 0.5}, (False, False)),
+        ("td_anp", {"model__p_connect": 0.5}, (True, True)),  # sparse: C++ skips absent
     ],
 )
 def test_fusion_plan(rule, overrides, expected):
@@ -147,6 +147,7 @@ def test_fusion_plan(rule, overrides, expected):
     p = make_protocol(rule__name=rule, **overrides)
     plan = fusion_plan(p.model, get_rule(p.rule_name)(p.rule))
     assert (plan.currents, plan.batched) == expected
+    assert plan.sparse == (p.model.p_connect < 1)
     # a plan that leaves W_rec's plastic update to Brian2 says why
     assert bool(plan.reason) == (
         not plan.batched and "W_rec" in getattr(p.rule, "train", ()) and rule != "none"
