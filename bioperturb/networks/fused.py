@@ -171,6 +171,15 @@ def install_fused(handle: Any, rule: Any, plan: FusionPlan) -> None:
             name="bp_fused_accumulate",
         )
         handle.batched = ("W_rec",)
+    if plan.sparse:  # compact weights again after the optimiser step (order 0)
+        ns["bp_refresh"] = _c_function("bp_refresh")
+        calls.run_regularly(
+            "fused_dummy = bp_refresh(0)",
+            clock=handle.trial_clock,
+            when="end",
+            order=2,
+            name="bp_fused_refresh",
+        )
     handle.extra_objects.append(calls)
 
 
@@ -234,6 +243,21 @@ inline void fail(const std::string &msg) {{
 
 inline std::vector<long> &row_start() {{ static std::vector<long> v(N + 1); return v; }}
 inline std::vector<int> &row_post() {{ static std::vector<int> v; return v; }}
+inline std::vector<double> &row_w() {{ static std::vector<double> v; return v; }}
+
+#if BP_SPARSE
+// Compact copy of the existing weights in row order: the dense array has them spread over
+// N^2 entries, which a step would otherwise pull through the caches at every step.
+inline double bp_refresh(const double) {{
+    const double *w = &{W}[0];
+    const long *start = &row_start()[0];
+    const int *post = row_post().empty() ? 0 : &row_post()[0];
+    std::vector<double> &cw = row_w();
+    for (long i = 0; i < N; i++)
+        for (long e = start[i]; e < start[i + 1]; e++) cw[e] = w[i * N + post[e]];
+    return 0.0;
+}}
+#endif
 
 // The weights must be dense and pre-major (k = i N + j), as Synapses.connect() makes them.
 inline void check_layout() {{
@@ -254,6 +278,8 @@ inline void check_layout() {{
             if ({EXISTS}[i * N + j] != 0.0) post.push_back((int)j);
     }}
     start[N] = (long)post.size();
+    row_w().resize(post.size());
+    bp_refresh(0.0);
 #endif
     checked = true;
 }}
@@ -272,14 +298,14 @@ inline double bp_currents(const double) {{
 #if BP_SPARSE
     const long *start = &row_start()[0];
     const int *post = row_post().empty() ? 0 : &row_post()[0];
+    const double *__restrict cw = row_w().empty() ? 0 : &row_w()[0];
     for (long i = 0; i < N; i++) {{
-        const double *__restrict wi = w + i * N;
         const double xi = x[i];
         {TW}const double xni = xn[i];
         for (long e = start[i]; e < start[i + 1]; e++) {{
             const long j = post[e];
-            out[j] += wi[j] * xi;
-            {TW}outn[j] += wi[j] * xni;
+            out[j] += cw[e] * xi;
+            {TW}outn[j] += cw[e] * xni;
         }}
     }}
     return 0.0;
@@ -360,24 +386,31 @@ inline double bp_accumulate(const double) {{
     if (m == 0) return 0.0;  // e.g. an evaluation trial
     double *__restrict acc = &{ACC}[0];
 #if BP_SPARSE
-    // acc_ij += <b_i, G a_j> over the steps, for the existing synapses only: factors
-    // transposed so that each synapse is one contiguous dot product
+    // acc_ij += <b_i, G a_j> over the steps, for the existing synapses only, in blocks of
+    // 128 steps: factors transposed ([unit][step]) so that each synapse is a contiguous
+    // dot product over cached panels
     check_layout();
-    for (long k = 0; k < m; k++)
-        for (long j = 0; j < N; j++) {{
-            pa[j * m + k] = g[keep[k]] * a[keep[k] * N + j];
-            pb[j * m + k] = b[keep[k] * N + j];
-        }}
     const long *start = &row_start()[0];
     const int *post = row_post().empty() ? 0 : &row_post()[0];
-    for (long i = 0; i < N; i++) {{
-        const double *__restrict bi = &pb[i * m];
-        for (long e = start[i]; e < start[i + 1]; e++) {{
-            const long j = post[e];
-            const double *__restrict aj = &pa[j * m];
-            double c = 0.0;
-            for (long k = 0; k < m; k++) c += bi[k] * aj[k];
-            acc[i * N + j] += c;
+    const long KB = 128;
+    for (long k0 = 0; k0 < m; k0 += KB) {{
+        const long kb = k0 + KB < m ? KB : m - k0;
+        for (long k = 0; k < kb; k++) {{
+            const long s = keep[k0 + k];
+            for (long j = 0; j < N; j++) {{
+                pa[j * kb + k] = g[s] * a[s * N + j];
+                pb[j * kb + k] = b[s * N + j];
+            }}
+        }}
+        for (long i = 0; i < N; i++) {{
+            const double *__restrict bi = &pb[i * kb];
+            for (long e = start[i]; e < start[i + 1]; e++) {{
+                const long j = post[e];
+                const double *__restrict aj = &pa[j * kb];
+                double c = 0.0;
+                for (long k = 0; k < kb; k++) c += bi[k] * aj[k];
+                acc[i * N + j] += c;
+            }}
         }}
     }}
     return 0.0;

@@ -194,7 +194,13 @@ def test_build_cache_compiles_a_shape_once():
         {"model__n_hidden": 16, "rule__signal": "trial_end", "rule__tau_e": "4 ms"},
         {"training__fuse": "off"},
         # sparse W_rec: dense storage, the fused C++ skips absent synapses (exists = 0)
-        {"model__p_connect": 0.4, "rule__tau_e": "4 ms", "model__decorrelate": ["recurrent"]},
+        # (300 steps: the sparse update runs in blocks of 128 steps)
+        {
+            "model__p_connect": 0.4,
+            "rule__tau_e": "4 ms",
+            "model__decorrelate": ["recurrent"],
+            "task__duration": "300 ms",
+        },
     ],
     ids=[
         "none",
