@@ -216,5 +216,7 @@ def test_sparse_config_errors():
         make_protocol(model__p_connect=1.5)
     with pytest.raises(ConfigError, match="model.p_connect: must be positive|p_connect"):
         make_protocol(model__p_connect=0.0)
-    with pytest.raises(ConfigError, match="training.engine: 'standalone' runs all-to-all"):
-        make_protocol(model__p_connect=0.5, training__engine="standalone")
+    # the standalone engine runs sparse W_rec only through the fused C++
+    make_protocol(model__p_connect=0.5, training__engine="standalone")
+    with pytest.raises(ConfigError, match="training.engine: 'standalone' runs sparse W_rec"):
+        make_protocol(model__p_connect=0.5, training__engine="standalone", training__fuse="off")

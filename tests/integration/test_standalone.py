@@ -224,7 +224,9 @@ def test_every_rule_matches_runtime(overrides):
     sa = Trainer(standalone(**overrides)).run()
     rt_trainer = Trainer(runtime(**overrides))
     rt = rt_trainer.run()
-    assert_same_run(sa, rt)
+    # 300-step trials: the reassociated sums (~1e-16) grow through the recurrent dynamics
+    # and Adam to a few 1e-9 by the last evaluation
+    assert_same_run(sa, rt, rtol=1e-7 if "task__duration" in overrides else 1e-9)
     # what is fused: WP's twin sees w + ψ; online SGD changes W_rec every step
     if overrides.get("rule__name") == "wp" or overrides.get("training__fuse") == "off":
         expect = "unfused"
