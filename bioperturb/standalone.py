@@ -292,7 +292,8 @@ class KernelSpec:
         p = self.parsed
         if p.training.fuse == "off":
             return FusionPlan(False, False, "training.fuse = 'off'")
-        return fusion_plan(p.model, get_rule(p.rule_name)(p.rule))
+        plan = fusion_plan(p.model, get_rule(p.rule_name)(p.rule))
+        return dataclasses.replace(plan, threads=p.training.threads)
 
     def placeholders(self) -> tuple[Any, Any, Tape]:
         """(model, training, tape) with protocol-independent values for code generation."""

@@ -39,8 +39,16 @@ one GEMM of (N × steps)·(steps × N) instead of a pass per step, and evaluatio
 (g = 0) skip it.
 
 Online updates (``rule.apply = "online"``), weight perturbation (the noisy twin sees
-w + ψ), sparse and spiking networks keep Brian2's code; ``training.fuse`` says whether to
-fuse ("auto": where possible; "on": fail where it is not; "off": never).
+w + ψ) and spiking networks keep Brian2's code; ``training.fuse`` says whether to fuse
+("auto": where possible; "on": fail where it is not; "off": never).
+
+**Sparse W_rec** (``model.p_connect`` < 1) is stored densely with a per-synapse constant
+``exists`` (a run argument, so one program serves every seed); the C++ keeps row lists of
+the existing synapses and a compact copy of their weights (refreshed after each optimiser
+step) and forms the update as one dot product over the steps per existing synapse.
+
+**Threads**: the calls run on a group of one unit per OpenMP thread; each thread's unit
+index selects its share (output columns for the currents, rows of acc for the update).
 """
 
 from __future__ import annotations
@@ -76,6 +84,8 @@ class FusionPlan:
     #: W_rec is sparse (``model.p_connect`` < 1): dense Brian2 storage, a per-synapse
     #: constant ``exists`` (a run argument), and C++ loops over the existing synapses only
     sparse: bool = False
+    #: OpenMP threads of the program: the fused calls split their work among them
+    threads: int = 1
 
     @property
     def active(self) -> bool:
@@ -141,15 +151,20 @@ def install_fused(handle: Any, rule: Any, plan: FusionPlan) -> None:
     """Add the fused calls to a network built without W_rec's summed currents.
 
     Call after the rule's equations exist (the factors read its variables) and before
-    ``rule.install`` (which skips the matrices in ``handle.batched``).
+    ``rule.install`` (which skips the matrices in ``handle.batched``). The calls run on a
+    group of one unit per OpenMP thread: Brian2 hands each thread one unit, whose index
+    selects the thread's share of the work (disjoint output ranges, no locks).
     """
-    calls = NeuronGroup(1, "fused_dummy : 1", clock=handle.clock, name="bp_fused")
+    calls = NeuronGroup(plan.threads, "fused_dummy : 1", clock=handle.clock, name="bp_fused")
     ns = handle.namespace
+
+    def call(name: str, **schedule: Any) -> None:
+        ns[name] = _c_function(name)
+        calls.run_regularly(f"fused_dummy = {name}(i)", name=f"bp_fused_{name[3:]}", **schedule)
+
+    trial_end = dict(clock=handle.trial_clock, when="end")
     if plan.currents:
-        ns["bp_currents"] = _c_function("bp_currents")
-        calls.run_regularly(
-            "fused_dummy = bp_currents(0)", when="groups", order=-1, name="bp_fused_currents"
-        )
+        call("bp_currents", when="groups", order=-1)
     if plan.batched:
         post, pre = rule.separable_product("W_rec")
         handle.hidden.run_regularly(
@@ -158,28 +173,12 @@ def install_fused(handle: Any, rule: Any, plan: FusionPlan) -> None:
             order=4,
             name="bp_fused_factors",
         )
-        ns["bp_record"] = _c_function("bp_record")
-        ns["bp_accumulate"] = _c_function("bp_accumulate")
-        calls.run_regularly(
-            "fused_dummy = bp_record(0)", when="start", order=5, name="bp_fused_record"
-        )
-        calls.run_regularly(
-            "fused_dummy = bp_accumulate(0)",
-            clock=handle.trial_clock,
-            when="end",
-            order=-1,
-            name="bp_fused_accumulate",
-        )
+        call("bp_record", when="start", order=5)
+        call("bp_accumulate", order=-1, **trial_end)  # before the optimiser step (0)
+        call("bp_restart", order=1, **trial_end)  # the next trial's steps
         handle.batched = ("W_rec",)
-    if plan.sparse:  # compact weights again after the optimiser step (order 0)
-        ns["bp_refresh"] = _c_function("bp_refresh")
-        calls.run_regularly(
-            "fused_dummy = bp_refresh(0)",
-            clock=handle.trial_clock,
-            when="end",
-            order=2,
-            name="bp_fused_refresh",
-        )
+    if plan.sparse:  # compact weights again after the optimiser step
+        call("bp_refresh", order=2, **trial_end)
     handle.extra_objects.append(calls)
 
 
@@ -195,6 +194,7 @@ def fused_header(handle: Any, rule: Any, plan: FusionPlan, device: Any, twin: bo
     code = _HEADER.format(
         N=len(hidden),
         T=n_steps + 1,
+        NT=plan.threads,
         W=arr(syn, "w"),
         PRE=arr(syn, "_synaptic_pre"),
         POST=arr(syn, "_synaptic_post"),
@@ -204,7 +204,7 @@ def fused_header(handle: Any, rule: Any, plan: FusionPlan, device: Any, twin: bo
         IN=arr(hidden, "I_rec_n") if twin else "",
         TW="" if twin else "// ",  # comments out the noisy twin's lines
         SPARSE=int(plan.sparse),
-        EXISTS=arr(syn, "exists") if plan.sparse else "",
+        EXISTS=arr(syn, "exists") if plan.sparse else "0",
     )
     if plan.batched:
         batched = _BATCHED.format(
@@ -221,7 +221,10 @@ def fused_header(handle: Any, rule: Any, plan: FusionPlan, device: Any, twin: bo
 
 # C++11 (Brian2's standalone flags); str.format fields in braces, C++ braces doubled.
 # Shared state lives in function-local statics of inline functions: one instance for the
-# whole program, whichever code object includes the header.
+# whole program, whichever code object includes the header (their initialisation is
+# thread-safe in C++11). Every call gets its thread's index `tid` (0 … NT − 1) and works on
+# the thread's own slice: output columns j for the currents, rows i (presynaptic units) of
+# acc for the update.
 _HEADER = r"""// bioperturb: fused W_rec currents, trial-end GEMM accumulation (networks/fused.py)
 #ifndef BIOPERTURB_FUSED_H
 #define BIOPERTURB_FUSED_H
@@ -232,98 +235,129 @@ _HEADER = r"""// bioperturb: fused W_rec currents, trial-end GEMM accumulation (
 #include "objects.h"
 
 namespace bioperturb_fused {{
-const long N = {N};  // hidden units
-const long T = {T};  // steps stored per trial (its steps, + the tape's reset step)
-#define BP_SPARSE {SPARSE}  // W_rec sparse: loop over the synapses with exists != 0
+const long N = {N};    // hidden units
+const long T = {T};    // steps stored per trial (its steps, + the tape's reset step)
+const long NT = {NT};  // threads: the calls' group has one unit per thread
+#define BP_SPARSE {SPARSE}  // W_rec sparse: work on the synapses with exists != 0 only
 
 inline void fail(const std::string &msg) {{
     std::cerr << "bioperturb (fused W_rec): " << msg << std::endl;
     std::exit(3);
 }}
 
-inline std::vector<long> &row_start() {{ static std::vector<long> v(N + 1); return v; }}
-inline std::vector<int> &row_post() {{ static std::vector<int> v; return v; }}
-inline std::vector<double> &row_w() {{ static std::vector<double> v; return v; }}
-
-#if BP_SPARSE
-// Compact copy of the existing weights in row order: the dense array has them spread over
-// N^2 entries, which a step would otherwise pull through the caches at every step.
-inline double bp_refresh(const double) {{
-    const double *w = &{W}[0];
-    const long *start = &row_start()[0];
-    const int *post = row_post().empty() ? 0 : &row_post()[0];
-    std::vector<double> &cw = row_w();
-    for (long i = 0; i < N; i++)
-        for (long e = start[i]; e < start[i + 1]; e++) cw[e] = w[i * N + post[e]];
-    return 0.0;
+// [begin, end) of thread tid's share of n units, in multiples of `align`
+inline void share(long tid, long n, long align, long &begin, long &end) {{
+    long chunk = (n + NT - 1) / NT;
+    chunk = (chunk + align - 1) / align * align;
+    begin = tid * chunk < n ? tid * chunk : n;
+    end = begin + chunk < n ? begin + chunk : n;
 }}
-#endif
 
-// The weights must be dense and pre-major (k = i N + j), as Synapses.connect() makes them.
-inline void check_layout() {{
-    static bool checked = false;
-    if (checked) return;
+// Sparse W_rec: per presynaptic row i, its existing synapses' postsynaptic units (sorted),
+// and per thread and row the entries whose column lies in the thread's share.
+struct Layout {{
+    std::vector<long> start;  // N + 1
+    std::vector<int> post;    // existing synapses, row by row
+    std::vector<long> first;  // NT * N: first entry of row i in thread t's columns
+    std::vector<long> last;   // NT * N: one past its last
+    std::vector<double> w;    // the existing weights, compact (refreshed per trial)
+}};
+
+// Checked once per program run (the run arguments are applied before the network runs):
+// the weights must be dense and pre-major (k = i N + j), as Synapses.connect() makes them.
+inline Layout make_layout() {{
+    Layout L;
     if ((long){W}.size() != N * N) fail("W_rec is not all-to-all");
     for (long k = 0; k < N * N; k++)
         if ({PRE}[k] != k / N || {POST}[k] != k % N)
             fail("W_rec synapses are not in pre-major order");
 #if BP_SPARSE
-    // rows (by presynaptic unit) of the existing synapses' postsynaptic units
-    std::vector<long> &start = row_start();
-    std::vector<int> &post = row_post();
-    post.clear();
+    L.start.resize(N + 1);
+    L.first.resize(NT * N);
+    L.last.resize(NT * N);
     for (long i = 0; i < N; i++) {{
-        start[i] = (long)post.size();
+        L.start[i] = (long)L.post.size();
         for (long j = 0; j < N; j++)
-            if ({EXISTS}[i * N + j] != 0.0) post.push_back((int)j);
+            if ({EXISTS}[i * N + j] != 0.0) L.post.push_back((int)j);
     }}
-    start[N] = (long)post.size();
-    row_w().resize(post.size());
-    bp_refresh(0.0);
+    L.start[N] = (long)L.post.size();
+    for (long t = 0; t < NT; t++) {{
+        long j0, j1;
+        share(t, N, 8, j0, j1);
+        for (long i = 0; i < N; i++) {{
+            long e = L.start[i];
+            while (e < L.start[i + 1] && L.post[e] < j0) e++;
+            L.first[t * N + i] = e;
+            while (e < L.start[i + 1] && L.post[e] < j1) e++;
+            L.last[t * N + i] = e;
+        }}
+    }}
+    L.w.resize(L.post.size());
+    for (long i = 0; i < N; i++)
+        for (long e = L.start[i]; e < L.start[i + 1]; e++) L.w[e] = {W}[i * N + L.post[e]];
 #endif
-    checked = true;
+    return L;
 }}
 
-// I_j = sum_i w_ij x_i (and the noisy twin's) in one pass over w, four presynaptic rows at a
-// time: w is read once per step for both twins, the outputs loaded and stored N/4 times.
-inline double bp_currents(const double) {{
-    check_layout();
-    const double *__restrict w = &{W}[0];
+inline Layout &layout() {{
+    static Layout L = make_layout();
+    return L;
+}}
+
+#if BP_SPARSE
+// Compact copy of the existing weights (thread tid: its columns), after each optimiser step.
+inline double bp_refresh(const double tid) {{
+    Layout &L = layout();
+    const double *w = &{W}[0];
+    for (long i = 0; i < N; i++)
+        for (long e = L.first[(long)tid * N + i]; e < L.last[(long)tid * N + i]; e++)
+            L.w[e] = w[i * N + L.post[e]];
+    return 0.0;
+}}
+#endif
+
+// I_j = sum_i w_ij x_i (and the noisy twin's) for thread tid's columns j, in one pass over
+// w; dense: four presynaptic rows at a time, so the outputs are loaded and stored N/4 times.
+inline double bp_currents(const double tid) {{
+    Layout &L = layout();
+    long j0, j1;
+    share((long)tid, N, 8, j0, j1);
     const double *__restrict x = {X};
     double *__restrict out = {I};
     {TW}const double *__restrict xn = {XN};
     {TW}double *__restrict outn = {IN};
-    for (long j = 0; j < N; j++) out[j] = 0.0;
-    {TW}for (long j = 0; j < N; j++) outn[j] = 0.0;
+    for (long j = j0; j < j1; j++) out[j] = 0.0;
+    {TW}for (long j = j0; j < j1; j++) outn[j] = 0.0;
 #if BP_SPARSE
-    const long *start = &row_start()[0];
-    const int *post = row_post().empty() ? 0 : &row_post()[0];
-    const double *__restrict cw = row_w().empty() ? 0 : &row_w()[0];
+    const int *__restrict post = L.post.empty() ? 0 : &L.post[0];
+    const double *__restrict cw = L.w.empty() ? 0 : &L.w[0];
+    const long *first = &L.first[(long)tid * N], *last = &L.last[(long)tid * N];
     for (long i = 0; i < N; i++) {{
         const double xi = x[i];
         {TW}const double xni = xn[i];
-        for (long e = start[i]; e < start[i + 1]; e++) {{
-            const long j = post[e];
-            out[j] += cw[e] * xi;
-            {TW}outn[j] += cw[e] * xni;
+        for (long e = first[i]; e < last[i]; e++) {{
+            out[post[e]] += cw[e] * xi;
+            {TW}outn[post[e]] += cw[e] * xni;
         }}
     }}
     return 0.0;
 #endif
+    (void)L;
+    const double *__restrict w = &{W}[0];
     long i = 0;
     for (; i + 4 <= N; i += 4) {{
         const double *__restrict w0 = w + i * N, *__restrict w1 = w0 + N;
         const double *__restrict w2 = w1 + N, *__restrict w3 = w2 + N;
         const double x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
         {TW}const double n0 = xn[i], n1 = xn[i + 1], n2 = xn[i + 2], n3 = xn[i + 3];
-        for (long j = 0; j < N; j++) {{
+        for (long j = j0; j < j1; j++) {{
             out[j] += w0[j] * x0 + w1[j] * x1 + w2[j] * x2 + w3[j] * x3;
             {TW}outn[j] += w0[j] * n0 + w1[j] * n1 + w2[j] * n2 + w3[j] * n3;
         }}
     }}
     for (; i < N; i++) {{
         const double *__restrict wi = w + i * N;
-        for (long j = 0; j < N; j++) {{
+        for (long j = j0; j < j1; j++) {{
             out[j] += wi[j] * x[i];
             {TW}outn[j] += wi[j] * xn[i];
         }}
@@ -336,77 +370,93 @@ inline double bp_currents(const double) {{
 """
 
 _BATCHED = r"""
-inline std::vector<double> &post_factors() {{ static std::vector<double> v(T * N); return v; }}
-inline std::vector<double> &pre_factors() {{ static std::vector<double> v(T * N); return v; }}
-inline std::vector<double> &signal() {{ static std::vector<double> v(T); return v; }}
-inline std::vector<double> &packed_post() {{ static std::vector<double> v(T * N); return v; }}
-inline std::vector<double> &packed_pre() {{ static std::vector<double> v(T * N); return v; }}
-inline std::vector<long> &kept_steps() {{ static std::vector<long> v(T); return v; }}
-inline long &n_stored() {{ static long n = 0; return n; }}
+// The trial's stored factors (written by thread 0 only) and each thread's work buffers.
+struct Store {{
+    std::vector<double> a, b, g;  // post factors, pre factors (T x N), signal (T)
+    long n;                       // steps stored since the last trial end
+    Store() : a(T * N), b(T * N), g(T), n(0) {{}}
+}};
+struct Work {{
+    std::vector<double> G, pa, pb;  // G_s; packed post and pre factors
+    std::vector<long> keep;         // the steps with G_s != 0
+    Work() : G(T), pa(T * N), pb(T * N), keep(T) {{}}
+}};
+inline Store &store() {{
+    static Store S;
+    return S;
+}}
+inline Work &work(long tid) {{
+    static std::vector<Work> W(NT);
+    return W[tid];
+}}
 
 // Store a_t (post factor), b_t (pre factor) and g_t (the broadcast signal) of this step.
-inline double bp_record(const double) {{
-    long &s = n_stored();
-    if (s >= T) fail("more steps than a trial between two trial ends");
-    double *a = &post_factors()[s * N], *b = &pre_factors()[s * N];
+inline double bp_record(const double tid) {{
+    if (tid != 0) return 0.0;
+    Store &S = store();
+    if (S.n >= T) fail("more steps than a trial between two trial ends");
+    double *a = &S.a[S.n * N], *b = &S.b[S.n * N];
     for (long j = 0; j < N; j++) {{
         a[j] = {A}[j];
         b[j] = {B}[j];
     }}
-    signal()[s] = {GATE}[0];
-    s++;
+    S.g[S.n] = {GATE}[0];
+    S.n++;
     return 0.0;
 }}
 
-// At the trial's end: acc_ij += sum_s G_s a_sj b_si (networks/fused.py).
-inline double bp_accumulate(const double) {{
-    const long n = n_stored();
-    n_stored() = 0;
+// After the optimiser step: the next trial stores from its first step.
+inline double bp_restart(const double tid) {{
+    if (tid == 0) store().n = 0;
+    return 0.0;
+}}
+
+// At the trial's end, before the optimiser step: acc_ij += sum_s G_s a_sj b_si for thread
+// tid's rows i (networks/fused.py). Every thread derives G and the kept steps itself.
+inline double bp_accumulate(const double tid) {{
+    const Store &S = store();
+    Work &K = work((long)tid);
+    const long n = S.n;
     if (n == 0) return 0.0;
     const double decay = {DECAY};
-    std::vector<double> &g = signal();
+    std::vector<double> &G = K.G;
     if ({DENSE}) {{  // G_s = g_s + decay G_(s+1)
-        for (long s = n - 2; s >= 0; s--) g[s] += decay * g[s + 1];
+        G[n - 1] = S.g[n - 1];
+        for (long s = n - 2; s >= 0; s--) G[s] = S.g[s] + decay * G[s + 1];
     }} else {{  // G_s = g_T decay^(T - s)
         double weight = {GATE}[0];
         for (long s = n - 1; s >= 0; s--) {{
-            g[s] = weight;
+            G[s] = weight;
             weight *= decay;
         }}
     }}
-    // keep the steps with G_s != 0, packed for the product: the post factors G_s a_s in
-    // panels of 8 units ([j/8][k][8]), the pre factors b_s in panels of 4 ([i/4][k][4])
-    const double *a = &post_factors()[0], *b = &pre_factors()[0];
-    const long J8 = N - N % 8, I4 = N - N % 4;
-    std::vector<double> &pa = packed_post(), &pb = packed_pre();
-    std::vector<long> &keep = kept_steps();
     long m = 0;
     for (long s = 0; s < n; s++)
-        if (g[s] != 0.0) keep[m++] = s;
+        if (G[s] != 0.0) K.keep[m++] = s;
     if (m == 0) return 0.0;  // e.g. an evaluation trial
+    const long *keep = &K.keep[0];
+    const double *a = &S.a[0], *b = &S.b[0];
+    double *pa = &K.pa[0], *pb = &K.pb[0];
     double *__restrict acc = &{ACC}[0];
+    long i0, i1;
+    share((long)tid, N, 4, i0, i1);
 #if BP_SPARSE
-    // acc_ij += <b_i, G a_j> over the steps, for the existing synapses only, in blocks of
-    // 128 steps: factors transposed ([unit][step]) so that each synapse is a contiguous
-    // dot product over cached panels
-    check_layout();
-    const long *start = &row_start()[0];
-    const int *post = row_post().empty() ? 0 : &row_post()[0];
+    // for the existing synapses only, in blocks of 128 steps: factors transposed
+    // ([unit][step]) so that each synapse is a contiguous dot product over cached panels
+    const Layout &L = layout();
     const long KB = 128;
     for (long k0 = 0; k0 < m; k0 += KB) {{
         const long kb = k0 + KB < m ? KB : m - k0;
         for (long k = 0; k < kb; k++) {{
             const long s = keep[k0 + k];
-            for (long j = 0; j < N; j++) {{
-                pa[j * kb + k] = g[s] * a[s * N + j];
-                pb[j * kb + k] = b[s * N + j];
-            }}
+            for (long j = 0; j < N; j++) pa[j * kb + k] = G[s] * a[s * N + j];
+            for (long i = i0; i < i1; i++) pb[i * kb + k] = b[s * N + i];
         }}
-        for (long i = 0; i < N; i++) {{
-            const double *__restrict bi = &pb[i * kb];
-            for (long e = start[i]; e < start[i + 1]; e++) {{
-                const long j = post[e];
-                const double *__restrict aj = &pa[j * kb];
+        for (long i = i0; i < i1; i++) {{
+            const double *__restrict bi = pb + i * kb;
+            for (long e = L.start[i]; e < L.start[i + 1]; e++) {{
+                const long j = L.post[e];
+                const double *__restrict aj = pa + j * kb;
                 double c = 0.0;
                 for (long k = 0; k < kb; k++) c += bi[k] * aj[k];
                 acc[i * N + j] += c;
@@ -415,19 +465,23 @@ inline double bp_accumulate(const double) {{
     }}
     return 0.0;
 #endif
+    // dense: the kept steps packed in panels, post factors G_s a_s in panels of 8 units
+    // ([j/8][k][8]), this thread's pre factors in panels of 4 ([i/4][k][4]); then
+    // acc (pre-major: acc[i N + j]) += B^T A in 4 x 8 register tiles, steps in blocks of 256
+    const long J8 = N - N % 8, I4 = N - N % 4;
+    const long t1 = i1 < I4 ? i1 : I4;  // this thread's whole row tiles: [i0, t1)
     for (long j = 0; j < J8; j += 8)
         for (long k = 0; k < m; k++)
-            for (int v = 0; v < 8; v++) pa[j * m + k * 8 + v] = g[keep[k]] * a[keep[k] * N + j + v];
-    for (long i = 0; i < I4; i += 4)
+            for (int v = 0; v < 8; v++) pa[j * m + k * 8 + v] = G[keep[k]] * a[keep[k] * N + j + v];
+    for (long i = i0; i < t1; i += 4)
         for (long k = 0; k < m; k++)
             for (int u = 0; u < 4; u++) pb[i * m + k * 4 + u] = b[keep[k] * N + i + u];
-    // acc (pre-major: acc[i N + j]) += B^T A in 4 x 8 register tiles, steps in blocks of 256
     for (long k0 = 0; k0 < m; k0 += 256) {{
         const long k1 = k0 + 256 < m ? k0 + 256 : m;
         for (long j = 0; j < J8; j += 8)
-            for (long i = 0; i < I4; i += 4) {{
+            for (long i = i0; i < t1; i += 4) {{
                 double c[4][8] = {{{{0.0}}}};
-                const double *pj = &pa[j * m], *pi = &pb[i * m];
+                const double *pj = pa + j * m, *pi = pb + i * m;
                 for (long k = k0; k < k1; k++) {{
                     const double *as = pj + k * 8, *bs = pi + k * 4;
                     for (int u = 0; u < 4; u++)
@@ -437,10 +491,10 @@ inline double bp_accumulate(const double) {{
                     for (int v = 0; v < 8; v++) acc[(i + u) * N + j + v] += c[u][v];
             }}
     }}
-    for (long i = 0; i < N; i++)  // the edges, when N is not a multiple of 4 or 8
+    for (long i = i0; i < i1; i++)  // the edges, when N is not a multiple of 4 or 8
         for (long j = (i < I4 ? J8 : 0); j < N; j++) {{
             double c = 0.0;
-            for (long k = 0; k < m; k++) c += g[keep[k]] * a[keep[k] * N + j] * b[keep[k] * N + i];
+            for (long k = 0; k < m; k++) c += G[keep[k]] * a[keep[k] * N + j] * b[keep[k] * N + i];
             acc[i * N + j] += c;
         }}
     return 0.0;

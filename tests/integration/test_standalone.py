@@ -258,6 +258,37 @@ def test_threads_give_their_own_noise_with_the_same_statistics():
     assert 0.5 < float(gap_a / gap_rt) < 2.0
 
 
+def test_fused_work_split_among_threads_is_exact():
+    """With OpenMP each thread computes its share of the fused currents (columns) and of
+    the trial's update (rows of acc): the same run as Brian2's own code on the same noise.
+    17 units on 2 threads: uneven shares (16 + 1) and the GEMM's edges."""
+    overrides = dict(
+        training__threads=2,
+        model__n_hidden=17,
+        rule__signal="trial_end",
+        rule__tau_e="3 ms",
+    )
+    fused = Trainer(standalone(**overrides)).run()
+    plain = Trainer(standalone(training__fuse="off", **overrides)).run()
+    assert fused.attrs["engine"].endswith("threads2-fused-currents+gemm")
+    assert plain.attrs["engine"].endswith("threads2-unfused")
+    assert_same_run(fused, plain)
+
+
+def test_sparse_standalone_on_two_threads_learns_like_runtime():
+    """Sparse fused W_rec with the work split among threads: absent synapses stay 0 and the
+    run follows the runtime engine's (other noise streams: statistically)."""
+    overrides = dict(training__n_trials=20, training__eval_every=10, model__p_connect=0.4)
+    sa = Trainer(standalone(training__threads=2, **overrides)).run()
+    rt_trainer = Trainer(runtime(**overrides))
+    rt = rt_trainer.run()
+    absent = ~rt_trainer.network.masks["W_rec"]
+    assert np.all(sa["W_rec"].values[:, absent] == 0)
+    assert np.abs(sa["W_rec"].values[-1] - sa["W_rec"].values[0]).max() > 1e-3
+    np.testing.assert_allclose(sa["loss"], rt["loss"], rtol=0.05)
+    assert sa["loss"].values.ravel()[-1] < 0.7 * sa["loss"].values.ravel()[0]
+
+
 def test_brian2_run_args_address_synapses_and_timed_arrays(tmp_path):
     """What the engine relies on: ``device.run(run_args={syn.w: values, timed: values})``
     sets a synaptic variable (in synapse order) and a TimedArray's values, by the names
