@@ -516,7 +516,8 @@ def _check_sparse_standalone(protocol: Protocol, where: str) -> None:
             where,
             "training.engine",
             f"'standalone' runs sparse W_rec (model.p_connect < 1) only fully fused, not "
-            f"here: {why}; use engine = 'runtime'",
+            f"here: {why}; use engine = 'runtime'"
+            + (" or drop fuse = 'off'" if protocol.training.fuse == "off" else ""),
         )
 
 

@@ -13,7 +13,8 @@ pass over the dense, pre-major weight array gives both twins,
 
 .. math::   I_j = \sum_i w_{ij} x_i, \qquad \tilde I_j = \sum_i w_{ij} \tilde x_i
 
-(x = r, or r̂ with decorrelation), in the summed updaters' order of summation.
+(x = r, or r̂ with decorrelation); dense: four presynaptic rows summed before they are
+added, so the sums are reassociated (sparse: in the summed updaters' order).
 
 **Accumulation** (rules whose W_rec product is separable, p_{ij,t} = a_{j,t} b_{i,t}: TD-ANP,
 NP, online ANP with a trial-end update; see
@@ -35,11 +36,15 @@ sums to
 
 the same quantity with the sums reordered (equal to float precision; tested against the
 runtime engine). The eligibility trace e is never stored: the per-synapse work per trial is
-one GEMM of (N × steps)·(steps × N) instead of a pass per step, and evaluation trials
-(g = 0) skip it.
+one GEMM of (N × steps)·(steps × N) instead of a pass per step. Steps with G_s = 0 are
+dropped, so TD-ANP's and NP's evaluation trials (no noise: g = 0) skip it (online ANP's
+signal is not 0 there). For finite values this is exact; a non-finite factor on a step
+with G_s = 0 would make Brian2's acc NaN but not the fused one (such a state shows up in
+the losses, which the divergence check reads).
 
-Online updates (``rule.apply = "online"``), weight perturbation (the noisy twin sees
-w + ψ) and spiking networks keep Brian2's code; ``training.fuse`` says whether to fuse
+Online updates (``rule.apply = "online"``: the currents are fused, the update stays in
+Brian2's code), weight perturbation (the noisy twin sees w + ψ: nothing is fused) and
+spiking networks keep Brian2's code; ``training.fuse`` says whether to fuse
 ("auto": where possible; "on": fail where it is not; "off": never).
 
 **Sparse W_rec** (``model.p_connect`` < 1) is stored densely with a per-synapse constant
@@ -236,7 +241,7 @@ _HEADER = r"""// bioperturb: fused W_rec currents, trial-end GEMM accumulation (
 
 namespace bioperturb_fused {{
 const long N = {N};    // hidden units
-const long T = {T};    // steps stored per trial (its steps, + the tape's reset step)
+const long T = {T};    // room for the steps stored per trial (a trial's steps, + 1 spare)
 const long NT = {NT};  // threads: the calls' group has one unit per thread
 #define BP_SPARSE {SPARSE}  // W_rec sparse: work on the synapses with exists != 0 only
 

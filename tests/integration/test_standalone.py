@@ -258,7 +258,7 @@ def test_threads_give_their_own_noise_with_the_same_statistics():
     assert 0.5 < float(gap_a / gap_rt) < 2.0
 
 
-def test_fused_work_split_among_threads_is_exact():
+def test_fused_work_split_among_threads_matches_the_unfused_program():
     """With OpenMP each thread computes its share of the fused currents (columns) and of
     the trial's update (rows of acc): the same run as Brian2's own code on the same noise.
     17 units on 2 threads: uneven shares (16 + 1) and the GEMM's edges."""
