@@ -494,29 +494,26 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
 
 def _check_fusable(protocol: Protocol, where: str) -> None:
     """``training.fuse = "on"``: the standalone engine must be able to fuse W_rec fully."""
-    from bioperturb.networks.fused import fusion_plan
-    from bioperturb.rules import get_rule
+    from bioperturb.networks.fused import protocol_fusion
 
     if protocol.training.engine != "standalone":
         raise ConfigError(where, "training.fuse", "'on' needs training.engine = 'standalone'")
-    plan = fusion_plan(protocol.model, get_rule(protocol.rule_name)(protocol.rule))
+    plan = protocol_fusion(protocol)
     if plan.reason:
         raise ConfigError(where, "training.fuse", f"'on' is impossible here: {plan.reason}")
 
 
 def _check_sparse_standalone(protocol: Protocol, where: str) -> None:
     """Sparse W_rec on the standalone engine: only the fused C++ skips absent synapses."""
-    from bioperturb.networks.fused import fusion_plan
-    from bioperturb.rules import get_rule
+    from bioperturb.networks.fused import protocol_fusion
 
-    plan = fusion_plan(protocol.model, get_rule(protocol.rule_name)(protocol.rule))
-    if protocol.training.fuse == "off" or not plan.complete:
-        why = "training.fuse = 'off'" if protocol.training.fuse == "off" else plan.reason
+    plan = protocol_fusion(protocol)
+    if not plan.complete:
         raise ConfigError(
             where,
             "training.engine",
             f"'standalone' runs sparse W_rec (model.p_connect < 1) only fully fused, not "
-            f"here: {why}; use engine = 'runtime'"
+            f"here: {plan.reason}; use engine = 'runtime'"
             + (" or drop fuse = 'off'" if protocol.training.fuse == "off" else ""),
         )
 

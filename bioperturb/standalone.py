@@ -68,7 +68,7 @@ from bioperturb.networks.fused import (
     FusionPlan,
     cpp_function,
     fused_header,
-    fusion_plan,
+    protocol_fusion,
 )
 from bioperturb.networks.rate import Tape, build_rate_network, connectivity
 from bioperturb.optimizers import OPTIMIZER_PARAMS
@@ -289,11 +289,7 @@ class KernelSpec:
     @functools.cached_property
     def fusion(self) -> FusionPlan:
         """What of W_rec's work the program does in fused C++ (``training.fuse``)."""
-        p = self.parsed
-        if p.training.fuse == "off":
-            return FusionPlan(False, False, "training.fuse = 'off'")
-        plan = fusion_plan(p.model, get_rule(p.rule_name)(p.rule))
-        return dataclasses.replace(plan, threads=p.training.threads)
+        return protocol_fusion(self.parsed)
 
     def placeholders(self) -> tuple[Any, Any, Tape]:
         """(model, training, tape) with protocol-independent values for code generation."""

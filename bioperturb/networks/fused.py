@@ -58,6 +58,7 @@ index selects its share (output columns for the currents, rows of acc for the up
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,7 @@ from brian2 import Function, NeuronGroup
 __all__ = [
     "FusionPlan",
     "fusion_plan",
+    "protocol_fusion",
     "install_fused",
     "fused_header",
     "cpp_function",
@@ -142,6 +144,17 @@ def cpp_function(name: str, code: str) -> Function:
     )
     fn.implementations.add_implementation("cpp", code, name=name)
     return fn
+
+
+def protocol_fusion(protocol: Any) -> FusionPlan:
+    """What a standalone program of ``protocol`` fuses (``training.fuse``, its threads)."""
+    from bioperturb.rules import get_rule
+
+    training = protocol.training
+    if training.fuse == "off":
+        return FusionPlan(False, False, "training.fuse = 'off'")
+    plan = fusion_plan(protocol.model, get_rule(protocol.rule_name)(protocol.rule))
+    return dataclasses.replace(plan, threads=training.threads)
 
 
 def _c_function(name: str) -> Function:
