@@ -15,6 +15,8 @@ from bioperturb.reference.model import (
     loss_per_trial,
     loss_per_trial_trials,
     loss_t,
+    truncated_gradient_at,
+    truncated_gradient_per_trial,
 )
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "loss_per_trial",
     "batch_loss",
     "gradient_at",
+    "truncated_gradient_at",
+    "truncated_gradient_per_trial",
     "forward_trials",
     "loss_per_trial_trials",
     "gradient_at_trials",

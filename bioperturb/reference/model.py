@@ -44,6 +44,8 @@ __all__ = [
     "loss_per_trial",
     "batch_loss",
     "gradient_at",
+    "truncated_gradient_at",
+    "truncated_gradient_per_trial",
     "forward_trials",
     "loss_per_trial_trials",
     "gradient_at_trials",
@@ -95,6 +97,51 @@ _loss_t_jit = jax.jit(_loss_t)
 _loss_per_trial_jit = jax.jit(_loss_per_trial)
 _batch_loss_jit = jax.jit(_batch_loss)
 _grad_jit = jax.jit(jax.grad(_batch_loss))
+
+
+def _truncated_batch_loss(weights, inputs, targets, mask, alpha, b, h0, k):
+    """The batch loss with every L_t's path to the weights cut k steps back.
+
+    Each L_t is recomputed from the (gradient-stopped) clean state h_{t−k} by the last k
+    Euler steps, so its gradient is BPTT truncated at k steps: Σ_{s=t−k+1}^{t} over the
+    steps whose weights produced h_t, plus the readout's direct term. Windows that
+    start before t = 0 start from h_0. The value equals the untruncated loss.
+    """
+    W_in, W_rec, W_out = weights["W_in"], weights["W_rec"], weights["W_out"]
+    h, _, _ = _scan(jax.lax.stop_gradient(weights), inputs, alpha, b, h0)  # (T, B, N)
+    T = h.shape[0]
+    pad = lambda x: jnp.concatenate([jnp.zeros((k, *x.shape[1:]), x.dtype), x])  # noqa: E731
+    starts = jnp.concatenate([jnp.broadcast_to(h0, (k, *h0.shape)), h])[:T]  # h_{t−k}
+    u = pad(jnp.swapaxes(inputs, 0, 1))  # (k + T, B, n_in)
+    valid = pad(jnp.ones(T))
+
+    def window(t):
+        def step(hh, s):
+            nxt = hh + alpha * (-hh + jnp.tanh(hh) @ W_rec.T + u[t + s] @ W_in.T + b)
+            return jnp.where(valid[t + s] > 0, nxt, hh), None
+
+        h_t, _ = jax.lax.scan(step, jax.lax.stop_gradient(starts[t]), jnp.arange(k))
+        return jnp.tanh(h_t) @ W_out.T  # y_t, (B, n_out)
+
+    y = jax.vmap(window)(jnp.arange(T))  # (T, B, n_out)
+    err = jnp.swapaxes(y, 0, 1) - targets
+    lt = 0.5 * mask * jnp.sum(err * err, axis=-1)
+    return jnp.mean(jnp.sum(lt, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0))
+
+
+_truncated_grad_jit = jax.jit(jax.grad(_truncated_batch_loss), static_argnums=7)
+
+
+def _one_trial(weights, u, ys, m, alpha, b, h0, k):
+    """Truncated (k ≥ 0) or full (k < 0) loss of one trial (arrays without a trial axis)."""
+    args = (weights, u[None], ys[None], m[None], alpha, b, h0[None])
+    return _batch_loss(*args) if k < 0 else _truncated_batch_loss(*args, k)
+
+
+_per_trial_grad_jit = jax.jit(
+    jax.vmap(jax.grad(_one_trial), in_axes=(None, 0, 0, 0, None, None, 0, None)),
+    static_argnums=7,
+)
 
 
 # --------------------------------------------------------------------------- argument handling
@@ -207,6 +254,51 @@ def gradient_at(weights, inputs, targets, mask, *, dt: float, tau: float, b=None
     args = _prepare(weights, inputs, targets, mask, dt, tau, b, h0)
     g = _grad_jit(*args)
     return {k: np.asarray(g[k]) for k in WEIGHT_KEYS}
+
+
+def truncated_gradient_at(
+    weights, inputs, targets, mask, k: int, *, dt: float, tau: float, b=None, h0=None
+):
+    """Gradient of the batch loss by BPTT truncated at ``k`` steps (BPTT(k)).
+
+    Each instantaneous loss L_t credits only the weights of the last ``k`` Euler steps
+    that led to h_t (plus the readout, which acts on r_t directly)::
+
+        g_k = Σ_t [ ∂L_t/∂W_out + Σ_{s = t−k}^{t−1} ∂L_t/∂h_{s+1} ∂h_{s+1}/∂W |_{h_s fixed} ]
+
+    ``k = 0``: the readout alone; ``k = 1``: the *instantaneous* gradient, each L_t
+    credited to the step that produced h_t (what TD-ANP's products δ_t x_{t−1}ᵀ pair);
+    ``k ≥ T``: the full BPTT gradient (:func:`gradient_at`). Cost and memory grow with
+    T·k·N (every step's window is replayed); ``k ≥ T`` calls :func:`gradient_at`.
+    """
+    k = int(k)
+    if k < 0:
+        raise ValueError(f"k must be a non-negative number of steps, got {k}")
+    args = _prepare(weights, inputs, targets, mask, dt, tau, b, h0)
+    if k >= args[1].shape[1]:
+        return gradient_at(weights, inputs, targets, mask, dt=dt, tau=tau, b=b, h0=h0)
+    g = _truncated_grad_jit(*args, k)
+    return {key: np.asarray(g[key]) for key in WEIGHT_KEYS}
+
+
+def truncated_gradient_per_trial(
+    weights, inputs, targets, mask, k: int, *, dt: float, tau: float, b=None, chunk: int = 32
+):
+    """:func:`truncated_gradient_at` of every trial on its own: ``{name: (n_trials, ...)}``.
+
+    ``k ≥ T`` gives each trial's full BPTT gradient. Trials are vmapped in chunks of
+    ``chunk`` (memory ∝ chunk·T·k·N), starting from h_0 = 0.
+    """
+    k = int(k)
+    if k < 0:
+        raise ValueError(f"k must be a non-negative number of steps, got {k}")
+    w, u, ys, m, alpha, bb, hh = _prepare(weights, inputs, targets, mask, dt, tau, b, None)
+    k = -1 if k >= u.shape[1] else k
+    parts = []
+    for lo in range(0, u.shape[0], chunk):
+        sl = slice(lo, lo + chunk)
+        parts.append(_per_trial_grad_jit(w, u[sl], ys[sl], m[sl], alpha, bb, hh[sl], k))
+    return {key: np.concatenate([np.asarray(p[key]) for p in parts]) for key in WEIGHT_KEYS}
 
 
 # --------------------------------------------------------------------------- Trials wrappers
