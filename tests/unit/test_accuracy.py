@@ -11,6 +11,8 @@ import pytest
 import xarray as xr
 
 from bioperturb import metrics
+from bioperturb.tasks import DelayedMatchTask, PatternTask
+from bioperturb.training import score_dataset
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -148,3 +150,13 @@ def test_trials_to_accuracy_is_the_first_evaluation_at_the_level():
     np.testing.assert_array_equal(metrics.trials_to_accuracy(acc, 0.75).values, [10.0, 30.0])
     with pytest.raises(ValueError, match="level"):
         metrics.trials_to_accuracy(acc, 0.0)
+
+
+def test_classification_tasks_are_scored_by_accuracy_and_regression_tasks_not():
+    target, mask = three_conditions()
+    ds = run(np.ones((1, 3, 4, 2)), target, mask)
+    assert score_dataset(ds, PatternTask(PatternTask.Params(), 0.001)) is ds
+    for report in ("match", "sample"):
+        task = DelayedMatchTask(DelayedMatchTask.Params(report=report), 0.001)
+        scored = score_dataset(ds, task)
+        xr.testing.assert_identical(scored.drop_vars(list(ds.data_vars)), metrics.accuracy(ds))
