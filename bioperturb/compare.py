@@ -252,7 +252,10 @@ def compare_protocol(
 
     Returns the combined Dataset (``method`` = [rule name, "bptt"], plus
     "bptt_surrogate" for a LIF protocol with current-based synapses: surrogate-gradient
-    BPTT of the LIF network itself) and its path.
+    BPTT of the LIF network itself) and its path. With ``output.figures`` also
+    ``<name>_compare_trials.png``, ``<name>_compare_time.png`` (learning curves against
+    trials and wall time) and, for a task scored by accuracy,
+    ``<name>_compare_accuracy.png``.
     """
     from pathlib import Path
 
@@ -270,12 +273,14 @@ def compare_protocol(
     ds = combine_methods(runs)
     path = write_dataset(ds, out / f"{protocol.name}_compare.nc")
     if protocol.output.figures:
-        from bioperturb.plotting import plot_learning_curves, save_figure
+        from bioperturb.plotting import plot_accuracy, plot_learning_curves, save_figure
 
         save_figure(plot_learning_curves(runs), out / f"{protocol.name}_compare_trials.png")
         save_figure(
             plot_learning_curves(runs, x="wall_time"), out / f"{protocol.name}_compare_time.png"
         )
+        if "eval_accuracy" in ds:
+            save_figure(plot_accuracy(runs), out / f"{protocol.name}_compare_accuracy.png")
     return ds, path
 
 

@@ -689,6 +689,9 @@ def run_protocol(
 ) -> tuple[xr.Dataset, Path]:
     """Train, write ``<dir>/<name>.nc`` (and figures, if configured); return both.
 
+    The figures (``output.figures``) are ``<name>_learning.png``, ``<name>_accuracy.png``
+    for a task scored by accuracy and ``<name>_raster.png`` for a spiking network.
+
     With ``training.checkpoint_every = k`` a checkpoint ``<dir>/<name>.ckpt.npz`` is
     written every k training trials and removed once the run is finished. ``resume``
     continues from that checkpoint if there is one; without one, a finished run of the
@@ -715,9 +718,12 @@ def run_protocol(
     if ds.attrs["status"] != "interrupted":
         ckpt_path.unlink(missing_ok=True)  # the .nc is complete: the checkpoint is done
     if protocol.output.figures:
-        from bioperturb.plotting import plot_learning_curves, save_figure
+        from bioperturb.plotting import plot_accuracy, plot_learning_curves, save_figure
 
         save_figure(plot_learning_curves({protocol.rule_name: ds}), png_path)
+        if "eval_accuracy" in ds:  # a task scored by accuracy
+            accuracy_png = png_path.with_name(f"{protocol.name}_accuracy.png")
+            save_figure(plot_accuracy({protocol.rule_name: ds}), accuracy_png)
         if "spike_unit" in ds and ds.sizes["eval_trial"]:  # spiking run: the last raster
             from bioperturb.plotting import plot_raster
 

@@ -160,3 +160,22 @@ def test_classification_tasks_are_scored_by_accuracy_and_regression_tasks_not():
         task = DelayedMatchTask(DelayedMatchTask.Params(report=report), 0.001)
         scored = score_dataset(ds, task)
         xr.testing.assert_identical(scored.drop_vars(list(ds.data_vars)), metrics.accuracy(ds))
+
+
+def test_tables_report_final_accuracy_and_trials_to_90_percent():
+    n_trials, eval_trial = 30, [0, 10, 20, 30]
+    accuracy = [[0.5, 0.75, 1.0, 0.875], [0.5, 0.5, 0.75, np.nan]]  # bptt: padded
+    ds = xr.Dataset(
+        {
+            "loss": (("method", "trial"), np.ones((2, n_trials))),
+            "wall_time": (("method", "trial"), np.full((2, n_trials), 0.1)),
+            "eval_loss": (("method", "eval_trial"), np.ones((2, 4))),
+            "eval_accuracy": (("method", "eval_trial"), accuracy),
+        },
+        {"method": ["td_anp", "bptt"], "eval_trial": eval_trial, "trial": np.arange(n_trials)},
+    )
+    final, trials = "final evaluation accuracy [1]", "training trials to 90 % eval. accuracy [1]"
+    for table in (metrics.summary_table(ds), metrics.comparison_table(ds)):
+        assert table.loc[final].tolist() == [0.875, 0.75]
+        np.testing.assert_array_equal(table.loc[trials], [20.0, np.nan])
+    assert final not in metrics.summary_table(ds.drop_vars("eval_accuracy")).index
