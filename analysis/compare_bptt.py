@@ -4,11 +4,13 @@
 
 Each file is written by ``bioperturb compare`` (a ``method`` dim with the rule and
 ``bptt``).  Writes, per file, ``<stem>_learning.png`` (loss against training trials and
-against training wall time, one colour per method) and ``<stem>_similarity.png`` (CKA and
-RSA of each method's hidden activity with BPTT over training), and for all files
-``compare_bptt.md`` / ``compare_bptt.csv``: final loss, trials and training time to 30, 10
-and 5 % of the initial loss, and CKA / RSA with BPTT at the last evaluation.  The work is
-done by :func:`bioperturb.report.compare_report`.
+against training wall time, one colour per method), ``<stem>_accuracy.png`` (tasks scored
+by accuracy) and ``<stem>_similarity.png`` (CKA and RSA of each method's hidden activity
+with BPTT over training), and for all files ``compare_bptt.md`` / ``compare_bptt.csv``:
+final loss, trials and training time to 30, 10 and 5 % of the initial loss, final
+accuracy and trials to 90 % accuracy (where the file has ``eval_accuracy``), and CKA / RSA
+with BPTT at the last evaluation.  The work is done by
+:func:`bioperturb.report.compare_report`.
 """
 
 from __future__ import annotations

@@ -4,11 +4,12 @@
 
 Each file is a run (``bioperturb run``) or a compare file (one column per method).
 Writes ``stats_table.md`` / ``stats_table.csv`` (:func:`bioperturb.metrics.summary_table`:
-losses, trials to 30/10/5 % of the initial loss, participation ratio, mean |pairwise
-correlation|, activity mean and sd, spectral radius of W_rec before and after training,
-weight-change norms and sign changes per matrix, wall time per trial), and the figures
-``stats_learning.png``, ``stats_weight_drift.png`` and ``stats_spectrum.png`` with all
-runs.  The work is done by :func:`bioperturb.report.stats_report`.
+losses, trials to 30/10/5 % of the initial loss, final accuracy and trials to 90 % accuracy
+for runs with ``eval_accuracy``, participation ratio, mean |pairwise correlation|, activity
+mean and sd, spectral radius of W_rec before and after training, weight-change norms and
+sign changes per matrix, wall time per trial), and the figures ``stats_learning.png``,
+``stats_accuracy.png`` (if some run has ``eval_accuracy``), ``stats_weight_drift.png`` and
+``stats_spectrum.png`` with all runs.  The work is done by :func:`bioperturb.report.stats_report`.
 """
 
 from __future__ import annotations

@@ -49,9 +49,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         protocol, out_dir=out_dir, progress=False if args.quiet else None, resume=args.resume
     )
     summary = describe_run(ds)
+    accuracy = ""
+    if "final_eval_accuracy" in summary:
+        accuracy = f", accuracy {100 * summary['final_eval_accuracy']:.3g} %"
     print(
         f"{summary['status']}: {summary['trials']} trials, eval loss "
-        f"{summary['initial_eval_loss']:.4g} -> {summary['final_eval_loss']:.4g}; wrote {path}"
+        f"{summary['initial_eval_loss']:.4g} -> {summary['final_eval_loss']:.4g}{accuracy}; "
+        f"wrote {path}"
     )
     return 0 if summary["status"] == "completed" else 1
 
@@ -83,7 +87,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     )
     for method in ds["method"].values:
         ev = ds["eval_loss"].sel({"method": method}).values
-        print(f"{method}: eval loss {ev[0]:.4g} -> {ev[-1]:.4g}")
+        accuracy = ""
+        if "eval_accuracy" in ds:
+            final = ds["eval_accuracy"].sel({"method": method}).values[-1]
+            accuracy = f", accuracy {100 * final:.3g} %"
+        print(f"{method}: eval loss {ev[0]:.4g} -> {ev[-1]:.4g}{accuracy}")
     print(f"wrote {path}")
     return 0
 

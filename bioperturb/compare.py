@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 
 from bioperturb.networks.rate import connectivity
-from bioperturb.training import Trainer
+from bioperturb.training import Trainer, score_dataset
 
 __all__ = ["reference_dataset", "combine_methods", "update_samples", "compare_protocol"]
 
@@ -32,7 +32,11 @@ def _train_reference(trainer, weights0, make_trial, eval_batch, optimizer, lr, *
 
 
 def _reference_template(trainer: Trainer, res: dict) -> xr.Dataset:
-    """The rule's Dataset with the reference's losses, wall times and weights."""
+    """The rule's Dataset with the reference's losses, wall times and weights.
+
+    Its outputs and the scores computed from them (``eval_accuracy``) are still the
+    rule's: the callers fill in the reference's outputs, then call :func:`score_dataset`.
+    """
     if not trainer.records.loss:
         raise ValueError("run the rule's trainer first: its Dataset is the template")
     ds = trainer.to_dataset().copy(deep=True)
@@ -91,7 +95,7 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
             f"from models/rate_rnn.toml"
         )
     ds.attrs.update(rule="bptt", engine="jax-reference-float64")
-    return ds
+    return score_dataset(ds, trainer.task)
 
 
 def surrogate_dataset(
@@ -167,7 +171,7 @@ def surrogate_dataset(
         engine="jax-lif-surrogate-float64",
         surrogate=f"SuperSpike 1/(1 + beta |v - v_th|)^2, beta = {beta} per threshold unit",
     )
-    return ds
+    return score_dataset(ds, trainer.task)
 
 
 #: variables only a spiking run has
@@ -248,7 +252,10 @@ def compare_protocol(
 
     Returns the combined Dataset (``method`` = [rule name, "bptt"], plus
     "bptt_surrogate" for a LIF protocol with current-based synapses: surrogate-gradient
-    BPTT of the LIF network itself) and its path.
+    BPTT of the LIF network itself) and its path. With ``output.figures`` also
+    ``<name>_compare_trials.png``, ``<name>_compare_time.png`` (learning curves against
+    trials and wall time) and, for a task scored by accuracy,
+    ``<name>_compare_accuracy.png``.
     """
     from pathlib import Path
 
@@ -266,12 +273,14 @@ def compare_protocol(
     ds = combine_methods(runs)
     path = write_dataset(ds, out / f"{protocol.name}_compare.nc")
     if protocol.output.figures:
-        from bioperturb.plotting import plot_learning_curves, save_figure
+        from bioperturb.plotting import plot_accuracy, plot_learning_curves, save_figure
 
         save_figure(plot_learning_curves(runs), out / f"{protocol.name}_compare_trials.png")
         save_figure(
             plot_learning_curves(runs, x="wall_time"), out / f"{protocol.name}_compare_time.png"
         )
+        if "eval_accuracy" in ds:
+            save_figure(plot_accuracy(runs), out / f"{protocol.name}_compare_accuracy.png")
     return ds, path
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "plot_weight_changes",
     "plot_pca",
     "plot_learning_comparison",
+    "plot_accuracy",
     "plot_spectrum",
     "plot_weight_drift",
     "plot_alignment",
@@ -533,6 +534,45 @@ def _over_training(da: xr.DataArray, dim: str = "eval_trial"):
     """x values, median curve and 25–75 % band (or None) of ``da`` along ``dim``."""
     line, band = _summary(da, dim)
     return da[dim].values, line.transpose(dim).values, band
+
+
+def plot_accuracy(datasets: Runs, ax: Axes | None = None) -> Figure:
+    """Evaluation accuracy over training, one line per run, chance level dashed.
+
+    ``eval_accuracy`` (:func:`bioperturb.metrics.accuracy`) against training trials done,
+    one colour per method; other extra dims (``seed``, sweep parameters) are summarised
+    by the median with the 25–75 % band.  Chance, 1 / n_outputs (the length of the
+    ``output`` dim), is a dashed grey line, one per distinct number of outputs.
+
+    Parameters
+    ----------
+    datasets : dict of label -> Dataset, or one Dataset
+        Runs, as for :func:`plot_learning_curves`; those without ``eval_accuracy`` (tasks
+        scored by the loss alone) are left out.
+    ax : Axes, optional
+        Draw into these axes instead of a new figure.
+
+    Returns
+    -------
+    Figure
+    """
+    runs = [run for run in _runs(datasets) if "eval_accuracy" in run[2]]
+    if not runs:
+        raise ValueError("plot_accuracy: no run has an 'eval_accuracy' variable")
+    fig, ax = _new_axes(ax, (6.0, 4.0))
+    for n_outputs in sorted({ds.sizes["output"] for _, _, ds in runs}):
+        ax.axhline(1 / n_outputs, color="0.5", ls="--", lw=1.0, label=f"chance (1/{n_outputs})")
+    for label, key, ds in runs:
+        color = method_color(key)
+        xs, line, band = _over_training(ds["eval_accuracy"])
+        ax.plot(xs, line, "o-", color=color, ms=3.5, lw=1.2, label=label)
+        if band is not None:
+            ax.fill_between(xs, band[0].values, band[1].values, color=color, alpha=0.2)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("training trials done [1]")
+    ax.set_ylabel(_label(runs[0][2]["eval_accuracy"], "evaluation accuracy"))
+    ax.legend(frameon=False, fontsize="small", loc="lower right")
+    return fig
 
 
 def plot_spectrum(datasets: Runs, matrix: str = "W_rec") -> Figure:

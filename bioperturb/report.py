@@ -122,13 +122,16 @@ def _titled(fig: Figure, prefix: str) -> Figure:
 def standard_figures(ds: xr.Dataset) -> Iterator[tuple[str, Callable[[], Figure]]]:
     """The standard figures of a run or compare file, as (name, figure factory) pairs.
 
-    Names: ``learning``, ``activity[_<method>]``, ``raster[_<method>]`` (spiking runs),
+    Names: ``learning``, ``accuracy`` (with ``eval_accuracy``: tasks scored by
+    accuracy), ``activity[_<method>]``, ``raster[_<method>]`` (spiking runs),
     ``pca[_<method>]``,
     ``weight_changes``, ``weight_drift``, ``spectrum``, ``alignment`` (with an
     ``alignment`` variable) and ``similarity`` (compare files with a ``bptt`` method).
     Figures are made only when called, so a caller can write and drop them one by one.
     """
     yield "learning", lambda: plotting.plot_learning_comparison(ds)
+    if "eval_accuracy" in ds:
+        yield "accuracy", lambda: plotting.plot_accuracy(ds)
     for suffix, run in _single_runs(ds):
         title = f"{suffix[1:]}: " if suffix else ""
         if all(v in run for v in ("activity", "output_y", "target")):
@@ -267,12 +270,13 @@ def compare_report(
     """Rule against BPTT: what ``analysis/compare_bptt.py`` writes.
 
     For each compare file ``<stem>.nc``: ``<stem>_learning.png`` (loss against trials and
-    against training wall time, one colour per method) and ``<stem>_similarity.png``
-    (CKA and RSA of each method's hidden activity with the reference over training); for
-    all files together ``compare_bptt.md`` and ``compare_bptt.csv``
+    against training wall time, one colour per method), ``<stem>_accuracy.png`` (if it
+    has ``eval_accuracy``) and ``<stem>_similarity.png`` (CKA and RSA of each method's
+    hidden activity with the reference over training); for all files together
+    ``compare_bptt.md`` and ``compare_bptt.csv``
     (:func:`bioperturb.metrics.comparison_table`: final loss, trials and training time
-    to 30/10/5 % of the initial loss, CKA and RSA with the reference at the last
-    evaluation).
+    to 30/10/5 % of the initial loss, final accuracy and trials to 90 % accuracy where
+    there is ``eval_accuracy``, CKA and RSA with the reference at the last evaluation).
 
     Returns
     -------
@@ -295,6 +299,8 @@ def compare_report(
 
         def figures(ds=ds):
             yield "learning", lambda: plotting.plot_learning_comparison(ds)
+            if "eval_accuracy" in ds:
+                yield "accuracy", lambda: plotting.plot_accuracy(ds)
             if "activity" in ds and ds.sizes["method"] > 1:
                 yield "similarity", lambda: plotting.plot_similarity(ds, reference)
 
@@ -309,8 +315,8 @@ def stats_report(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike)
 
     ``stats_table.md`` and ``stats_table.csv`` (:func:`bioperturb.metrics.summary_table`,
     one column per run, or per method of a compare file), and the figures
-    ``stats_learning.png``, ``stats_weight_drift.png`` and ``stats_spectrum.png`` with all
-    runs together.
+    ``stats_learning.png``, ``stats_accuracy.png`` (if some run has ``eval_accuracy``),
+    ``stats_weight_drift.png`` and ``stats_spectrum.png`` with all runs together.
 
     Returns
     -------
@@ -323,6 +329,8 @@ def stats_report(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike)
 
     def figures():
         yield "learning", lambda: plotting.plot_learning_comparison(datasets)
+        if any("eval_accuracy" in ds for ds in datasets.values()):
+            yield "accuracy", lambda: plotting.plot_accuracy(datasets)
         if all(any(m in ds for m in plotting.WEIGHT_MATRICES) for ds in datasets.values()):
             yield "weight_drift", lambda: plotting.plot_weight_drift(datasets)
         if all("W_rec" in ds for ds in datasets.values()):

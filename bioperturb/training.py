@@ -27,7 +27,7 @@ from bioperturb.networks.spiking import build_spiking_network, dale_signs, init_
 from bioperturb.rules import get_rule
 from bioperturb.tasks import Task, Trials, get_task
 
-__all__ = ["Trainer", "run_protocol", "checkpoint_path", "DivergedError"]
+__all__ = ["Trainer", "run_protocol", "checkpoint_path", "score_dataset", "DivergedError"]
 
 #: the matrices (and their concatenation) whose update–gradient cosine is recorded
 ALIGN_MATRICES = ("W_in", "W_rec", "W_out", "all")
@@ -604,7 +604,21 @@ class Trainer:
             "status_reason": self.status_reason,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        return xr.Dataset(data_vars, coords, attrs)
+        return score_dataset(xr.Dataset(data_vars, coords, attrs), self.task)
+
+
+def score_dataset(ds: xr.Dataset, task: Task) -> xr.Dataset:
+    """``ds`` with the variables of ``task.score``, computed from its own ``output_y``.
+
+    For ``task.score == "accuracy"`` these are ``eval_accuracy`` and
+    ``eval_accuracy_condition`` (:func:`bioperturb.metrics.accuracy`), replacing any that
+    ``ds`` has; for a task scored by its loss alone (``None``) ``ds`` is returned as it is.
+    """
+    if task.score != "accuracy":
+        return ds
+    from bioperturb.metrics import accuracy
+
+    return ds.assign(accuracy(ds).data_vars)
 
 
 def output_paths(protocol: Protocol, out_dir: str | Path | None = None) -> tuple[Path, Path]:
@@ -675,6 +689,9 @@ def run_protocol(
 ) -> tuple[xr.Dataset, Path]:
     """Train, write ``<dir>/<name>.nc`` (and figures, if configured); return both.
 
+    The figures (``output.figures``) are ``<name>_learning.png``, ``<name>_accuracy.png``
+    for a task scored by accuracy and ``<name>_raster.png`` for a spiking network.
+
     With ``training.checkpoint_every = k`` a checkpoint ``<dir>/<name>.ckpt.npz`` is
     written every k training trials and removed once the run is finished. ``resume``
     continues from that checkpoint if there is one; without one, a finished run of the
@@ -701,9 +718,12 @@ def run_protocol(
     if ds.attrs["status"] != "interrupted":
         ckpt_path.unlink(missing_ok=True)  # the .nc is complete: the checkpoint is done
     if protocol.output.figures:
-        from bioperturb.plotting import plot_learning_curves, save_figure
+        from bioperturb.plotting import plot_accuracy, plot_learning_curves, save_figure
 
         save_figure(plot_learning_curves({protocol.rule_name: ds}), png_path)
+        if "eval_accuracy" in ds:  # a task scored by accuracy
+            accuracy_png = png_path.with_name(f"{protocol.name}_accuracy.png")
+            save_figure(plot_accuracy({protocol.rule_name: ds}), accuracy_png)
         if "spike_unit" in ds and ds.sizes["eval_trial"]:  # spiking run: the last raster
             from bioperturb.plotting import plot_raster
 
@@ -712,11 +732,18 @@ def run_protocol(
 
 
 def describe_run(ds: xr.Dataset) -> dict[str, Any]:
-    """Short summary numbers of a run for the command line."""
+    """Short summary numbers of a run for the command line.
+
+    ``final_eval_accuracy`` (the last ``eval_accuracy``) only where the run has one.
+    """
     ev = ds["eval_loss"].values
-    return {
+    summary = {
         "status": ds.attrs["status"],
         "trials": int(ds.sizes["trial"]),
         "initial_eval_loss": float(ev[0]) if ev.size else float("nan"),
         "final_eval_loss": float(ev[-1]) if ev.size else float("nan"),
     }
+    if "eval_accuracy" in ds:
+        acc = ds["eval_accuracy"].values
+        summary["final_eval_accuracy"] = float(acc[-1]) if acc.size else float("nan")
+    return summary

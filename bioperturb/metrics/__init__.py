@@ -5,7 +5,7 @@ it is and how it was computed.  The equations and citations are in docs/metrics.
 each function's docstring.
 
 - :mod:`~bioperturb.metrics.learning`: sample efficiency (trials to threshold, final and
-  relative loss, loss against wall time);
+  relative loss, loss against wall time), accuracy of classification tasks;
 - :mod:`~bioperturb.metrics.alignment`: cosine of an update with −∇L;
 - :mod:`~bioperturb.metrics.similarity`: CKA and RSA between two networks;
 - :mod:`~bioperturb.metrics.activity`: dimensionality, correlations, sparseness, PCA;
@@ -24,10 +24,12 @@ from bioperturb.metrics.activity import (
 )
 from bioperturb.metrics.alignment import alignment, cosine
 from bioperturb.metrics.learning import (
+    accuracy,
     final_loss,
     learning_curve_vs_time,
     relative_loss,
     time_to_threshold,
+    trials_to_accuracy,
     trials_to_threshold,
 )
 from bioperturb.metrics.plasticity import (
@@ -63,6 +65,8 @@ __all__ = [
     "final_loss",
     "relative_loss",
     "learning_curve_vs_time",
+    "accuracy",
+    "trials_to_accuracy",
     "cosine",
     "alignment",
     "linear_cka",

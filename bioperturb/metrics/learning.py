@@ -1,9 +1,11 @@
-r"""Learning-curve metrics: how fast, and how far, the loss falls.
+r"""Learning-curve metrics: how fast and how far the loss falls, how often answers are right.
 
-Every function takes a loss DataArray with a learning dimension, ``eval_trial`` (the
+The loss functions take a loss DataArray with a learning dimension, ``eval_trial`` (the
 noise-free evaluations, coordinate = number of training trials done) or ``trial`` (the
-clean-pass loss of each training trial), and is vectorised over any other dimensions
-(``method``, ``seed``, sweep parameters): the result keeps them.
+clean-pass loss of each training trial), and are vectorised over any other dimensions
+(``method``, ``seed``, sweep parameters): the result keeps them.  :func:`accuracy` scores
+the evaluations of classification tasks (``Task.score == "accuracy"``) from the recorded
+outputs, and :func:`trials_to_accuracy` is its sample efficiency.
 
 Sample efficiency is the quantity node-perturbation rules are judged by: their updates
 are unbiased but noisy estimates of the gradient, so they need more trials than gradient
@@ -28,6 +30,8 @@ __all__ = [
     "final_loss",
     "relative_loss",
     "learning_curve_vs_time",
+    "accuracy",
+    "trials_to_accuracy",
 ]
 
 
@@ -294,3 +298,140 @@ def time_to_threshold(ds: xr.Dataset, fraction: float) -> xr.DataArray:
             )
         )
     )
+
+
+def _masked_mean(da: xr.DataArray, masked: xr.DataArray, n_masked: xr.DataArray) -> xr.DataArray:
+    """Mean of ``da`` over the ``masked`` time points (NaN where there are none).
+
+    NaN at a masked time point gives NaN; NaN at another time point is ignored.
+    """
+    total = xr.where(masked, da, 0.0).sum("time", skipna=False)
+    return total / n_masked.where(n_masked > 0)
+
+
+def _credit(response: np.ndarray, answer: np.ndarray) -> np.ndarray:
+    """Score of each (…, output) pair: 1 / #tied largest responses if the answer is among
+    them, else 0; NaN if the response has NaN or the answer no unique largest channel."""
+    top = response == response.max(axis=-1, keepdims=True)
+    best = answer == answer.max(axis=-1, keepdims=True)
+    defined = (best.sum(axis=-1) == 1) & ~np.isnan(response).any(axis=-1)
+    hits = (top & best).sum(axis=-1)
+    return np.where(defined, hits / np.maximum(top.sum(axis=-1), 1), np.nan)
+
+
+def accuracy(ds: xr.Dataset) -> xr.Dataset:
+    r"""Fraction of the evaluation conditions answered correctly, at every evaluation.
+
+    With :math:`M_c = \{t : m_{ct} > 0\}` the loss-masked recorded time points of
+    condition :math:`c` (``eval_mask``), the network's answer is the output channel with
+    the largest mean response and the correct answer that of the target,
+
+    .. math:: \hat K_c = \arg\max_k \frac{1}{|M_c|} \sum_{t \in M_c} y_{ctk}, \qquad
+              k^\ast_c = \arg\max_k \frac{1}{|M_c|} \sum_{t \in M_c} y^\ast_{ctk},
+
+    and the condition scores :math:`a_c = [k^\ast_c \in \hat K_c] / |\hat K_c|`: 1 for a
+    right answer, 0 for a wrong one, and for a tie between :math:`|\hat K_c|` largest
+    outputs the expected score of breaking it at random (a constant output scores chance,
+    1 / n_outputs).  The accuracy is the mean over conditions (each condition weighs the
+    same, whatever its answer),
+
+    .. math:: A = \frac{1}{|C|} \sum_{c \in C} a_c ,
+
+    over the conditions :math:`C` where :math:`a_c` is defined: it is NaN for a condition
+    with no masked time point, a target without a unique largest channel (no answer), or
+    a NaN mean output (the padding of a shorter run along ``method``; a diverged run).
+    Only recorded time points count: ``output_y``, ``target`` and ``eval_mask`` share the
+    subsampled ``time`` of ``output.record_dt``.
+
+    Parameters
+    ----------
+    ds : Dataset
+        A run (docs/data-model.md) with ``output_y`` (eval_trial, condition, time,
+        output), ``target`` (condition, time, output) and ``eval_mask`` (condition, time);
+        any other dims (``method``, ``seed``, sweep parameters) are kept.
+
+    Returns
+    -------
+    Dataset
+        ``eval_accuracy`` (…, eval_trial) and ``eval_accuracy_condition`` (…, eval_trial,
+        condition), units ``"1"``.
+
+    Raises
+    ------
+    ValueError
+        If a variable is missing or ``eval_mask`` has no masked time point at all.
+    """
+    missing = [v for v in ("output_y", "target", "eval_mask") if v not in ds]
+    if missing:
+        raise ValueError(f"accuracy needs {missing} in the Dataset (see docs/data-model.md)")
+    masked = ds["eval_mask"] > 0
+    n_masked = masked.sum("time")
+    if not bool((n_masked > 0).any()):
+        raise ValueError(
+            "accuracy: eval_mask is 0 at every recorded time point: no response to score"
+        )
+    response = _masked_mean(ds["output_y"], masked, n_masked)
+    answer = _masked_mean(ds["target"], masked, n_masked)
+    per_condition = xr.apply_ufunc(
+        _credit, response, answer, input_core_dims=[["output"], ["output"]]
+    )
+    order = [d for d in ds["output_y"].dims if d not in ("time", "output")]
+    per_condition = per_condition.transpose(..., *order)
+    counted = per_condition.notnull().sum("condition")
+    overall = per_condition.fillna(0.0).sum("condition") / counted.where(counted > 0)
+    rule = (
+        "output with the largest mean of output_y over the masked time points = that of "
+        "target (a tie of k outputs scores 1/k)"
+    )
+    per_condition.attrs = result_attrs(
+        "1",
+        "evaluation accuracy per condition",
+        f"1 if the {rule}, else 0; NaN without a masked time point or a unique target",
+    )
+    overall.attrs = result_attrs(
+        "1",
+        "evaluation accuracy",
+        f"mean over the conditions of eval_accuracy_condition (NaN skipped): {rule}",
+    )
+    return xr.Dataset({"eval_accuracy": overall, "eval_accuracy_condition": per_condition})
+
+
+def trials_to_accuracy(
+    accuracy: xr.DataArray, level: float = 0.9, dim: str | None = None
+) -> xr.DataArray:
+    r"""Trials needed for the accuracy to reach ``level``.
+
+    .. math:: k^\ast = \min\{\, k_i : A(k_i) \ge a \,\}
+
+    (NaN if it never does), on the evaluation grid.
+
+    Parameters
+    ----------
+    accuracy : DataArray
+        Accuracy curve(s), e.g. ``ds.eval_accuracy``; any dims besides ``dim`` are kept.
+    level : float
+        Accuracy :math:`a` to reach, in (0, 1].
+    dim : str, optional
+        Learning dimension; default ``"eval_trial"`` if present, else ``"trial"``.  Its
+        coordinate must increase.
+
+    Returns
+    -------
+    DataArray
+        :math:`k^\ast` in trials (units ``"1"``), with the dims of ``accuracy`` minus ``dim``.
+    """
+    dim = _learning_dim(accuracy, dim)
+    if not 0 < level <= 1:
+        raise ValueError(f"level must lie in (0, 1], got {level!r}")
+    values, template = _along_last(accuracy, dim)
+    coord = np.asarray(accuracy[dim].values, dtype=float)
+    if np.any(np.diff(coord) <= 0):
+        raise ValueError(f"the {dim!r} coordinate of {accuracy.name or 'accuracy'} must increase")
+    reached = values >= level
+    result = np.where(reached.any(axis=-1), coord[reached.argmax(axis=-1)], np.nan)
+    attrs = result_attrs(
+        "1",
+        f"trials to {100 * level:g} % accuracy",
+        f"{dim} at which {accuracy.name or 'accuracy'} first reaches >= {level:g}; NaN if never",
+    )
+    return _like(result, template, "trials_to_accuracy", attrs)

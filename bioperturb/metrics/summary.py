@@ -20,7 +20,12 @@ import xarray as xr
 
 from bioperturb.metrics._util import result_attrs
 from bioperturb.metrics.activity import pairwise_correlations, participation_ratio
-from bioperturb.metrics.learning import final_loss, time_to_threshold, trials_to_threshold
+from bioperturb.metrics.learning import (
+    final_loss,
+    time_to_threshold,
+    trials_to_accuracy,
+    trials_to_threshold,
+)
 from bioperturb.metrics.plasticity import (
     MATRICES,
     alignment_summary,
@@ -32,6 +37,7 @@ from bioperturb.metrics.similarity import hidden_similarity
 
 __all__ = [
     "THRESHOLDS",
+    "ACCURACY_LEVEL",
     "summary_statistics",
     "summary_table",
     "comparison_statistics",
@@ -41,6 +47,10 @@ __all__ = [
 
 #: Fractions of the initial evaluation loss at which sample efficiency is reported.
 THRESHOLDS: tuple[float, ...] = (0.3, 0.1, 0.05)
+#: Evaluation accuracy at which sample efficiency is reported (runs with ``eval_accuracy``).
+ACCURACY_LEVEL = 0.9
+#: The statistics of runs with ``eval_accuracy`` (classification tasks).
+_ACCURACY_STATISTICS = ("final_eval_accuracy", f"trials_to_{100 * ACCURACY_LEVEL:g}pct_accuracy")
 
 _ACTIVITY_DIMS = ("condition", "time", "unit")
 
@@ -74,6 +84,9 @@ def summary_statistics(ds: xr.Dataset, thresholds: Sequence[float] = THRESHOLDS)
       evaluation (:func:`~bioperturb.metrics.final_loss`);
     * ``trials_to_<p>pct``: :func:`~bioperturb.metrics.trials_to_threshold` of
       ``eval_loss`` for each fraction in ``thresholds``;
+    * ``final_eval_accuracy`` (last non-NaN ``eval_accuracy``) and
+      ``trials_to_90pct_accuracy`` (:func:`~bioperturb.metrics.trials_to_accuracy` at
+      :data:`ACCURACY_LEVEL`), if the run has ``eval_accuracy`` (classification tasks);
     * ``participation_ratio``, ``mean_abs_correlation`` (mean of :math:`|r_{ij}|` over
       pairs), ``activity_mean``, ``activity_std`` (over condition × time × unit, 1/n):
       hidden ``activity`` at the last evaluation;
@@ -121,6 +134,21 @@ def summary_statistics(ds: xr.Dataset, thresholds: Sequence[float] = THRESHOLDS)
                 f"first evaluation with eval_loss <= {fraction:g} x its initial value; NaN if "
                 "never",
             )
+    if "eval_accuracy" in ds:
+        acc = ds["eval_accuracy"]
+        final, trials = _ACCURACY_STATISTICS
+        out[final] = _with(
+            final_loss(acc, "eval_trial"),
+            "1",
+            "final evaluation accuracy",
+            "last non-NaN eval_accuracy (fraction of evaluation conditions answered right)",
+        )
+        out[trials] = _with(
+            trials_to_accuracy(acc, ACCURACY_LEVEL, "eval_trial"),
+            "1",
+            f"training trials to {_percent(ACCURACY_LEVEL)} eval. accuracy",
+            f"first evaluation with eval_accuracy >= {ACCURACY_LEVEL:g}; NaN if never",
+        )
     if "activity" in ds:
         activity = ds["activity"].isel(eval_trial=-1, drop=True)
         last = "last eval."
@@ -219,6 +247,8 @@ def comparison_statistics(
     * ``initial_eval_loss``, ``final_eval_loss``;
     * ``trials_to_<p>pct`` and ``time_to_<p>pct`` (training wall-clock seconds,
       :func:`~bioperturb.metrics.time_to_threshold`) for each fraction of ``thresholds``;
+    * ``final_eval_accuracy`` and ``trials_to_90pct_accuracy``, if the runs have
+      ``eval_accuracy`` (see :func:`summary_statistics`);
     * ``mean_wall_time`` per training trial;
     * ``cka``, ``rsa``: :func:`~bioperturb.metrics.hidden_similarity` of each method's
       hidden activity with the reference method's at the last evaluation (1 for the
@@ -255,6 +285,7 @@ def comparison_statistics(
             f"training wall-clock time before the first evaluation with eval_loss <= "
             f"{fraction:g} x its initial value; NaN if never",
         )
+    out.update({k: summary[k] for k in _ACCURACY_STATISTICS if k in summary})
     out["mean_wall_time"] = summary["mean_wall_time"]
     if "activity" in ds:
         similarity = hidden_similarity(ds, ds.sel({"method": reference}, drop=True))

@@ -64,11 +64,18 @@ class Task:
     Subclasses set ``name``, ``Params`` (a dataclass declared with
     :func:`bioperturb.schema.param`), ``meta`` (description, reference, tags) and
     implement :meth:`trials` and :meth:`eval_trials`.
+
+    ``score`` says how a run on the task is scored besides its loss: ``"accuracy"`` for
+    tasks whose answer is the output channel with the largest mean over the loss-masked
+    steps (the run's Dataset then holds ``eval_accuracy``, see
+    :func:`bioperturb.metrics.accuracy`); ``None`` (the default) for regression tasks,
+    scored by the loss alone.
     """
 
     name: ClassVar[str]
     Params: ClassVar[type]
     meta: ClassVar[dict[str, Any]] = {}
+    score: ClassVar[str | None] = None
 
     def __init__(self, params: Any, dt: float):
         self.params = params

@@ -30,9 +30,12 @@ class DelayedMatchTask(Task):
     ``report = "sample"`` (delayed recall) there is one output per stimulus and the
     target is the sample's channel: memory without the match/non-match XOR.
     Condition label = sample · n_stimuli + test (see :meth:`decode`).
+    Scored by accuracy: the answer is the output with the largest mean over the decision
+    period (over every masked step with ``mask_all_periods``).
     """
 
     name: ClassVar[str] = "delayed_match"
+    score: ClassVar[str | None] = "accuracy"
 
     @dataclass(frozen=True)
     class Params:

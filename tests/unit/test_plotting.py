@@ -13,7 +13,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 
 import bioperturb.accessor  # noqa: E402, F401  (registers ds.bp)
-from bioperturb import plotting  # noqa: E402
+from bioperturb import metrics, plotting  # noqa: E402
+from bioperturb.report import standard_figures  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -253,3 +254,27 @@ def test_a_single_run_takes_its_rules_colour():
         plotting.PALETTE["td_anp"],
         plotting.PALETTE["bptt"],
     ]
+
+
+def test_plot_accuracy_one_line_per_method_over_chance():
+    ds = two_methods()
+    ds = ds.merge(metrics.accuracy(ds))
+    (ax,) = plotting.plot_accuracy(ds).axes
+    chance, td_anp, bptt = ax.get_lines()
+    assert chance.get_linestyle() == "--"
+    np.testing.assert_array_equal(chance.get_ydata(), [0.5, 0.5])  # 1 / 2 outputs
+    assert colours(ax)[1:] == [plotting.PALETTE["td_anp"], plotting.PALETTE["bptt"]]
+    expected = ds["eval_accuracy"].sel({"method": "bptt"})
+    np.testing.assert_array_equal(bptt.get_xdata(), ds["eval_trial"])
+    np.testing.assert_array_equal(bptt.get_ydata(), expected)
+    assert labelled(ax) and ax.get_ylabel() == "evaluation accuracy [1]"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["chance (1/2)", "td_anp", "bptt"]
+    with pytest.raises(ValueError, match="eval_accuracy"):
+        plotting.plot_accuracy(make_run())
+
+
+def test_the_accuracy_figure_is_standard_where_there_is_accuracy():
+    ds = make_run()
+    assert "accuracy" not in dict(standard_figures(ds))
+    assert "accuracy" in dict(standard_figures(ds.merge(metrics.accuracy(ds))))
