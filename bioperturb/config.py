@@ -116,7 +116,9 @@ class ModelConfig:
     sigma: float = param(
         0.05,
         nonnegative=True,
-        doc="noise of the noisy twin: stationary std of h_n − h (linear regime)",
+        doc="noise amplitude: the noisy twin gets σ √(2 dt/τ) ξ per step, so without recurrence "
+        "h_n − h has stationary std σ/√(1 − dt/(2τ)); recurrence amplifies it "
+        "(docs/network.md)",
     )
     nonlinearity: str = param("tanh", choices=("tanh",), doc="rate function φ")
     g: float = param(1.2, nonnegative=True, doc="initial recurrent gain: W ~ N(0, g²/N)")
@@ -127,6 +129,11 @@ class ModelConfig:
     n_outputs: int | None = _n_outputs()
     decorrelate: tuple[str, ...] = _decorrelate()
     decor_lr: float = _decor_lr()
+
+    @property
+    def state_gain(self) -> float:
+        """∂h_t/∂(W x_{t−1}) of the Euler step: dt/τ (NP's estimate is scaled by it)."""
+        return self.dt / self.tau
 
     def check(self) -> None:
         if self.dt > self.tau:
@@ -196,6 +203,11 @@ class LIFConfig:
     frac_exc: float = param(0.8, positive=True, doc="fraction of excitatory neurons (dale)")
     decorrelate: tuple[str, ...] = _decorrelate()
     decor_lr: float = _decor_lr()
+
+    @property
+    def state_gain(self) -> float:
+        """∂h_t/∂(W x)_t: the synaptic current is W r itself, so a weight acts with gain 1."""
+        return 1.0
 
     @property
     def tau(self) -> float:

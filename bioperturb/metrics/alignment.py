@@ -4,7 +4,9 @@ A perturbation rule's update :math:`\Delta W` estimates a descent direction; its
 is the cosine with the negative gradient :math:`-\nabla_W L` given by the BPTT
 reference at the same weights (1: gradient descent, 0: no better than a random
 direction in high dimension, < 0: ascent).  Cosines are reported per weight matrix and
-for all parameters together (the matrices flattened and concatenated), the measure used
+for all parameters together (the matrices flattened and concatenated: meaningful as the
+update's direction only when each matrix's estimate has the gradient's scale, as NP's and
+BPTT's do; TD-ANP's per-layer normalisation gives its matrices unrelated scales), the measure used
 to compare online learning rules for RNNs with BPTT by Marschall, Cho & Savin (2020).
 
 References

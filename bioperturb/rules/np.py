@@ -5,9 +5,12 @@ is the classic score-function estimate (Williams 1992; Fiete & Seung 2006; Werfe
 Seung 2005), with the injected per-step noise increment ξ_{i,t} (variance σ_ξ² =
 σ² · 2 dt/τ) paired with the presynaptic activity of the step it entered::
 
-    p_ij,t = ξ_{i,t−1} x_{j,t−1} / σ_ξ²            g_ij = c/M · Σ_t (L̃_t − L_t) elig_ij,t
+    p_ij,t = κ ξ_{i,t−1} x_{j,t−1} / σ_ξ²          g_ij = c/M · Σ_t (L̃_t − L_t) elig_ij,t
 
-with the eligibility trace elig of :mod:`bioperturb.rules.perturbation`. With ``tau_e = 0``
+with the eligibility trace elig of :mod:`bioperturb.rules.perturbation` and κ =
+∂h_t/∂(W x_{t−1}) the model's ``state_gain`` (dt/τ for the rate network's Euler step, 1 for
+the LIF current h = W r): the noise enters h directly, a weight through κ, so κ makes the
+estimate of every matrix the gradient itself (same scale as the readout's). With ``tau_e = 0``
 only the step right after the noise is credited; a trace of the order of τ (or the whole
 trial, with ``signal = "trial_end"``) credits the later losses that the noise changed, at
 the price of variance. E[ξ ξᵀ]/σ_ξ² = I, so for small σ the expected update is the gradient
@@ -60,5 +63,7 @@ class NodePerturbation(TDANP):
         if group == "hidden":
             from brian2 import Equations
 
-            eqs += Equations("inv_var = 1 / (sigma**2 * 2 * dt / tau + eps_anp) : 1 (shared)")
+            eqs += Equations(
+                "inv_var = state_gain / (sigma**2 * 2 * dt / tau + eps_anp) : 1 (shared)"
+            )
         return eqs
