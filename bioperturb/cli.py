@@ -78,12 +78,25 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     protocol = load_protocol(args.protocol)
     out_dir = Path(args.out) if args.out else Path(protocol.output.dir)
     _check_writable(out_dir)
+    if args.credit:
+        from bioperturb.credit import check_credit
+
+        if args.credit < 2:
+            raise UsageError(f"--credit: needs at least 2 draws, got {args.credit}")
+        if any(k < 1 for k in args.horizons):
+            raise UsageError(f"--horizons: truncations are whole steps >= 1, got {args.horizons}")
+        try:
+            check_credit(protocol)
+        except ValueError as err:
+            raise UsageError(f"--credit: {err}") from None
     ds, path = compare_protocol(
         protocol,
         out_dir=out_dir,
         progress=False if args.quiet else None,
         bptt_optimizer=args.bptt_optimizer,
         bptt_lr=args.bptt_lr,
+        credit_draws=args.credit,
+        horizons=tuple(args.horizons),
     )
     for method in ds["method"].values:
         ev = ds["eval_loss"].sel({"method": method}).values
@@ -92,6 +105,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             final = ds["eval_accuracy"].sel({"method": method}).values[-1]
             accuracy = f", accuracy {100 * final:.3g} %"
         print(f"{method}: eval loss {ev[0]:.4g} -> {ev[-1]:.4g}{accuracy}")
+    if "credit_cosine" in ds:
+        cos = ds["credit_cosine"].sel(matrix="W_rec")
+        pairs = ", ".join(
+            f"BPTT({int(k)}) {float(c):.2f}" for k, c in zip(cos.horizon, cos, strict=True)
+        )
+        print(f"credit (W_rec, cosine of the mean update with): {pairs}")
     print(f"wrote {path}")
     return 0
 
@@ -174,6 +193,23 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--quiet", action="store_true", help="no progress bar")
     cmp.add_argument("--bptt-optimizer", choices=("sgd", "adam"), help="default: as the rule's")
     cmp.add_argument("--bptt-lr", type=float, help="default: the protocol's training.lr")
+    cmp.add_argument(
+        "--credit",
+        type=int,
+        default=0,
+        metavar="DRAWS",
+        help="also measure which gradient the rule follows: cosine of its mean update over "
+        "DRAWS trials at the initial weights with truncated and full BPTT "
+        "(docs/temporal-credit.md)",
+    )
+    cmp.add_argument(
+        "--horizons",
+        type=int,
+        nargs="+",
+        default=[1, 10],
+        metavar="K",
+        help="BPTT truncations (steps) for --credit besides the full gradient (default: 1 10)",
+    )
     cmp.set_defaults(func=_cmd_compare)
     swp = sub.add_parser(
         "sweep", help="run a base protocol over a grid of overrides on dask (resumable)"

@@ -247,6 +247,8 @@ def compare_protocol(
     progress: bool | None = None,
     bptt_optimizer: str | None = None,
     bptt_lr: float | None = None,
+    credit_draws: int = 0,
+    horizons: tuple[int, ...] = (1, 10),
 ):
     """Train the protocol's rule and the BPTT reference; write ``<name>_compare.nc``.
 
@@ -255,11 +257,18 @@ def compare_protocol(
     BPTT of the LIF network itself) and its path. With ``output.figures`` also
     ``<name>_compare_trials.png``, ``<name>_compare_time.png`` (learning curves against
     trials and wall time) and, for a task scored by accuracy,
-    ``<name>_compare_accuracy.png``.
+    ``<name>_compare_accuracy.png``. ``credit_draws`` > 0 adds the rule's credit
+    diagnostics at the initial weights (:func:`bioperturb.credit.credit_diagnostics` with
+    that many draws and BPTT truncated at ``horizons``): ``credit_cosine`` and the rest.
     """
     from pathlib import Path
 
     from bioperturb.dataset import write_dataset
+
+    if credit_draws:
+        from bioperturb.credit import check_credit, credit_diagnostics
+
+        check_credit(protocol)  # before any training
 
     out = Path(out_dir if out_dir is not None else protocol.output.dir)
     trainer = Trainer(protocol)
@@ -271,6 +280,10 @@ def compare_protocol(
     if protocol.model.kind == "lif" and protocol.model.synapse == "current":
         runs["bptt_surrogate"] = surrogate_dataset(trainer, optimizer=bptt_optimizer, lr=bptt_lr)
     ds = combine_methods(runs)
+    if credit_draws:
+        credit = credit_diagnostics(protocol, n_draws=credit_draws, horizons=horizons)
+        ds = ds.merge(credit, combine_attrs="override")
+        ds.attrs.update(credit.attrs)
     path = write_dataset(ds, out / f"{protocol.name}_compare.nc")
     if protocol.output.figures:
         from bioperturb.plotting import plot_accuracy, plot_learning_curves, save_figure

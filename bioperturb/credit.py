@@ -35,12 +35,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["credit_diagnostics", "delta_statistics", "CREDIT_MATRICES"]
+__all__ = ["credit_diagnostics", "check_credit", "delta_statistics", "CREDIT_MATRICES"]
 
 CREDIT_MATRICES = ("W_in", "W_rec", "W_out", "all")
 
 
-def _check(protocol: Any) -> None:
+def check_credit(protocol: Any) -> None:
+    """Raise ValueError ("<file>: <key>: reason") if the diagnostics cannot run on ``protocol``."""
     where = protocol.source
     if protocol.model.kind != "rate":
         raise ValueError(
@@ -134,7 +135,7 @@ def credit_diagnostics(
     from bioperturb.reference import truncated_gradient_per_trial
     from bioperturb.training import Trainer
 
-    _check(protocol)
+    check_credit(protocol)
     if n_draws < 2:
         raise ValueError(f"n_draws must be at least 2 (two halves), got {n_draws}")
     frozen = protocol.replace(
@@ -172,7 +173,11 @@ def credit_diagnostics(
             _cosines({m: s[i] for m, s in samples.items()}, {m: g[i] for m, g in grads.items()})
             for i in range(n_draws)
         ]
-        cos_single.append(np.nanmean(np.array(single), axis=0))
+        single = np.array(single)  # NaN where a matrix is not plastic
+        n_ok = np.isfinite(single).sum(axis=0)
+        cos_single.append(
+            np.where(n_ok > 0, np.nansum(single, axis=0) / np.maximum(n_ok, 1), np.nan)
+        )
     pr, rms = delta_statistics(
         w0, tt.inputs, dt=model.dt, tau=model.tau, sigma=model.sigma, b=b, seed=protocol.seed
     )

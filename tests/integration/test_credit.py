@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from bioperturb.credit import credit_diagnostics, delta_statistics
 from bioperturb.reference import (
@@ -142,3 +143,36 @@ def test_credit_diagnostics_refuse_what_they_cannot_measure(protocol_factory):
         credit_diagnostics(protocol_factory(rule__name="none"))
     with pytest.raises(ValueError, match="n_draws"):
         credit_diagnostics(protocol_factory(), n_draws=1)
+
+
+def test_compare_credit_adds_the_diagnostics_to_the_compare_file(tmp_path, capsys):
+    from bioperturb.cli import main
+    from tests.conftest import tiny_toml
+
+    protocol = tmp_path / "tiny.toml"
+    protocol.write_text(tiny_toml(output__figures=False))
+    out = tmp_path / "out"
+    args = ["compare", str(protocol), "--out", str(out), "--quiet"]
+    assert main([*args, "--credit", "6", "--horizons", "2"]) == 0
+    assert "BPTT(2)" in capsys.readouterr().out
+    with xr.open_dataset(out / "tiny_compare.nc") as ds:
+        assert list(ds["horizon"].values) == [2, 40]  # a 40 ms trial of 1 ms steps
+        assert ds["credit_cosine"].dims == ("horizon", "matrix")
+        assert ds["credit_pr"].sizes["credit_time"] == 40
+        assert ds.attrs["credit_n_draws"] == 6
+        assert list(ds["method"].values) == ["td_anp", "bptt"]
+
+
+def test_compare_credit_refuses_before_any_work(tmp_path, capsys):
+    from bioperturb.cli import main
+    from tests.conftest import tiny_toml
+
+    protocol = tmp_path / "tiny.toml"
+    protocol.write_text(tiny_toml(rule__name="none"))
+    args = ["compare", str(protocol), "--out", str(tmp_path / "out")]
+    assert main([*args, "--credit", "10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--credit" in err[0] and "rule.name" in err[0]
+    assert main([*args, "--credit", "1"]) == 2
+    assert main([*args, "--credit", "5", "--horizons", "0"]) == 2
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,306 @@
+"""Temporal credit: which rule learns which memory task, beside BPTT, and which gradient it follows.
+
+For every memory task (a shipped protocol) and every rule variant (the protocol with its
+``[rule]`` table replaced), trains the rule and the BPTT reference from the same initial
+weights on the same trials, for several seeds, and reports per (task, rule):
+
+* the final noise-free evaluation accuracy (mean ± sd over seeds),
+* the training trials to 90 % of BPTT's final accuracy of the same seed (mean over the
+  seeds that reach it; ``n/k`` says how many did),
+* the final evaluation loss;
+
+and, at the initial weights of the first seed (``bioperturb.credit``), the cosine of each
+rule's mean update over ``--draws`` trials with BPTT truncated at 1 step (the
+instantaneous gradient) and with the full BPTT gradient, for W_rec.
+
+Usage::
+
+    python benchmarks/temporal_credit.py [--seeds 1 2 3] [--tasks recall dnms]
+        [--rules td_anp np_trace ...] [--trials N] [--workers 2] [--draws 300]
+        [--out benchmarks/results] [--quick]
+
+Writes ``<out>/temporal_credit.md`` (tables), ``temporal_credit.nc`` (all curves) and
+``temporal_credit.png`` (accuracy over training, mean over seeds). ``--quick`` runs a
+seconds-long smoke version (tiny network, few trials) for CI. Runs are independent
+processes (``--workers``); state the machine's load with any figure quoted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+HERE = Path(__file__).resolve().parent
+PROTOCOLS = HERE.parent / "protocols"
+
+#: task label -> shipped protocol that defines the task, network and training schedule
+TASKS = {
+    "recall": PROTOCOLS / "recall_np_trace_rate.toml",
+    "dnms": PROTOCOLS / "dnms_np_trace_rate.toml",
+}
+_WHOLE = "1000 s"  # a trace longer than any trial: λ = 1 − dt/τ_e ≈ 1
+#: rule label -> the [rule] table that replaces the protocol's
+RULES: dict[str, dict[str, Any]] = {
+    "td_anp": {"name": "td_anp"},
+    "td_anp_trace": {"name": "td_anp", "tau_e": _WHOLE, "tau_e_out": "0 s"},
+    "np": {"name": "np"},
+    "np_trace": {"name": "np", "tau_e": _WHOLE, "tau_e_out": "0 s"},
+    "np_trace_trial_end": {"name": "np", "tau_e": _WHOLE, "signal": "trial_end"},
+    "readout_only": {"name": "np", "tau_e": _WHOLE, "tau_e_out": "0 s", "train": ["W_out"]},
+}
+_CONTROL = {"name": "none"}  # forward passes only: the BPTT reference's template run
+WHAT = {
+    "td_anp": "TD-ANP as published (τ_e = 0, dense signal)",
+    "td_anp_trace": "TD-ANP, whole-trial trace (readout τ_e = 0)",
+    "np": "NP, no trace",
+    "np_trace": "NP, whole-trial trace, dense signal (readout τ_e = 0)",
+    "np_trace_trial_end": "NP, whole-trial trace, one signal at trial end (REINFORCE)",
+    "readout_only": "control: only W_out plastic (NP readout, no memory learned)",
+}
+LEVEL = 0.9
+
+
+def make_protocol(task: str, rule: str | None, seed: int, quick: bool, trials: int | None):
+    """The task's protocol with ``rule``'s table (None: keep it), ``seed`` and options."""
+    import tomllib
+
+    from bioperturb.config import protocol_from_mapping
+
+    path = TASKS[task]
+    data = tomllib.loads(path.read_text())
+    if rule is not None:
+        data["rule"] = copy.deepcopy(_CONTROL if rule == "none" else RULES[rule])
+    data["seed"] = seed
+    data["name"] = f"{task}_{rule or 'bptt'}_{seed}"
+    data["output"] = {
+        **data.get("output", {}),
+        "figures": False,
+        "progress": False,
+        "alignment": False,
+    }
+    if quick:
+        data["model"].update(n_hidden=12)
+        data["training"].update(n_trials=20, eval_every=10, engine="runtime", codegen="numpy")
+    if trials is not None:
+        data["training"]["n_trials"] = trials
+    return protocol_from_mapping(data, str(path), path.parent)
+
+
+def _curves(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    return {
+        "eval_trial": ds["eval_trial"].values,
+        "accuracy": ds["eval_accuracy"].values,
+        "eval_loss": ds["eval_loss"].values,
+    }
+
+
+def run_rule(task: str, rule: str, seed: int, quick: bool, trials: int | None) -> dict:
+    """Train one rule; with ``rule == "bptt"`` the reference on the same trials."""
+    from bioperturb.training import Trainer
+
+    tic = time.perf_counter()
+    if rule == "bptt":
+        from bioperturb.compare import reference_dataset
+
+        # the reference takes its trials, initial weights and Dataset layout from a
+        # trainer that has run: the no-plasticity control (forward passes only) supplies it
+        trainer = Trainer(make_protocol(task, "none", seed, quick, trials))
+        trainer.run(progress=False)
+        lr = make_protocol(task, None, seed, quick, trials).training.lr
+        ds = reference_dataset(trainer, lr=lr)
+    else:
+        ds = Trainer(make_protocol(task, rule, seed, quick, trials)).run(progress=False)
+    out = _curves(ds)
+    out.update(task=task, rule=rule, seed=seed, wall=time.perf_counter() - tic)
+    out["status"] = ds.attrs.get("status", "completed")
+    return out
+
+
+def run_credit(task: str, rule: str, quick: bool, draws: int) -> dict:
+    """Cosines of the rule's mean update with BPTT(1) and full BPTT at the initial weights."""
+    from bioperturb.credit import credit_diagnostics
+
+    p = make_protocol(task, rule, 1, quick, None)
+    ds = credit_diagnostics(p, n_draws=draws, horizons=(1,))
+    cos = ds["credit_cosine"].sel(matrix="W_rec")
+    plastic = "W_rec" in p.rule.train
+    return {
+        "task": task,
+        "rule": rule,
+        "instantaneous": float(cos.isel(horizon=0)) if plastic else np.nan,
+        "full": float(cos.isel(horizon=-1)) if plastic else np.nan,
+        "halves": float(ds["credit_cosine_halves"].sel(matrix="W_rec")) if plastic else np.nan,
+        "pr": float(np.nanmean(ds["credit_pr"].values)),
+    }
+
+
+def to_dataset(results: list[dict]) -> xr.Dataset:
+    tasks = sorted({r["task"] for r in results}, key=list(TASKS).index)
+    rules = list(dict.fromkeys(r["rule"] for r in results))
+    seeds = sorted({r["seed"] for r in results})
+    evals = results[0]["eval_trial"]
+    shape = (len(tasks), len(rules), len(seeds), len(evals))
+    acc, loss = np.full(shape, np.nan), np.full(shape, np.nan)
+    for r in results:
+        i = (tasks.index(r["task"]), rules.index(r["rule"]), seeds.index(r["seed"]))
+        n = len(r["accuracy"])
+        acc[i][:n], loss[i][:n] = r["accuracy"], r["eval_loss"]
+    dims = ("task", "rule", "seed", "eval_trial")
+    coords = {"task": tasks, "rule": rules, "seed": seeds, "eval_trial": evals}
+    return xr.Dataset(
+        {
+            "eval_accuracy": (dims, acc, {"units": "1"}),
+            "eval_loss": (dims, loss, {"units": "1"}),
+        },
+        coords=coords,
+    )
+
+
+def tables(ds: xr.Dataset, credit: list[dict], header: str) -> str:
+    from bioperturb.metrics import trials_to_accuracy
+
+    lines = [header, ""]
+    for task in ds["task"].values:
+        sub = ds.sel(task=task)
+        bptt_final = sub["eval_accuracy"].sel(rule="bptt").isel(eval_trial=-1)
+        lines += [
+            f"### {task} ({TASKS[task].name})",
+            "",
+            f"| rule | what | final accuracy | trials to {LEVEL:.0%} of BPTT's | final eval loss |",
+            "|---|---|---|---|---|",
+        ]
+        for rule in sub["rule"].values:
+            acc = sub["eval_accuracy"].sel(rule=rule)
+            final = acc.isel(eval_trial=-1)
+            reach = [
+                float(
+                    trials_to_accuracy(acc.sel(seed=s), level=LEVEL * float(bptt_final.sel(seed=s)))
+                )
+                for s in sub["seed"].values
+            ]
+            hit = [k for k in reach if np.isfinite(k)]
+            to = f"{np.mean(hit):.0f} ({len(hit)}/{len(reach)})" if hit else f"— (0/{len(reach)})"
+            loss = sub["eval_loss"].sel(rule=rule).isel(eval_trial=-1)
+            lines.append(
+                f"| `{rule}` | {WHAT.get(rule, 'BPTT reference (JAX), same start and trials')} | "
+                f"{float(final.mean()):.2f} ± {float(final.std()):.2f} | {to} | "
+                f"{float(loss.mean()):.3g} |"
+            )
+        lines.append("")
+    if credit:
+        lines += [
+            "### Which gradient each rule follows (W_rec, initial weights, seed 1)",
+            "",
+            "Cosine of the rule's mean update over the draws with BPTT truncated at one step "
+            "(instantaneous) and with full BPTT; `halves`: cosine between the mean updates "
+            "of the two halves of the draws (≈ 1: the mean is pinned down); PR: mean "
+            "participation ratio of P_t = E[δδᵀ/‖δ‖²].",
+            "",
+            "| task | rule | cos instantaneous | cos full BPTT | halves | PR |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in credit:
+            lines.append(
+                f"| {c['task']} | `{c['rule']}` | {c['instantaneous']:.2f} | {c['full']:.2f} | "
+                f"{c['halves']:.2f} | {c['pr']:.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def figure(ds: xr.Dataset, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bioperturb.plotting import method_color
+
+    tasks = ds["task"].values
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        sub = ds["eval_accuracy"].sel(task=task)
+        for rule in sub["rule"].values:
+            curve = sub.sel(rule=rule)
+            x = curve["eval_trial"].values
+            mean, sd = curve.mean("seed").values, curve.std("seed").values
+            color = method_color(str(rule))
+            ax.plot(x, mean, label=str(rule), color=color, lw=2 if rule == "bptt" else 1.2)
+            ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.12, lw=0)
+        n_out = {"recall": 4, "dnms": 2}.get(str(task), None)
+        if n_out:
+            ax.axhline(1 / n_out, color="0.5", ls="--", lw=1, label="chance")
+        ax.set(
+            title=str(task), xlabel="training trials", ylabel="evaluation accuracy", ylim=(0, 1.05)
+        )
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    ap.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    ap.add_argument("--trials", type=int, default=None, help="training trials (default: protocol)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--draws", type=int, default=300, help="draws per credit diagnostic (0: skip)")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--quick", action="store_true", help="seconds-long smoke version (CI)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds, args.draws = args.seeds[:1], min(args.draws, 20)
+    jobs = [
+        (task, rule, seed)
+        for task in args.tasks
+        for seed in args.seeds
+        for rule in ["bptt", *args.rules]
+    ]
+    tic = time.perf_counter()
+    credit_jobs = [(t, r) for t in args.tasks for r in args.rules if args.draws > 0]
+    if args.workers == 1:  # in this process (the CI smoke test)
+        results = [run_rule(*job, args.quick, args.trials) for job in jobs]
+        credit = [run_credit(*job, args.quick, args.draws) for job in credit_jobs]
+    else:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # Brian2 and JAX in fresh processes
+        with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
+            futures = [pool.submit(run_rule, *job, args.quick, args.trials) for job in jobs]
+            credit_futures = [
+                pool.submit(run_credit, *job, args.quick, args.draws) for job in credit_jobs
+            ]
+            results = []
+            for job, fut in zip(jobs, futures, strict=True):
+                results.append(fut.result())
+                print(f"done {job}: final accuracy {results[-1]['accuracy'][-1]:.2f}", flush=True)
+            credit = [f.result() for f in credit_futures]
+    ds = to_dataset(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(args.out / "temporal_credit.nc")
+    figure(ds, args.out / "temporal_credit.png")
+    header = (
+        f"## Temporal credit: rule x memory task, beside BPTT\n\n"
+        f"`python benchmarks/temporal_credit.py --seeds {' '.join(map(str, args.seeds))}"
+        f"{' --quick' if args.quick else ''}` ({args.workers} worker processes, "
+        f"{(time.perf_counter() - tic) / 60:.1f} min). Training trials per run: "
+        f"{', '.join(f'{t}: {int(ds.eval_trial[-1])}' for t in args.tasks)}; "
+        f"seeds {args.seeds}; accuracy = argmax of the mean output over the decision period."
+    )
+    text = tables(ds, credit, header)
+    (args.out / "temporal_credit.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
