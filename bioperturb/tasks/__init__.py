@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from bioperturb.tasks.base import Task, Trials
 from bioperturb.tasks.delayed_match import DelayedMatchTask
+from bioperturb.tasks.flip_flop import FlipFlopTask
 from bioperturb.tasks.pattern import PatternTask
 
 __all__ = ["Task", "Trials", "TASKS", "get_task"]
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (PatternTask, DelayedMatchTask)}
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls
+    for cls in (
+        PatternTask,
+        DelayedMatchTask,
+        FlipFlopTask,
+    )
+}
 
 
 def get_task(name: str) -> type[Task]:
