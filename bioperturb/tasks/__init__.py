@@ -6,6 +6,7 @@ from bioperturb.tasks.base import Task, Trials
 from bioperturb.tasks.delayed_match import DelayedMatchTask
 from bioperturb.tasks.flip_flop import FlipFlopTask
 from bioperturb.tasks.pattern import PatternTask
+from bioperturb.tasks.perceptual_decision import PerceptualDecisionTask
 
 __all__ = ["Task", "Trials", "TASKS", "get_task"]
 
@@ -15,6 +16,7 @@ TASKS: dict[str, type[Task]] = {
         PatternTask,
         DelayedMatchTask,
         FlipFlopTask,
+        PerceptualDecisionTask,
     )
 }
 

@@ -1,11 +1,15 @@
-"""Unit tests of the flip-flop task (numpy only)."""
+"""Unit tests of the flip-flop and perceptual decision tasks (numpy only)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
-from bioperturb.tasks import FlipFlopTask
+from bioperturb.tasks import (
+    FlipFlopTask,
+    PerceptualDecisionTask,
+)
 from tests.unit.test_tasks import assert_well_formed
 
 DT = 1e-3
@@ -14,6 +18,7 @@ EPS = np.finfo(float).eps
 #: small but complete versions of each task
 SMALL = {
     FlipFlopTask: {"duration": 0.3, "pulse_rate": 10.0, "n_eval": 5},
+    PerceptualDecisionTask: {"stimulus_duration": 0.2, "coherences": (0.1, 0.5)},
 }
 
 #: tasks whose trials are random sequences: training trials have condition −1
@@ -70,7 +75,7 @@ def test_condition_labels_of_sequence_tasks(rng, cls):
     assert np.array_equal(ev.conditions, np.arange(ev.n_trials))
 
 
-@pytest.mark.parametrize("cls", [FlipFlopTask])
+@pytest.mark.parametrize("cls", [FlipFlopTask, PerceptualDecisionTask])
 def test_eval_seed_changes_only_the_eval_set(cls):
     a, b = make(cls), make(cls, eval_seed=1)
     assert not np.array_equal(a.eval_trials().inputs, b.eval_trials().inputs)
@@ -147,3 +152,85 @@ def test_flip_flop_rate_limits(rng):
 def test_flip_flop_bad_params_name_the_key(overrides, key):
     with pytest.raises(ValueError, match=f"^{key}: "):
         make(FlipFlopTask, **overrides)
+
+
+# --------------------------------------------------------------------------- perceptual decision
+
+
+def test_decision_periods_inputs_and_targets(rng):
+    task = make(PerceptualDecisionTask, delay_duration=0.05, input_noise=0.0)
+    trials = task.trials(rng, 40)
+    per = trials.periods
+    assert list(per) == ["fixation", "stimulus", "delay", "decision"]
+    assert [b - a for a, b in per.values()] == [100, 200, 50, 100]
+    level, side = task.decode(trials.conditions)
+    coherence = np.array([0.1, 0.5])[level]
+    stim = trials.inputs[:, slice(*per["stimulus"])]
+    trial = np.arange(40)
+    for channel, mean in ((1 + side, (1 + coherence) / 2), (2 - side, (1 - coherence) / 2)):
+        shown = stim[trial, :, channel]
+        np.testing.assert_allclose(shown, np.broadcast_to(mean[:, None], shown.shape), rtol=EPS)
+    assert np.all(stim[..., 0] == 1)
+    decision = slice(*per["decision"])
+    assert np.all(trials.inputs[:, : per["decision"][0], 0] == 1)
+    assert np.all(trials.inputs[:, decision] == 0)
+    for name in ("fixation", "delay"):
+        assert np.all(trials.inputs[:, slice(*per[name]), 1:] == 0)
+    np.testing.assert_array_equal(trials.targets[trial, decision.start, side], 1.0)
+    assert trials.targets.sum() == 40 * 100  # one 1 per decision step, 0 elsewhere
+    np.testing.assert_array_equal(trials.mask.sum(axis=1), 100)
+    np.testing.assert_array_equal(trials.mask[:, decision], 1)
+
+
+def test_decision_noise_only_in_the_stimulus(rng):
+    task = make(PerceptualDecisionTask, input_noise=0.7)
+    clean = make(PerceptualDecisionTask, input_noise=0.0)
+    trials = task.trials(np.random.default_rng(3), 200)
+    residual = trials.inputs - clean.trials(np.random.default_rng(3), 200).inputs
+    stimulus = slice(*trials.periods["stimulus"])
+    assert np.all(np.delete(residual, np.arange(task.n_steps)[stimulus], axis=1) == 0)
+    assert np.all(residual[:, stimulus, 0] == 0)
+    noise = residual[:, stimulus, 1:]
+    # std of a sample std is ~ sigma / sqrt(2N); 5 standard deviations
+    np.testing.assert_allclose(noise.std(), 0.7, rtol=5 / np.sqrt(2 * noise.size))
+    assert abs(noise.mean()) < 5 * 0.7 / np.sqrt(noise.size)
+
+
+def test_decision_ideal_observer_accuracy(rng):
+    """Summed evidence difference: right with probability Φ(c √(N/2) / σ)."""
+    c, sigma = 0.1, 1.0
+    task = make(PerceptualDecisionTask, coherences=(c,), input_noise=sigma)
+    trials = task.trials(rng, 4000)
+    _, side = task.decode(trials.conditions)
+    stim = trials.inputs[:, slice(*trials.periods["stimulus"])]
+    evidence = stim[..., 1].sum(axis=1) - stim[..., 2].sum(axis=1)
+    correct = np.mean(np.where(evidence > 0, 0, 1) == side)
+    expected = norm.cdf(c * np.sqrt(200 / 2) / sigma)
+    # binomial fraction: 5 standard deviations
+    assert abs(correct - expected) < 5 * np.sqrt(expected * (1 - expected) / 4000)
+
+
+def test_decision_eval_set_is_noisy_and_in_condition_order():
+    task = make(PerceptualDecisionTask, n_eval_per_condition=3)
+    ev = task.eval_trials()
+    assert np.array_equal(ev.conditions, np.repeat(np.arange(4), 3))
+    level, side = task.decode(ev.conditions)
+    assert np.array_equal(level, [0] * 6 + [1] * 6) and np.array_equal(side, [0, 0, 0, 1, 1, 1] * 2)
+    assert not np.array_equal(ev.inputs[0], ev.inputs[1])  # repeats differ by their noise
+    decision = ev.periods["decision"][0]
+    np.testing.assert_array_equal(ev.targets[np.arange(12), decision, side], 1.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"coherences": ()}, "coherences"),
+        ({"coherences": (0.2, 0.0)}, "coherences"),
+        ({"coherences": (1.5,)}, "coherences"),
+        ({"stimulus_duration": 0.2005}, "stimulus_duration"),
+        ({"delay_duration": 0.0005}, "delay_duration"),
+    ],
+)
+def test_decision_bad_params_name_the_key(overrides, key):
+    with pytest.raises(ValueError, match=f"^{key}: "):
+        make(PerceptualDecisionTask, **overrides)
