@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bioperturb.tasks.base import Task, Trials
+from bioperturb.tasks.copy import CopyTask
 from bioperturb.tasks.delayed_match import DelayedMatchTask
 from bioperturb.tasks.flip_flop import FlipFlopTask
 from bioperturb.tasks.pattern import PatternTask
@@ -16,6 +17,7 @@ TASKS: dict[str, type[Task]] = {
         PatternTask,
         DelayedMatchTask,
         FlipFlopTask,
+        CopyTask,
         PerceptualDecisionTask,
     )
 }

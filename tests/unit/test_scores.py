@@ -1,5 +1,5 @@
 """Sequence accuracy and NRMSE against hand-made answers and brute-force loops, and how
-the statistics tables report them.
+``score_dataset`` and the statistics tables use them.
 
 Sequence-accuracy scores are ratios of small integers, compared to a few ulp of float64;
 NRMSE values are square roots of sums of a few dozen float64 squares (a few ulp each).
@@ -12,6 +12,8 @@ import pytest
 import xarray as xr
 
 from bioperturb import metrics
+from bioperturb.tasks import CopyTask
+from bioperturb.training import score_dataset
 from tests.unit.test_accuracy import run
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -173,7 +175,36 @@ def test_nrmse_padding_method_dim_and_constant_target():
         metrics.nrmse(flat.assign(eval_mask=0.0 * flat["eval_mask"]))
 
 
-# --------------------------------------------------------------------------- tables
+# --------------------------------------------------------------------------- score_dataset
+
+
+def recorded(task, every: int) -> xr.Dataset:
+    """A perfect run of ``task``'s evaluation set recorded at every ``every``-th step (the
+    last step of each window, as the Trainer records)."""
+    ev = task.eval_trials()
+    steps = np.arange(every - 1, task.n_steps, every)
+    y = ev.targets[None, :, steps]
+    ds = run(y, ev.targets[:, steps], ev.mask[:, steps])
+    return ds.assign_coords(time=steps * task.dt)
+
+
+def test_score_dataset_marks_the_copy_slots_and_scores_them():
+    task = CopyTask(CopyTask.Params(length=3, symbol_duration=0.004, delay_duration=0.002), 1e-3)
+    ds = recorded(task, every=2)
+    scored = score_dataset(ds, task)
+    steps = np.rint(scored["time"].values / 1e-3).astype(int)
+    expected = np.full(steps.size, -1)
+    for k, (start, stop) in enumerate(task.slots):
+        expected[(steps >= start) & (steps < stop)] = k
+    np.testing.assert_array_equal(scored["time_slot"], expected)
+    assert np.array_equal(np.unique(expected), [-1, 0, 1, 2])
+    np.testing.assert_array_equal(scored["eval_sequence_accuracy"], [1.0])
+    xr.testing.assert_identical(
+        scored[["eval_sequence_accuracy", "eval_sequence_accuracy_slot"]],
+        metrics.sequence_accuracy(scored)[
+            ["eval_sequence_accuracy", "eval_sequence_accuracy_slot"]
+        ],
+    )
 
 
 def test_tables_report_final_sequence_accuracy_and_nrmse():

@@ -1,4 +1,4 @@
-"""Unit tests of the flip-flop and perceptual decision tasks (numpy only)."""
+"""Unit tests of the flip-flop and copy and perceptual decision tasks (numpy only)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import norm
 
 from bioperturb.tasks import (
+    CopyTask,
     FlipFlopTask,
     PerceptualDecisionTask,
 )
@@ -18,11 +19,12 @@ EPS = np.finfo(float).eps
 #: small but complete versions of each task
 SMALL = {
     FlipFlopTask: {"duration": 0.3, "pulse_rate": 10.0, "n_eval": 5},
+    CopyTask: {"length": 3, "n_symbols": 4, "symbol_duration": 0.02, "n_eval": 6},
     PerceptualDecisionTask: {"stimulus_duration": 0.2, "coherences": (0.1, 0.5)},
 }
 
 #: tasks whose trials are random sequences: training trials have condition −1
-SEQUENCE_TASKS = (FlipFlopTask,)
+SEQUENCE_TASKS = (FlipFlopTask, CopyTask)
 
 
 def make(cls, dt: float = DT, **overrides):
@@ -75,7 +77,7 @@ def test_condition_labels_of_sequence_tasks(rng, cls):
     assert np.array_equal(ev.conditions, np.arange(ev.n_trials))
 
 
-@pytest.mark.parametrize("cls", [FlipFlopTask, PerceptualDecisionTask])
+@pytest.mark.parametrize("cls", [FlipFlopTask, CopyTask, PerceptualDecisionTask])
 def test_eval_seed_changes_only_the_eval_set(cls):
     a, b = make(cls), make(cls, eval_seed=1)
     assert not np.array_equal(a.eval_trials().inputs, b.eval_trials().inputs)
@@ -152,6 +154,71 @@ def test_flip_flop_rate_limits(rng):
 def test_flip_flop_bad_params_name_the_key(overrides, key):
     with pytest.raises(ValueError, match=f"^{key}: "):
         make(FlipFlopTask, **overrides)
+
+
+# --------------------------------------------------------------------------- copy
+
+
+def test_copy_periods_in_order():
+    task = make(CopyTask, length=2, symbol_duration=0.02, delay_duration=0.05, go_duration=0.01)
+    assert task.eval_trials().periods == {
+        "present_0": (0, 20),
+        "present_1": (20, 40),
+        "delay": (40, 90),
+        "go": (90, 100),
+        "recall_0": (100, 120),
+        "recall_1": (120, 140),
+    }
+    assert task.slots == [(100, 120), (120, 140)]
+    assert task.n_steps == 140
+    start, stop = make(CopyTask, delay_duration=0.0).eval_trials().periods["delay"]
+    assert start == stop  # no delay: an empty period
+
+
+def test_copy_targets_repeat_the_presented_sequence(rng):
+    task = make(CopyTask, length=4, n_symbols=5)
+    trials = task.trials(rng, 50)
+    per = trials.periods
+    sequences = task.sequences(trials)
+    assert sequences.shape == (50, 4)
+    one_hot = np.eye(5)
+    for i in range(4):
+        shown = trials.inputs[:, slice(*per[f"present_{i}"])]
+        asked = trials.targets[:, slice(*per[f"recall_{i}"])]
+        expected = np.broadcast_to(one_hot[sequences[:, i]][:, None], asked.shape)
+        np.testing.assert_array_equal(asked, expected)
+        np.testing.assert_array_equal(shown[..., :5], expected)
+        assert np.all(shown[..., 5] == 0)
+    go = slice(*per["go"])
+    assert np.all(trials.inputs[:, go, 5] == 1) and np.all(trials.inputs[:, go, :5] == 0)
+    assert np.all(trials.inputs[:, slice(*per["delay"])] == 0)
+    assert np.all(trials.inputs[:, per["recall_0"][0] :] == 0)
+    recall = np.zeros(task.n_steps)
+    recall[per["recall_0"][0] :] = 1.0
+    np.testing.assert_array_equal(trials.mask, np.broadcast_to(recall, trials.mask.shape))
+    assert np.all(trials.targets[:, : per["recall_0"][0]] == 0)
+
+
+def test_copy_symbols_uniform(rng):
+    task = make(CopyTask, length=5, n_symbols=4)
+    symbols = task.sequences(task.trials(rng, 800)).ravel()
+    counts = np.bincount(symbols, minlength=4) / symbols.size
+    # binomial fractions: 5 standard deviations
+    assert np.all(np.abs(counts - 0.25) < 5 * np.sqrt(0.25 * 0.75 / symbols.size))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"n_symbols": 1}, "n_symbols"),
+        ({"symbol_duration": 0.0205}, "symbol_duration"),
+        ({"delay_duration": 0.1005}, "delay_duration"),
+        ({"go_duration": 0.0505}, "go_duration"),
+    ],
+)
+def test_copy_bad_params_name_the_key(overrides, key):
+    with pytest.raises(ValueError, match=f"^{key}: "):
+        make(CopyTask, **overrides)
 
 
 # --------------------------------------------------------------------------- perceptual decision
