@@ -6,6 +6,7 @@ from bioperturb.tasks.base import Task, Trials
 from bioperturb.tasks.copy import CopyTask
 from bioperturb.tasks.delayed_match import DelayedMatchTask
 from bioperturb.tasks.flip_flop import FlipFlopTask
+from bioperturb.tasks.mackey_glass import MackeyGlassTask
 from bioperturb.tasks.pattern import PatternTask
 from bioperturb.tasks.perceptual_decision import PerceptualDecisionTask
 
@@ -18,6 +19,7 @@ TASKS: dict[str, type[Task]] = {
         DelayedMatchTask,
         FlipFlopTask,
         CopyTask,
+        MackeyGlassTask,
         PerceptualDecisionTask,
     )
 }

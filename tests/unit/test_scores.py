@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 from bioperturb import metrics
-from bioperturb.tasks import CopyTask
+from bioperturb.tasks import CopyTask, MackeyGlassTask
 from bioperturb.training import score_dataset
 from tests.unit.test_accuracy import run
 
@@ -205,6 +205,14 @@ def test_score_dataset_marks_the_copy_slots_and_scores_them():
             ["eval_sequence_accuracy", "eval_sequence_accuracy_slot"]
         ],
     )
+
+
+def test_score_dataset_adds_the_nrmse_of_forecasts():
+    params = MackeyGlassTask.Params(duration=0.05, washout_duration=0.01, train_samples=300)
+    task = MackeyGlassTask(params, 1e-3)
+    scored = score_dataset(recorded(task, every=1), task)
+    np.testing.assert_array_equal(scored["eval_nrmse"], [0.0])
+    assert "eval_accuracy" not in scored and "eval_sequence_accuracy" not in scored
 
 
 def test_tables_report_final_sequence_accuracy_and_nrmse():

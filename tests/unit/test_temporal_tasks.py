@@ -1,4 +1,4 @@
-"""Unit tests of the flip-flop and copy and perceptual decision tasks (numpy only)."""
+"""Unit tests of the flip-flop, copy, Mackey–Glass and perceptual decision tasks (numpy only)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,25 @@ from scipy.stats import norm
 from bioperturb.tasks import (
     CopyTask,
     FlipFlopTask,
+    MackeyGlassTask,
     PerceptualDecisionTask,
 )
+from bioperturb.tasks.mackey_glass import mackey_glass_series
 from tests.unit.test_tasks import assert_well_formed
 
 DT = 1e-3
 EPS = np.finfo(float).eps
 
-#: small but complete versions of each task
+#: small but complete versions of each task (Mackey–Glass: a short series)
 SMALL = {
     FlipFlopTask: {"duration": 0.3, "pulse_rate": 10.0, "n_eval": 5},
     CopyTask: {"length": 3, "n_symbols": 4, "symbol_duration": 0.02, "n_eval": 6},
+    MackeyGlassTask: {"duration": 0.1, "washout_duration": 0.02, "train_samples": 800},
     PerceptualDecisionTask: {"stimulus_duration": 0.2, "coherences": (0.1, 0.5)},
 }
 
 #: tasks whose trials are random sequences: training trials have condition −1
-SEQUENCE_TASKS = (FlipFlopTask, CopyTask)
+SEQUENCE_TASKS = (FlipFlopTask, CopyTask, MackeyGlassTask)
 
 
 def make(cls, dt: float = DT, **overrides):
@@ -219,6 +222,112 @@ def test_copy_symbols_uniform(rng):
 def test_copy_bad_params_name_the_key(overrides, key):
     with pytest.raises(ValueError, match=f"^{key}: "):
         make(CopyTask, **overrides)
+
+
+# --------------------------------------------------------------------------- Mackey–Glass
+
+MG = {
+    "sample_step": 1.0,
+    "beta": 0.2,
+    "gamma": 0.1,
+    "exponent": 10.0,
+    "tau_d": 17.0,
+    "initial_value": 1.2,
+    "transient": 0.0,
+}
+
+
+def test_mackey_glass_without_production_decays_exactly():
+    h = 0.01
+    x = mackey_glass_series(51, integration_step=h, **{**MG, "beta": 0.0})
+    expected = 1.2 * np.exp(-0.1 * np.arange(51))
+    # 5000 steps, each one multiplication by a rounded exp(-γh): ~k eps relative
+    np.testing.assert_allclose(x, expected, rtol=10 * 5000 * EPS, atol=0)
+
+
+def test_mackey_glass_matches_a_step_by_step_loop():
+    h, n = 0.1, 150
+    x = mackey_glass_series(n, integration_step=h, **MG)
+    delay, a = 170, np.exp(-0.1 * h)
+    hist = [1.2] * (delay + 1)  # x at times -τ … 0
+
+    def g(v):
+        return 0.2 * v / (1 + v**10)
+
+    for k in range((n - 1) * 10):  # x_{k+1} from x_k and the values τ ago
+        hist.append(a * hist[-1] + h / 2 * (a * g(hist[k]) + g(hist[k + 1])))
+    expected = np.array(hist[delay::10])
+    # the same arithmetic in another order; ~1500 steps of rounding, little amplified in 150 units
+    np.testing.assert_allclose(x, expected, rtol=1e-11, atol=0)
+
+
+def test_mackey_glass_integration_is_second_order():
+    runs = [mackey_glass_series(101, integration_step=h, **MG) for h in (0.05, 0.025, 0.0125)]
+    coarse = np.abs(runs[0] - runs[1]).max()
+    fine = np.abs(runs[1] - runs[2]).max()
+    # differences of successive halvings shrink by 2^2 (1 + O(h)); γh <= 0.005 here
+    assert coarse / fine == pytest.approx(4.0, rel=0.01)
+
+
+def test_mackey_glass_series_is_chaotic_with_the_known_range():
+    task = make(MackeyGlassTask, train_samples=5000)
+    raw = task.series * task.scale + task.offset
+    # the τ = 17 attractor stays within about [0.4, 1.35] and never settles
+    assert 0.35 < raw.min() < 0.5 and 1.25 < raw.max() < 1.4
+    assert raw[-500:].std() > 0.15
+
+
+def test_mackey_glass_normalised_over_the_training_part():
+    task = make(MackeyGlassTask)
+    train = task.series[:800]
+    np.testing.assert_allclose(train.mean(), 0.0, atol=100 * EPS)
+    np.testing.assert_allclose(train.std(), 1.0, rtol=100 * EPS)
+    assert not task.series.flags.writeable
+
+
+def test_mackey_glass_target_is_the_future(rng):
+    horizon = 7
+    task = make(MackeyGlassTask, horizon=horizon)
+    for trials in (task.trials(rng, 5), task.eval_trials()):
+        u, y = trials.inputs[..., 0], trials.targets[..., 0]
+        np.testing.assert_array_equal(y[:, :-horizon], u[:, horizon:])
+        for k in range(trials.n_trials):  # and the window continues the series
+            start = int(np.flatnonzero(task.series == u[k, 0])[0])
+            np.testing.assert_array_equal(y[k], task.series[start + horizon : start + 107])
+
+
+def test_mackey_glass_training_and_evaluation_windows_do_not_overlap(rng):
+    horizon = 15
+    task = make(MackeyGlassTask, horizon=horizon, n_eval=4)
+    span = task.n_steps + horizon
+    assert task.series.size == 800 + 4 * span
+    starts = [
+        int(np.flatnonzero(task.series == u)[0]) for u in task.trials(rng, 300).inputs[:, 0, 0]
+    ]
+    assert min(starts) >= 0 and max(starts) + span <= 800
+    assert max(starts) > 800 - span - 100  # the whole training part is used
+    ev = task.eval_trials()
+    eval_starts = [int(np.flatnonzero(task.series == u)[0]) for u in ev.inputs[:, 0, 0]]
+    assert eval_starts == [800 + j * span for j in range(4)]
+    washout = 20
+    assert ev.periods == {"washout": (0, washout), "forecast": (washout, 100)}
+    assert np.all(ev.mask[:, :washout] == 0) and np.all(ev.mask[:, washout:] == 1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"duration": 0.1005}, "duration"),
+        ({"washout_duration": 0.1}, "washout_duration"),
+        ({"train_samples": 114}, "train_samples"),  # a window spans 100 + 15 samples
+        ({"tau_d": 17.005}, "tau_d"),
+        ({"sample_step": 0.005}, "sample_step"),
+        ({"transient": 10.001}, "transient"),
+    ],
+)
+def test_mackey_glass_bad_params_name_the_key(overrides, key):
+    with pytest.raises(ValueError, match=f"^{key}: "):
+        make(MackeyGlassTask, **overrides)
 
 
 # --------------------------------------------------------------------------- perceptual decision
