@@ -156,10 +156,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     print("tasks:")
     for name, cls in sorted(TASKS.items()):
-        print(f"  {name:16s} {cls.meta.get('description', '')}")
+        print(f"  {name:20s} {cls.meta.get('description', '')}")
     print("rules:")
     for name, cls in sorted(RULES.items()):
-        print(f"  {name:16s} {cls.meta.get('description', '')}")
+        print(f"  {name:20s} {cls.meta.get('description', '')}")
     print("models:")
     for path in sorted(MODELS_DIR.glob("*.toml")):
         first = path.read_text().splitlines()[0].lstrip("# ")

@@ -276,7 +276,9 @@ def compare_report(
     ``compare_bptt.md`` and ``compare_bptt.csv``
     (:func:`bioperturb.metrics.comparison_table`: final loss, trials and training time
     to 30/10/5 % of the initial loss, final accuracy and trials to 90 % accuracy where
-    there is ``eval_accuracy``, CKA and RSA with the reference at the last evaluation).
+    there is ``eval_accuracy``, final sequence accuracy and final NRMSE (lower is better)
+    where there are ``eval_sequence_accuracy`` and ``eval_nrmse``, CKA and RSA with the
+    reference at the last evaluation).
 
     Returns
     -------

@@ -610,15 +610,29 @@ class Trainer:
 def score_dataset(ds: xr.Dataset, task: Task) -> xr.Dataset:
     """``ds`` with the variables of ``task.score``, computed from its own ``output_y``.
 
-    For ``task.score == "accuracy"`` these are ``eval_accuracy`` and
-    ``eval_accuracy_condition`` (:func:`bioperturb.metrics.accuracy`), replacing any that
-    ``ds`` has; for a task scored by its loss alone (``None``) ``ds`` is returned as it is.
+    Replacing any that ``ds`` has: for ``"accuracy"`` ``eval_accuracy`` and
+    ``eval_accuracy_condition`` (:func:`bioperturb.metrics.accuracy`); for ``"sequence"``
+    the coordinate ``time_slot`` (the task's slot of each recorded time point, −1 outside
+    its slots) and ``eval_sequence_accuracy[_condition|_slot]``
+    (:func:`bioperturb.metrics.sequence_accuracy`); for ``"nrmse"`` ``eval_nrmse``
+    (:func:`bioperturb.metrics.nrmse`). For a task scored by its loss alone (``None``)
+    ``ds`` is returned as it is.
     """
-    if task.score != "accuracy":
-        return ds
-    from bioperturb.metrics import accuracy
+    from bioperturb import metrics
 
-    return ds.assign(accuracy(ds).data_vars)
+    if task.score == "accuracy":
+        return ds.assign(metrics.accuracy(ds).data_vars)
+    if task.score == "nrmse":
+        return ds.assign(metrics.nrmse(ds).data_vars)
+    if task.score == "sequence":
+        steps = np.rint(ds["time"].values / task.dt).astype(int)
+        slot = np.full(steps.size, -1)
+        for k, (start, stop) in enumerate(task.slots):
+            slot[(steps >= start) & (steps < stop)] = k
+        attrs = {"units": "1", "long_name": "answer slot of the time point (-1: none)"}
+        ds = ds.assign_coords(time_slot=("time", slot, attrs))
+        return ds.assign(metrics.sequence_accuracy(ds).data_vars)
+    return ds
 
 
 def output_paths(protocol: Protocol, out_dir: str | Path | None = None) -> tuple[Path, Path]:

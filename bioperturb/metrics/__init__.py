@@ -5,7 +5,8 @@ it is and how it was computed.  The equations and citations are in docs/metrics.
 each function's docstring.
 
 - :mod:`~bioperturb.metrics.learning`: sample efficiency (trials to threshold, final and
-  relative loss, loss against wall time), accuracy of classification tasks;
+  relative loss, loss against wall time), accuracy of classification tasks, sequence
+  accuracy and NRMSE;
 - :mod:`~bioperturb.metrics.alignment`: cosine of an update with −∇L;
 - :mod:`~bioperturb.metrics.similarity`: CKA and RSA between two networks;
 - :mod:`~bioperturb.metrics.activity`: dimensionality, correlations, sparseness, PCA;
@@ -27,7 +28,9 @@ from bioperturb.metrics.learning import (
     accuracy,
     final_loss,
     learning_curve_vs_time,
+    nrmse,
     relative_loss,
+    sequence_accuracy,
     time_to_threshold,
     trials_to_accuracy,
     trials_to_threshold,
@@ -66,6 +69,8 @@ __all__ = [
     "relative_loss",
     "learning_curve_vs_time",
     "accuracy",
+    "sequence_accuracy",
+    "nrmse",
     "trials_to_accuracy",
     "cosine",
     "alignment",

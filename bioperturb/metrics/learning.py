@@ -5,7 +5,9 @@ noise-free evaluations, coordinate = number of training trials done) or ``trial`
 clean-pass loss of each training trial), and are vectorised over any other dimensions
 (``method``, ``seed``, sweep parameters): the result keeps them.  :func:`accuracy` scores
 the evaluations of classification tasks (``Task.score == "accuracy"``) from the recorded
-outputs, and :func:`trials_to_accuracy` is its sample efficiency.
+outputs, and :func:`trials_to_accuracy` is its sample efficiency; :func:`sequence_accuracy`
+scores tasks that answer one symbol per slot (``"sequence"``) and :func:`nrmse`
+forecasting tasks (``"nrmse"``).
 
 Sample efficiency is the quantity node-perturbation rules are judged by: their updates
 are unbiased but noisy estimates of the gradient, so they need more trials than gradient
@@ -31,6 +33,8 @@ __all__ = [
     "relative_loss",
     "learning_curve_vs_time",
     "accuracy",
+    "sequence_accuracy",
+    "nrmse",
     "trials_to_accuracy",
 ]
 
@@ -319,6 +323,20 @@ def _credit(response: np.ndarray, answer: np.ndarray) -> np.ndarray:
     return np.where(defined, hits / np.maximum(top.sum(axis=-1), 1), np.nan)
 
 
+def _scored_variables(ds: xr.Dataset, metric: str, extra: tuple[str, ...] = ()) -> xr.DataArray:
+    """The masked recorded time points (``eval_mask`` > 0), after checking that ``ds`` has
+    what ``metric`` reads and that some time point is masked."""
+    missing = [v for v in ("output_y", "target", "eval_mask", *extra) if v not in ds]
+    if missing:
+        raise ValueError(f"{metric} needs {missing} in the Dataset (see docs/data-model.md)")
+    masked = ds["eval_mask"] > 0
+    if not bool(masked.any()):
+        raise ValueError(
+            f"{metric}: eval_mask is 0 at every recorded time point: no response to score"
+        )
+    return masked
+
+
 def accuracy(ds: xr.Dataset) -> xr.Dataset:
     r"""Fraction of the evaluation conditions answered correctly, at every evaluation.
 
@@ -361,15 +379,8 @@ def accuracy(ds: xr.Dataset) -> xr.Dataset:
     ValueError
         If a variable is missing or ``eval_mask`` has no masked time point at all.
     """
-    missing = [v for v in ("output_y", "target", "eval_mask") if v not in ds]
-    if missing:
-        raise ValueError(f"accuracy needs {missing} in the Dataset (see docs/data-model.md)")
-    masked = ds["eval_mask"] > 0
+    masked = _scored_variables(ds, "accuracy")
     n_masked = masked.sum("time")
-    if not bool((n_masked > 0).any()):
-        raise ValueError(
-            "accuracy: eval_mask is 0 at every recorded time point: no response to score"
-        )
     response = _masked_mean(ds["output_y"], masked, n_masked)
     answer = _masked_mean(ds["target"], masked, n_masked)
     per_condition = xr.apply_ufunc(
@@ -394,6 +405,150 @@ def accuracy(ds: xr.Dataset) -> xr.Dataset:
         f"mean over the conditions of eval_accuracy_condition (NaN skipped): {rule}",
     )
     return xr.Dataset({"eval_accuracy": overall, "eval_accuracy_condition": per_condition})
+
+
+def sequence_accuracy(ds: xr.Dataset) -> xr.Dataset:
+    r"""Fraction of the symbols of the evaluation sequences recalled correctly.
+
+    For tasks that answer one symbol per slot (``Task.score == "sequence"``, e.g. ``copy``).
+    The ``time_slot`` coordinate of ``time`` gives the slot :math:`s` of each recorded time
+    point (−1: none). With :math:`M_{cs}` the masked recorded time points of slot s in
+    condition c, the answer and the right answer of that slot are
+
+    .. math:: \hat K_{cs} = \arg\max_k \frac{1}{|M_{cs}|} \sum_{t \in M_{cs}} y_{ctk},
+              \qquad k^\ast_{cs} = \arg\max_k \frac{1}{|M_{cs}|}
+              \sum_{t \in M_{cs}} y^\ast_{ctk},
+
+    scored :math:`a_{cs} = [k^\ast_{cs} \in \hat K_{cs}] / |\hat K_{cs}|` as in
+    :func:`accuracy` (a tie of k outputs scores 1/k; NaN without a masked time point, a
+    unique target or a finite response).  The sequence accuracy is the mean of
+    :math:`a_{cs}` over all defined (condition, slot) pairs, each recalled symbol weighing
+    the same; per condition and per slot it is the mean over the slots, resp. conditions.
+
+    Parameters
+    ----------
+    ds : Dataset
+        A run with ``output_y`` (eval_trial, condition, time, output), ``target``
+        (condition, time, output), ``eval_mask`` (condition, time) and the coordinate
+        ``time_slot`` (time); other dims (``method``, ``seed``, ...) are kept.
+
+    Returns
+    -------
+    Dataset
+        ``eval_sequence_accuracy`` (…, eval_trial), ``eval_sequence_accuracy_condition``
+        (…, eval_trial, condition) and ``eval_sequence_accuracy_slot`` (…, eval_trial,
+        slot), units ``"1"``.
+
+    Raises
+    ------
+    ValueError
+        If a variable or ``time_slot`` is missing or no slot has a masked time point.
+    """
+    masked = _scored_variables(ds, "sequence_accuracy", ("time_slot",))
+    slot_of = ds["time_slot"]
+    n_slots = int(slot_of.max()) + 1
+    if not bool((masked & (slot_of >= 0)).any()):
+        raise ValueError("sequence_accuracy: no masked time point lies in a slot")
+    credits = []
+    for slot in range(n_slots):
+        in_slot = masked & (slot_of == slot)
+        n_in = in_slot.sum("time")
+        response = _masked_mean(ds["output_y"], in_slot, n_in)
+        answer = _masked_mean(ds["target"], in_slot, n_in)
+        credits.append(
+            xr.apply_ufunc(_credit, response, answer, input_core_dims=[["output"], ["output"]])
+        )
+    per_pair = xr.concat(credits, dim=xr.Variable("slot", np.arange(n_slots)))
+    order = [d for d in ds["output_y"].dims if d not in ("time", "output")]
+    per_pair = per_pair.transpose(..., *order, "slot")
+
+    def mean_over(dims: tuple[str, ...]) -> xr.DataArray:
+        counted = per_pair.notnull().sum(dims)
+        return per_pair.fillna(0.0).sum(dims) / counted.where(counted > 0)
+
+    rule = (
+        "output with the largest mean of output_y over the slot's masked time points = that "
+        "of target (a tie of k outputs scores 1/k)"
+    )
+    overall = mean_over(("condition", "slot"))
+    overall.attrs = result_attrs(
+        "1",
+        "evaluation sequence accuracy",
+        f"fraction of recalled symbols right, over conditions x slots (NaN skipped): {rule}",
+    )
+    per_condition = mean_over(("slot",))
+    per_condition.attrs = result_attrs(
+        "1",
+        "evaluation sequence accuracy per condition",
+        f"fraction of the condition's slots right (NaN skipped): {rule}",
+    )
+    per_slot = mean_over(("condition",))
+    per_slot.attrs = result_attrs(
+        "1",
+        "evaluation sequence accuracy per slot",
+        f"fraction of the conditions with the slot right (NaN skipped): {rule}",
+    )
+    per_slot["slot"].attrs["units"] = "1"
+    return xr.Dataset(
+        {
+            "eval_sequence_accuracy": overall,
+            "eval_sequence_accuracy_condition": per_condition,
+            "eval_sequence_accuracy_slot": per_slot,
+        }
+    )
+
+
+def nrmse(ds: xr.Dataset) -> xr.Dataset:
+    r"""Normalised root-mean-square error of the evaluation outputs, at every evaluation.
+
+    For forecasting tasks (``Task.score == "nrmse"``, e.g. ``mackey_glass``).  With
+    :math:`M = \{(c, t) : m_{ct} > 0\}` the masked recorded time points of all conditions
+    (``eval_mask``) and K outputs,
+
+    .. math:: \mathrm{NRMSE} = \frac{\sqrt{\frac{1}{K|M|} \sum_{(c,t) \in M} \sum_k
+              (y_{ctk} - y^\ast_{ctk})^2}}{\sigma^\ast}, \qquad
+              \sigma^{\ast 2} = \frac{1}{K|M|} \sum_{(c,t) \in M} \sum_k
+              (y^\ast_{ctk} - \bar y^\ast)^2,
+
+    :math:`\bar y^\ast` the mean target over the same points: 0 for a perfect output, 1 for
+    the constant output :math:`\bar y^\ast`; lower is better.  NaN at a masked time point
+    (padding, a diverged run) gives NaN, NaN elsewhere is ignored; a constant target
+    (:math:`\sigma^\ast = 0`) gives NaN.
+
+    Parameters
+    ----------
+    ds : Dataset
+        A run with ``output_y`` (eval_trial, condition, time, output), ``target``
+        (condition, time, output) and ``eval_mask`` (condition, time); other dims
+        (``method``, ``seed``, ...) are kept.
+
+    Returns
+    -------
+    Dataset
+        ``eval_nrmse`` (…, eval_trial), units ``"1"``.
+
+    Raises
+    ------
+    ValueError
+        If a variable is missing or ``eval_mask`` has no masked time point at all.
+    """
+    masked = _scored_variables(ds, "nrmse")
+    points = ("condition", "time", "output")
+    count = masked.sum(("condition", "time")) * ds.sizes["output"]
+    error = xr.where(masked, (ds["output_y"] - ds["target"]) ** 2, 0.0).sum(points, skipna=False)
+    target = ds["target"]
+    mean = xr.where(masked, target, 0.0).sum(points) / count
+    spread = np.sqrt(xr.where(masked, (target - mean) ** 2, 0.0).sum(points) / count)
+    result = np.sqrt(error / count) / spread.where(spread > 0)
+    order = [d for d in ds["output_y"].dims if d not in points]
+    result = result.transpose(..., *order)
+    result.attrs = result_attrs(
+        "1",
+        "evaluation NRMSE (lower is better)",
+        "sqrt(mean over masked time points, conditions and outputs of (output_y - target)^2)"
+        " / standard deviation of target over the same points",
+    )
+    return xr.Dataset({"eval_nrmse": result})
 
 
 def trials_to_accuracy(

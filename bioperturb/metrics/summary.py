@@ -49,8 +49,14 @@ __all__ = [
 THRESHOLDS: tuple[float, ...] = (0.3, 0.1, 0.05)
 #: Evaluation accuracy at which sample efficiency is reported (runs with ``eval_accuracy``).
 ACCURACY_LEVEL = 0.9
-#: The statistics of runs with ``eval_accuracy`` (classification tasks).
-_ACCURACY_STATISTICS = ("final_eval_accuracy", f"trials_to_{100 * ACCURACY_LEVEL:g}pct_accuracy")
+#: The statistics of runs scored besides their loss: ``eval_accuracy`` (classification
+#: tasks), ``eval_sequence_accuracy`` (sequence recall), ``eval_nrmse`` (forecasting).
+_SCORE_STATISTICS = (
+    "final_eval_accuracy",
+    f"trials_to_{100 * ACCURACY_LEVEL:g}pct_accuracy",
+    "final_eval_sequence_accuracy",
+    "final_eval_nrmse",
+)
 
 _ACTIVITY_DIMS = ("condition", "time", "unit")
 
@@ -87,6 +93,10 @@ def summary_statistics(ds: xr.Dataset, thresholds: Sequence[float] = THRESHOLDS)
     * ``final_eval_accuracy`` (last non-NaN ``eval_accuracy``) and
       ``trials_to_90pct_accuracy`` (:func:`~bioperturb.metrics.trials_to_accuracy` at
       :data:`ACCURACY_LEVEL`), if the run has ``eval_accuracy`` (classification tasks);
+    * ``final_eval_sequence_accuracy`` (last non-NaN ``eval_sequence_accuracy``), if the
+      run has it (sequence recall);
+    * ``final_eval_nrmse`` (last non-NaN ``eval_nrmse``, lower is better), if the run has
+      it (forecasting);
     * ``participation_ratio``, ``mean_abs_correlation`` (mean of :math:`|r_{ij}|` over
       pairs), ``activity_mean``, ``activity_std`` (over condition × time × unit, 1/n):
       hidden ``activity`` at the last evaluation;
@@ -136,7 +146,7 @@ def summary_statistics(ds: xr.Dataset, thresholds: Sequence[float] = THRESHOLDS)
             )
     if "eval_accuracy" in ds:
         acc = ds["eval_accuracy"]
-        final, trials = _ACCURACY_STATISTICS
+        final, trials = _SCORE_STATISTICS[:2]
         out[final] = _with(
             final_loss(acc, "eval_trial"),
             "1",
@@ -148,6 +158,20 @@ def summary_statistics(ds: xr.Dataset, thresholds: Sequence[float] = THRESHOLDS)
             "1",
             f"training trials to {_percent(ACCURACY_LEVEL)} eval. accuracy",
             f"first evaluation with eval_accuracy >= {ACCURACY_LEVEL:g}; NaN if never",
+        )
+    if "eval_sequence_accuracy" in ds:
+        out["final_eval_sequence_accuracy"] = _with(
+            final_loss(ds["eval_sequence_accuracy"], "eval_trial"),
+            "1",
+            "final evaluation sequence accuracy",
+            "last non-NaN eval_sequence_accuracy (fraction of recalled symbols right)",
+        )
+    if "eval_nrmse" in ds:
+        out["final_eval_nrmse"] = _with(
+            final_loss(ds["eval_nrmse"], "eval_trial"),
+            "1",
+            "final evaluation NRMSE (lower is better)",
+            "last non-NaN eval_nrmse (RMS error / target standard deviation)",
         )
     if "activity" in ds:
         activity = ds["activity"].isel(eval_trial=-1, drop=True)
@@ -248,7 +272,8 @@ def comparison_statistics(
     * ``trials_to_<p>pct`` and ``time_to_<p>pct`` (training wall-clock seconds,
       :func:`~bioperturb.metrics.time_to_threshold`) for each fraction of ``thresholds``;
     * ``final_eval_accuracy`` and ``trials_to_90pct_accuracy``, if the runs have
-      ``eval_accuracy`` (see :func:`summary_statistics`);
+      ``eval_accuracy``; ``final_eval_sequence_accuracy`` and ``final_eval_nrmse``, if
+      they have those scores (see :func:`summary_statistics`);
     * ``mean_wall_time`` per training trial;
     * ``cka``, ``rsa``: :func:`~bioperturb.metrics.hidden_similarity` of each method's
       hidden activity with the reference method's at the last evaluation (1 for the
@@ -285,7 +310,7 @@ def comparison_statistics(
             f"training wall-clock time before the first evaluation with eval_loss <= "
             f"{fraction:g} x its initial value; NaN if never",
         )
-    out.update({k: summary[k] for k in _ACCURACY_STATISTICS if k in summary})
+    out.update({k: summary[k] for k in _SCORE_STATISTICS if k in summary})
     out["mean_wall_time"] = summary["mean_wall_time"]
     if "activity" in ds:
         similarity = hidden_similarity(ds, ds.sel({"method": reference}, drop=True))

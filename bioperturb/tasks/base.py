@@ -68,8 +68,11 @@ class Task:
     ``score`` says how a run on the task is scored besides its loss: ``"accuracy"`` for
     tasks whose answer is the output channel with the largest mean over the loss-masked
     steps (the run's Dataset then holds ``eval_accuracy``, see
-    :func:`bioperturb.metrics.accuracy`); ``None`` (the default) for regression tasks,
-    scored by the loss alone.
+    :func:`bioperturb.metrics.accuracy`); ``"sequence"`` for tasks that answer one symbol
+    per slot (:attr:`slots`; ``eval_sequence_accuracy``, see
+    :func:`bioperturb.metrics.sequence_accuracy`); ``"nrmse"`` for forecasting tasks
+    (``eval_nrmse``, see :func:`bioperturb.metrics.nrmse`); ``None`` (the default) for
+    other regression tasks, scored by the loss alone.
     """
 
     name: ClassVar[str]
@@ -93,12 +96,18 @@ class Task:
     def n_steps(self) -> int:
         raise NotImplementedError
 
+    @property
+    def slots(self) -> list[tuple[int, int]]:
+        """Steps [start, stop) of each answer slot, in order (tasks scored by ``"sequence"``)."""
+        raise NotImplementedError
+
     def trials(self, rng: np.random.Generator, n: int) -> Trials:
         """``n`` training trials drawn with ``rng``."""
         raise NotImplementedError
 
     def eval_trials(self) -> Trials:
-        """The fixed, deterministic evaluation set (one trial per condition)."""
+        """The fixed, deterministic evaluation set (one trial per condition, or a seeded
+        set of trials for tasks whose trials are random sequences)."""
         raise NotImplementedError
 
 

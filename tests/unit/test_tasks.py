@@ -1,4 +1,7 @@
-"""Unit tests of the pattern-generation and delayed match-to-sample tasks (numpy only)."""
+"""Unit tests of the pattern-generation and delayed match-to-sample tasks (numpy only).
+
+The registry test covers every task; the others are in test_temporal_tasks.py.
+"""
 
 from __future__ import annotations
 
@@ -45,16 +48,18 @@ def assert_well_formed(trials: Trials, task, n: int) -> None:
     assert all(start <= stop for start, stop in bounds)
 
 
-@pytest.mark.parametrize("cls", [PatternTask, DelayedMatchTask])
+@pytest.mark.parametrize("cls", list(TASKS.values()), ids=list(TASKS))
 def test_registry_and_metadata(cls):
     assert get_task(cls.name) is cls
     assert TASKS[cls.name] is cls
     assert set(cls.meta) == {"description", "reference", "tags"}
     assert isinstance(cls.meta["tags"], list)
+    assert cls.score in (None, "accuracy", "sequence", "nrmse")
     assert dataclasses.is_dataclass(cls.Params)
     assert cls.Params.__dataclass_params__.frozen
     for f in dataclasses.fields(cls.Params):
-        assert f.default is not dataclasses.MISSING, f.name
+        has_default = f.default is not dataclasses.MISSING
+        assert has_default or f.default_factory is not dataclasses.MISSING, f.name
         assert f.metadata["doc"], f.name
 
 

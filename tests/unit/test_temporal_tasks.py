@@ -1,0 +1,412 @@
+"""Unit tests of the flip-flop, copy, Mackey–Glass and perceptual decision tasks (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from bioperturb.tasks import (
+    CopyTask,
+    FlipFlopTask,
+    MackeyGlassTask,
+    PerceptualDecisionTask,
+)
+from bioperturb.tasks.mackey_glass import mackey_glass_series
+from tests.unit.test_tasks import assert_well_formed
+
+DT = 1e-3
+EPS = np.finfo(float).eps
+
+#: small but complete versions of each task (Mackey–Glass: a short series)
+SMALL = {
+    FlipFlopTask: {"duration": 0.3, "pulse_rate": 10.0, "n_eval": 5},
+    CopyTask: {"length": 3, "n_symbols": 4, "symbol_duration": 0.02, "n_eval": 6},
+    MackeyGlassTask: {"duration": 0.1, "washout_duration": 0.02, "train_samples": 800},
+    PerceptualDecisionTask: {"stimulus_duration": 0.2, "coherences": (0.1, 0.5)},
+}
+
+#: tasks whose trials are random sequences: training trials have condition −1
+SEQUENCE_TASKS = (FlipFlopTask, CopyTask, MackeyGlassTask)
+
+
+def make(cls, dt: float = DT, **overrides):
+    return cls(cls.Params(**{**SMALL[cls], **overrides}), dt)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20240711)
+
+
+# --------------------------------------------------------------------------- every task
+
+
+@pytest.mark.parametrize("cls", list(SMALL))
+def test_shapes_dtypes_and_periods(rng, cls):
+    task = make(cls)
+    assert_well_formed(task.trials(rng, 7), task, 7)
+    ev = task.eval_trials()
+    assert_well_formed(ev, task, ev.n_trials)
+
+
+@pytest.mark.parametrize("cls", list(SMALL))
+def test_reproducible_from_rng_only(cls):
+    task = make(cls)
+    a = task.trials(np.random.default_rng(1), 6)
+    b = make(cls).trials(np.random.default_rng(1), 6)
+    c = task.trials(np.random.default_rng(2), 6)
+    for name in ("inputs", "targets", "mask", "conditions"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+    assert not np.array_equal(a.inputs, c.inputs)
+
+
+@pytest.mark.parametrize("cls", list(SMALL))
+def test_eval_trials_fixed_and_independent_of_training_draws(cls):
+    task = make(cls)
+    first = task.eval_trials()
+    task.trials(np.random.default_rng(0), 3)
+    again = make(cls).eval_trials()
+    for name in ("inputs", "targets", "mask", "conditions"):
+        assert np.array_equal(getattr(first, name), getattr(task.eval_trials(), name))
+        assert np.array_equal(getattr(first, name), getattr(again, name))
+
+
+@pytest.mark.parametrize("cls", SEQUENCE_TASKS)
+def test_condition_labels_of_sequence_tasks(rng, cls):
+    task = make(cls)
+    assert np.array_equal(task.trials(rng, 4).conditions, [-1, -1, -1, -1])
+    ev = task.eval_trials()
+    assert np.array_equal(ev.conditions, np.arange(ev.n_trials))
+
+
+@pytest.mark.parametrize("cls", [FlipFlopTask, CopyTask, PerceptualDecisionTask])
+def test_eval_seed_changes_only_the_eval_set(cls):
+    a, b = make(cls), make(cls, eval_seed=1)
+    assert not np.array_equal(a.eval_trials().inputs, b.eval_trials().inputs)
+    assert np.array_equal(
+        a.trials(np.random.default_rng(5), 3).inputs, b.trials(np.random.default_rng(5), 3).inputs
+    )
+
+
+@pytest.mark.parametrize("cls", list(SMALL))
+def test_bad_dt(cls):
+    with pytest.raises(ValueError, match="^dt: "):
+        make(cls, dt=0.0)
+
+
+# --------------------------------------------------------------------------- flip-flop
+
+
+def test_flip_flop_targets_hold_the_sign_of_the_last_pulse(rng):
+    task = make(FlipFlopTask, n_bits=4, pulse_rate=20.0)
+    trials = task.trials(rng, 10)
+    for u, y in zip(trials.inputs, trials.targets, strict=True):
+        state = np.zeros(4)
+        for t in range(task.n_steps):  # brute force: the latest nonzero input, else 0
+            state = np.where(u[t] != 0, u[t], state)
+            np.testing.assert_array_equal(y[t], state)
+    assert np.any(trials.targets == 1) and np.any(trials.targets == -1)
+
+
+def test_flip_flop_pulses_fill_whole_bins_after_settling(rng):
+    task = make(FlipFlopTask, duration=0.305, settle_duration=0.05, pulse_duration=0.01)
+    trials = task.trials(rng, 20)
+    start, stop = trials.periods["flipflop"]
+    assert trials.periods == {"settle": (0, 50), "flipflop": (50, 305)}
+    assert set(np.unique(trials.inputs)) == {-1.0, 0.0, 1.0}
+    assert np.all(trials.inputs[:, :start] == 0)
+    assert np.all(trials.inputs[:, start + 250 :] == 0)  # the partial last bin: no pulse
+    bins = trials.inputs[:, start : start + 250].reshape(20, 25, 10, -1)
+    assert np.all(bins == bins[:, :, :1])  # constant within each bin
+    assert np.all(trials.mask[:, :start] == 0) and np.all(trials.mask[:, start:] == 1)
+    assert np.all(trials.targets[:, :start] == 0)
+
+
+def test_flip_flop_pulse_statistics(rng):
+    task = make(FlipFlopTask, duration=1.0, pulse_rate=8.0, pulse_duration=0.02)
+    start = task.eval_trials().periods["flipflop"][0]
+    onsets = task.trials(rng, 400).inputs[:, start::20]  # first step of each bin
+    p = 8.0 * 0.02
+    n = onsets.size
+    # binomial fractions: 5 standard deviations
+    assert abs(np.mean(onsets != 0) - p) < 5 * np.sqrt(p * (1 - p) / n)
+    pulses = onsets[onsets != 0]
+    assert abs(np.mean(pulses > 0) - 0.5) < 5 * np.sqrt(0.25 / pulses.size)
+
+
+def test_flip_flop_rate_limits(rng):
+    silent = make(FlipFlopTask, pulse_rate=0.0).trials(rng, 3)
+    assert np.all(silent.inputs == 0) and np.all(silent.targets == 0)
+    full = make(FlipFlopTask, pulse_rate=100.0, pulse_duration=0.01).trials(rng, 3)
+    start = full.periods["flipflop"][0]
+    assert np.all(full.inputs[:, start:] != 0)  # every bin carries a pulse
+    assert np.array_equal(full.targets[:, start:], full.inputs[:, start:])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"pulse_rate": 101.0}, "pulse_rate"),  # more than one pulse per 10 ms bin
+        ({"duration": 0.3005}, "duration"),
+        ({"settle_duration": 0.0505}, "settle_duration"),
+        ({"pulse_duration": 0.0105}, "pulse_duration"),
+        ({"duration": 0.055, "settle_duration": 0.05}, "duration"),  # no whole bin left
+    ],
+)
+def test_flip_flop_bad_params_name_the_key(overrides, key):
+    with pytest.raises(ValueError, match=f"^{key}: "):
+        make(FlipFlopTask, **overrides)
+
+
+# --------------------------------------------------------------------------- copy
+
+
+def test_copy_periods_in_order():
+    task = make(CopyTask, length=2, symbol_duration=0.02, delay_duration=0.05, go_duration=0.01)
+    assert task.eval_trials().periods == {
+        "present_0": (0, 20),
+        "present_1": (20, 40),
+        "delay": (40, 90),
+        "go": (90, 100),
+        "recall_0": (100, 120),
+        "recall_1": (120, 140),
+    }
+    assert task.slots == [(100, 120), (120, 140)]
+    assert task.n_steps == 140
+    start, stop = make(CopyTask, delay_duration=0.0).eval_trials().periods["delay"]
+    assert start == stop  # no delay: an empty period
+
+
+def test_copy_targets_repeat_the_presented_sequence(rng):
+    task = make(CopyTask, length=4, n_symbols=5)
+    trials = task.trials(rng, 50)
+    per = trials.periods
+    sequences = task.sequences(trials)
+    assert sequences.shape == (50, 4)
+    one_hot = np.eye(5)
+    for i in range(4):
+        shown = trials.inputs[:, slice(*per[f"present_{i}"])]
+        asked = trials.targets[:, slice(*per[f"recall_{i}"])]
+        expected = np.broadcast_to(one_hot[sequences[:, i]][:, None], asked.shape)
+        np.testing.assert_array_equal(asked, expected)
+        np.testing.assert_array_equal(shown[..., :5], expected)
+        assert np.all(shown[..., 5] == 0)
+    go = slice(*per["go"])
+    assert np.all(trials.inputs[:, go, 5] == 1) and np.all(trials.inputs[:, go, :5] == 0)
+    assert np.all(trials.inputs[:, slice(*per["delay"])] == 0)
+    assert np.all(trials.inputs[:, per["recall_0"][0] :] == 0)
+    recall = np.zeros(task.n_steps)
+    recall[per["recall_0"][0] :] = 1.0
+    np.testing.assert_array_equal(trials.mask, np.broadcast_to(recall, trials.mask.shape))
+    assert np.all(trials.targets[:, : per["recall_0"][0]] == 0)
+
+
+def test_copy_symbols_uniform(rng):
+    task = make(CopyTask, length=5, n_symbols=4)
+    symbols = task.sequences(task.trials(rng, 800)).ravel()
+    counts = np.bincount(symbols, minlength=4) / symbols.size
+    # binomial fractions: 5 standard deviations
+    assert np.all(np.abs(counts - 0.25) < 5 * np.sqrt(0.25 * 0.75 / symbols.size))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"n_symbols": 1}, "n_symbols"),
+        ({"symbol_duration": 0.0205}, "symbol_duration"),
+        ({"delay_duration": 0.1005}, "delay_duration"),
+        ({"go_duration": 0.0505}, "go_duration"),
+    ],
+)
+def test_copy_bad_params_name_the_key(overrides, key):
+    with pytest.raises(ValueError, match=f"^{key}: "):
+        make(CopyTask, **overrides)
+
+
+# --------------------------------------------------------------------------- Mackey–Glass
+
+MG = {
+    "sample_step": 1.0,
+    "beta": 0.2,
+    "gamma": 0.1,
+    "exponent": 10.0,
+    "tau_d": 17.0,
+    "initial_value": 1.2,
+    "transient": 0.0,
+}
+
+
+def test_mackey_glass_without_production_decays_exactly():
+    h = 0.01
+    x = mackey_glass_series(51, integration_step=h, **{**MG, "beta": 0.0})
+    expected = 1.2 * np.exp(-0.1 * np.arange(51))
+    # 5000 steps, each one multiplication by a rounded exp(-γh): ~k eps relative
+    np.testing.assert_allclose(x, expected, rtol=10 * 5000 * EPS, atol=0)
+
+
+def test_mackey_glass_matches_a_step_by_step_loop():
+    h, n = 0.1, 150
+    x = mackey_glass_series(n, integration_step=h, **MG)
+    delay, a = 170, np.exp(-0.1 * h)
+    hist = [1.2] * (delay + 1)  # x at times -τ … 0
+
+    def g(v):
+        return 0.2 * v / (1 + v**10)
+
+    for k in range((n - 1) * 10):  # x_{k+1} from x_k and the values τ ago
+        hist.append(a * hist[-1] + h / 2 * (a * g(hist[k]) + g(hist[k + 1])))
+    expected = np.array(hist[delay::10])
+    # the same arithmetic in another order; ~1500 steps of rounding, little amplified in 150 units
+    np.testing.assert_allclose(x, expected, rtol=1e-11, atol=0)
+
+
+def test_mackey_glass_integration_is_second_order():
+    runs = [mackey_glass_series(101, integration_step=h, **MG) for h in (0.05, 0.025, 0.0125)]
+    coarse = np.abs(runs[0] - runs[1]).max()
+    fine = np.abs(runs[1] - runs[2]).max()
+    # differences of successive halvings shrink by 2^2 (1 + O(h)); γh <= 0.005 here
+    assert coarse / fine == pytest.approx(4.0, rel=0.01)
+
+
+def test_mackey_glass_series_is_chaotic_with_the_known_range():
+    task = make(MackeyGlassTask, train_samples=5000)
+    raw = task.series * task.scale + task.offset
+    # the τ = 17 attractor stays within about [0.4, 1.35] and never settles
+    assert 0.35 < raw.min() < 0.5 and 1.25 < raw.max() < 1.4
+    assert raw[-500:].std() > 0.15
+
+
+def test_mackey_glass_normalised_over_the_training_part():
+    task = make(MackeyGlassTask)
+    train = task.series[:800]
+    np.testing.assert_allclose(train.mean(), 0.0, atol=100 * EPS)
+    np.testing.assert_allclose(train.std(), 1.0, rtol=100 * EPS)
+    assert not task.series.flags.writeable
+
+
+def test_mackey_glass_target_is_the_future(rng):
+    horizon = 7
+    task = make(MackeyGlassTask, horizon=horizon)
+    for trials in (task.trials(rng, 5), task.eval_trials()):
+        u, y = trials.inputs[..., 0], trials.targets[..., 0]
+        np.testing.assert_array_equal(y[:, :-horizon], u[:, horizon:])
+        for k in range(trials.n_trials):  # and the window continues the series
+            start = int(np.flatnonzero(task.series == u[k, 0])[0])
+            np.testing.assert_array_equal(y[k], task.series[start + horizon : start + 107])
+
+
+def test_mackey_glass_training_and_evaluation_windows_do_not_overlap(rng):
+    horizon = 15
+    task = make(MackeyGlassTask, horizon=horizon, n_eval=4)
+    span = task.n_steps + horizon
+    assert task.series.size == 800 + 4 * span
+    starts = [
+        int(np.flatnonzero(task.series == u)[0]) for u in task.trials(rng, 300).inputs[:, 0, 0]
+    ]
+    assert min(starts) >= 0 and max(starts) + span <= 800
+    assert max(starts) > 800 - span - 100  # the whole training part is used
+    ev = task.eval_trials()
+    eval_starts = [int(np.flatnonzero(task.series == u)[0]) for u in ev.inputs[:, 0, 0]]
+    assert eval_starts == [800 + j * span for j in range(4)]
+    washout = 20
+    assert ev.periods == {"washout": (0, washout), "forecast": (washout, 100)}
+    assert np.all(ev.mask[:, :washout] == 0) and np.all(ev.mask[:, washout:] == 1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"duration": 0.1005}, "duration"),
+        ({"washout_duration": 0.1}, "washout_duration"),
+        ({"train_samples": 114}, "train_samples"),  # a window spans 100 + 15 samples
+        ({"tau_d": 17.005}, "tau_d"),
+        ({"sample_step": 0.005}, "sample_step"),
+        ({"transient": 10.001}, "transient"),
+    ],
+)
+def test_mackey_glass_bad_params_name_the_key(overrides, key):
+    with pytest.raises(ValueError, match=f"^{key}: "):
+        make(MackeyGlassTask, **overrides)
+
+
+# --------------------------------------------------------------------------- perceptual decision
+
+
+def test_decision_periods_inputs_and_targets(rng):
+    task = make(PerceptualDecisionTask, delay_duration=0.05, input_noise=0.0)
+    trials = task.trials(rng, 40)
+    per = trials.periods
+    assert list(per) == ["fixation", "stimulus", "delay", "decision"]
+    assert [b - a for a, b in per.values()] == [100, 200, 50, 100]
+    level, side = task.decode(trials.conditions)
+    coherence = np.array([0.1, 0.5])[level]
+    stim = trials.inputs[:, slice(*per["stimulus"])]
+    trial = np.arange(40)
+    for channel, mean in ((1 + side, (1 + coherence) / 2), (2 - side, (1 - coherence) / 2)):
+        shown = stim[trial, :, channel]
+        np.testing.assert_allclose(shown, np.broadcast_to(mean[:, None], shown.shape), rtol=EPS)
+    assert np.all(stim[..., 0] == 1)
+    decision = slice(*per["decision"])
+    assert np.all(trials.inputs[:, : per["decision"][0], 0] == 1)
+    assert np.all(trials.inputs[:, decision] == 0)
+    for name in ("fixation", "delay"):
+        assert np.all(trials.inputs[:, slice(*per[name]), 1:] == 0)
+    np.testing.assert_array_equal(trials.targets[trial, decision.start, side], 1.0)
+    assert trials.targets.sum() == 40 * 100  # one 1 per decision step, 0 elsewhere
+    np.testing.assert_array_equal(trials.mask.sum(axis=1), 100)
+    np.testing.assert_array_equal(trials.mask[:, decision], 1)
+
+
+def test_decision_noise_only_in_the_stimulus(rng):
+    task = make(PerceptualDecisionTask, input_noise=0.7)
+    clean = make(PerceptualDecisionTask, input_noise=0.0)
+    trials = task.trials(np.random.default_rng(3), 200)
+    residual = trials.inputs - clean.trials(np.random.default_rng(3), 200).inputs
+    stimulus = slice(*trials.periods["stimulus"])
+    assert np.all(np.delete(residual, np.arange(task.n_steps)[stimulus], axis=1) == 0)
+    assert np.all(residual[:, stimulus, 0] == 0)
+    noise = residual[:, stimulus, 1:]
+    # std of a sample std is ~ sigma / sqrt(2N); 5 standard deviations
+    np.testing.assert_allclose(noise.std(), 0.7, rtol=5 / np.sqrt(2 * noise.size))
+    assert abs(noise.mean()) < 5 * 0.7 / np.sqrt(noise.size)
+
+
+def test_decision_ideal_observer_accuracy(rng):
+    """Summed evidence difference: right with probability Φ(c √(N/2) / σ)."""
+    c, sigma = 0.1, 1.0
+    task = make(PerceptualDecisionTask, coherences=(c,), input_noise=sigma)
+    trials = task.trials(rng, 4000)
+    _, side = task.decode(trials.conditions)
+    stim = trials.inputs[:, slice(*trials.periods["stimulus"])]
+    evidence = stim[..., 1].sum(axis=1) - stim[..., 2].sum(axis=1)
+    correct = np.mean(np.where(evidence > 0, 0, 1) == side)
+    expected = norm.cdf(c * np.sqrt(200 / 2) / sigma)
+    # binomial fraction: 5 standard deviations
+    assert abs(correct - expected) < 5 * np.sqrt(expected * (1 - expected) / 4000)
+
+
+def test_decision_eval_set_is_noisy_and_in_condition_order():
+    task = make(PerceptualDecisionTask, n_eval_per_condition=3)
+    ev = task.eval_trials()
+    assert np.array_equal(ev.conditions, np.repeat(np.arange(4), 3))
+    level, side = task.decode(ev.conditions)
+    assert np.array_equal(level, [0] * 6 + [1] * 6) and np.array_equal(side, [0, 0, 0, 1, 1, 1] * 2)
+    assert not np.array_equal(ev.inputs[0], ev.inputs[1])  # repeats differ by their noise
+    decision = ev.periods["decision"][0]
+    np.testing.assert_array_equal(ev.targets[np.arange(12), decision, side], 1.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"coherences": ()}, "coherences"),
+        ({"coherences": (0.2, 0.0)}, "coherences"),
+        ({"coherences": (1.5,)}, "coherences"),
+        ({"stimulus_duration": 0.2005}, "stimulus_duration"),
+        ({"delay_duration": 0.0005}, "delay_duration"),
+    ],
+)
+def test_decision_bad_params_name_the_key(overrides, key):
+    with pytest.raises(ValueError, match=f"^{key}: "):
+        make(PerceptualDecisionTask, **overrides)
