@@ -4,9 +4,10 @@ For every memory task (a shipped protocol) and every rule variant (the protocol 
 ``[rule]`` table replaced), trains the rule and the BPTT reference from the same initial
 weights on the same trials, for several seeds, and reports per (task, rule):
 
-* the final noise-free evaluation accuracy (mean ± sd over seeds),
-* the training trials to 90 % of BPTT's final accuracy of the same seed (mean over the
-  seeds that reach it; ``n/k`` says how many did),
+* the final noise-free evaluation score (accuracy, or NRMSE for the forecast; mean ± sd
+  over seeds),
+* the training trials to 90 % of BPTT's final accuracy of the same seed (for NRMSE: to
+  BPTT's final NRMSE / 0.9; mean over the seeds that reach it, ``n/k`` says how many did),
 * the final evaluation loss;
 
 and, at the initial weights of the first seed (``bioperturb.credit``), the cosine of each
@@ -19,7 +20,8 @@ Usage::
         [--rules td_anp np_trace ...] [--trials N] [--workers 2] [--draws 300]
         [--out benchmarks/results] [--quick]
 
-Writes ``<out>/temporal_credit.md`` (tables), ``temporal_credit.nc`` (all curves) and
+Finished runs are kept in ``<out>/runs/*.json``, so the same command computes only what is
+missing. Writes ``<out>/temporal_credit.md`` (tables), ``temporal_credit.nc`` (all curves) and
 ``temporal_credit.png`` (accuracy over training, mean over seeds). ``--quick`` runs a
 seconds-long smoke version (tiny network, few trials) for CI. Runs are independent
 processes (``--workers``); state the machine's load with any figure quoted.
@@ -44,7 +46,11 @@ PROTOCOLS = HERE.parent / "protocols"
 TASKS = {
     "recall": PROTOCOLS / "recall_np_trace_rate.toml",
     "dnms": PROTOCOLS / "dnms_np_trace_rate.toml",
+    "mackey_glass": PROTOCOLS / "mackey_glass_np_trace_rate.toml",
 }
+#: the Dataset variable that scores a task, and whether higher is better
+SCORES = {"recall": ("eval_accuracy", True), "dnms": ("eval_accuracy", True)}
+SCORES["mackey_glass"] = ("eval_nrmse", False)
 _WHOLE = "1000 s"  # a trace longer than any trial: λ = 1 − dt/τ_e ≈ 1
 #: rule label -> the [rule] table that replaces the protocol's
 RULES: dict[str, dict[str, Any]] = {
@@ -93,10 +99,10 @@ def make_protocol(task: str, rule: str | None, seed: int, quick: bool, trials: i
     return protocol_from_mapping(data, str(path), path.parent)
 
 
-def _curves(ds: xr.Dataset) -> dict[str, np.ndarray]:
+def _curves(ds: xr.Dataset, task: str) -> dict[str, np.ndarray]:
     return {
         "eval_trial": ds["eval_trial"].values,
-        "accuracy": ds["eval_accuracy"].values,
+        "score": ds[SCORES[task][0]].values,
         "eval_loss": ds["eval_loss"].values,
     }
 
@@ -117,10 +123,25 @@ def run_rule(task: str, rule: str, seed: int, quick: bool, trials: int | None) -
         ds = reference_dataset(trainer, lr=lr)
     else:
         ds = Trainer(make_protocol(task, rule, seed, quick, trials)).run(progress=False)
-    out = _curves(ds)
+    out = _curves(ds, task)
     out.update(task=task, rule=rule, seed=seed, wall=time.perf_counter() - tic)
     out["status"] = ds.attrs.get("status", "completed")
     return out
+
+
+def cached(path: Path, fn, *args) -> dict:
+    """``fn(*args)``, kept in ``path`` (JSON) so that a rerun computes only what is missing."""
+    import json
+
+    if path.exists():
+        return json.loads(path.read_text())
+    out = fn(*args)
+    doc = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in out.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(path)
+    return doc
 
 
 def run_credit(task: str, rule: str, quick: bool, draws: int) -> dict:
@@ -142,49 +163,61 @@ def run_credit(task: str, rule: str, quick: bool, draws: int) -> dict:
 
 
 def to_dataset(results: list[dict]) -> xr.Dataset:
+    """All curves on the union of the evaluation grids (NaN where a task has no evaluation)."""
     tasks = sorted({r["task"] for r in results}, key=list(TASKS).index)
     rules = list(dict.fromkeys(r["rule"] for r in results))
     seeds = sorted({r["seed"] for r in results})
-    evals = results[0]["eval_trial"]
+    evals = np.unique(np.concatenate([r["eval_trial"] for r in results]))
     shape = (len(tasks), len(rules), len(seeds), len(evals))
-    acc, loss = np.full(shape, np.nan), np.full(shape, np.nan)
+    score, loss = np.full(shape, np.nan), np.full(shape, np.nan)
     for r in results:
         i = (tasks.index(r["task"]), rules.index(r["rule"]), seeds.index(r["seed"]))
-        n = len(r["accuracy"])
-        acc[i][:n], loss[i][:n] = r["accuracy"], r["eval_loss"]
+        at = np.searchsorted(evals, r["eval_trial"])
+        score[i][at], loss[i][at] = r["score"], r["eval_loss"]
     dims = ("task", "rule", "seed", "eval_trial")
     coords = {"task": tasks, "rule": rules, "seed": seeds, "eval_trial": evals}
     return xr.Dataset(
         {
-            "eval_accuracy": (dims, acc, {"units": "1"}),
+            "score": (dims, score, {"units": "1", "long_name": "accuracy or NRMSE (by task)"}),
             "eval_loss": (dims, loss, {"units": "1"}),
         },
         coords=coords,
     )
 
 
-def tables(ds: xr.Dataset, credit: list[dict], header: str) -> str:
-    from bioperturb.metrics import trials_to_accuracy
+def _trials_to(curve: xr.DataArray, level: float, higher: bool) -> float:
+    """First evaluation (training trials) at which ``curve`` reaches ``level``; NaN if never."""
+    curve = curve.dropna("eval_trial")
+    ok = curve.values >= level if higher else curve.values <= level
+    return float(curve["eval_trial"].values[ok.argmax()]) if ok.any() else np.nan
 
+
+def tables(ds: xr.Dataset, credit: list[dict], header: str) -> str:
     lines = [header, ""]
     for task in ds["task"].values:
-        sub = ds.sel(task=task)
-        bptt_final = sub["eval_accuracy"].sel(rule="bptt").isel(eval_trial=-1)
+        sub = ds.sel(task=task).dropna("eval_trial", how="all")
+        name, higher = SCORES[str(task)]
+        what = "accuracy" if higher else "NRMSE"
+        target = (
+            f"trials to {LEVEL:.0%} of BPTT's final accuracy"
+            if higher
+            else f"trials to BPTT's final NRMSE / {LEVEL}"
+        )
+        bptt_final = sub["score"].sel(rule="bptt").isel(eval_trial=-1)
         lines += [
-            f"### {task} ({TASKS[task].name})",
+            f"### {task} ({TASKS[task].name}, {int(sub.eval_trial[-1])} trials)",
             "",
-            f"| rule | what | final accuracy | trials to {LEVEL:.0%} of BPTT's | final eval loss |",
+            f"| rule | what | final {what} | {target} (seeds that reach it) | final eval loss |",
             "|---|---|---|---|---|",
         ]
         for rule in sub["rule"].values:
-            acc = sub["eval_accuracy"].sel(rule=rule)
-            final = acc.isel(eval_trial=-1)
-            reach = [
-                float(
-                    trials_to_accuracy(acc.sel(seed=s), level=LEVEL * float(bptt_final.sel(seed=s)))
-                )
-                for s in sub["seed"].values
-            ]
+            curve = sub["score"].sel(rule=rule)
+            final = curve.isel(eval_trial=-1)
+            reach = []
+            for seed in sub["seed"].values:
+                ref = float(bptt_final.sel(seed=seed))
+                level = LEVEL * ref if higher else ref / LEVEL
+                reach.append(_trials_to(curve.sel(seed=seed), level, higher))
             hit = [k for k in reach if np.isfinite(k)]
             to = f"{np.mean(hit):.0f} ({len(hit)}/{len(reach)})" if hit else f"— (0/{len(reach)})"
             loss = sub["eval_loss"].sel(rule=rule).isel(eval_trial=-1)
@@ -226,7 +259,7 @@ def figure(ds: xr.Dataset, path: Path) -> None:
     tasks = ds["task"].values
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
-        sub = ds["eval_accuracy"].sel(task=task)
+        sub = ds["score"].sel(task=task).dropna("eval_trial", how="all")
         for rule in sub["rule"].values:
             curve = sub.sel(rule=rule)
             x = curve["eval_trial"].values
@@ -252,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     ap.add_argument("--trials", type=int, default=None, help="training trials (default: protocol)")
+    # finished runs are kept in <out>/runs/*.json: the same command computes only what is missing
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--draws", type=int, default=300, help="draws per credit diagnostic (0: skip)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
@@ -267,23 +301,41 @@ def main(argv: list[str] | None = None) -> int:
     ]
     tic = time.perf_counter()
     credit_jobs = [(t, r) for t in args.tasks for r in args.rules if args.draws > 0]
+    runs = args.out / "runs"
+    tag = "_quick" if args.quick else ""
+
+    def run_path(task: str, rule: str, seed: int) -> Path:
+        return runs / f"{task}_{rule}_{seed}{tag}.json"
+
+    def credit_path(task: str, rule: str) -> Path:
+        return runs / f"credit_{task}_{rule}_{args.draws}{tag}.json"
+
     if args.workers == 1:  # in this process (the CI smoke test)
-        results = [run_rule(*job, args.quick, args.trials) for job in jobs]
-        credit = [run_credit(*job, args.quick, args.draws) for job in credit_jobs]
+        results = [cached(run_path(*job), run_rule, *job, args.quick, args.trials) for job in jobs]
+        credit = [
+            cached(credit_path(*job), run_credit, *job, args.quick, args.draws)
+            for job in credit_jobs
+        ]
     else:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")  # Brian2 and JAX in fresh processes
         with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
-            futures = [pool.submit(run_rule, *job, args.quick, args.trials) for job in jobs]
+            futures = [
+                pool.submit(cached, run_path(*job), run_rule, *job, args.quick, args.trials)
+                for job in jobs
+            ]
             credit_futures = [
-                pool.submit(run_credit, *job, args.quick, args.draws) for job in credit_jobs
+                pool.submit(cached, credit_path(*job), run_credit, *job, args.quick, args.draws)
+                for job in credit_jobs
             ]
             results = []
             for job, fut in zip(jobs, futures, strict=True):
                 results.append(fut.result())
-                print(f"done {job}: final accuracy {results[-1]['accuracy'][-1]:.2f}", flush=True)
+                print(f"done {job}: final score {results[-1]['score'][-1]:.3f}", flush=True)
             credit = [f.result() for f in credit_futures]
+    for r in results:
+        r["eval_trial"], r["score"] = np.asarray(r["eval_trial"]), np.asarray(r["score"])
     ds = to_dataset(results)
     args.out.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(args.out / "temporal_credit.nc")
@@ -294,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{' --quick' if args.quick else ''}` ({args.workers} worker processes, "
         f"{(time.perf_counter() - tic) / 60:.1f} min). Training trials per run: "
         f"{', '.join(f'{t}: {int(ds.eval_trial[-1])}' for t in args.tasks)}; "
-        f"seeds {args.seeds}; accuracy = argmax of the mean output over the decision period."
+        f"seeds {args.seeds}; accuracy = argmax of the mean output over the decision period, "
+        f"NRMSE over the forecast period (docs/metrics.md)."
     )
     text = tables(ds, credit, header)
     (args.out / "temporal_credit.md").write_text(text + "\n")

@@ -140,7 +140,13 @@ def credit_diagnostics(
         raise ValueError(f"n_draws must be at least 2 (two halves), got {n_draws}")
     frozen = protocol.replace(
         training=replace(
-            protocol.training, lr=0.0, n_trials=n_draws, eval_every=n_draws, engine="runtime"
+            protocol.training,
+            lr=0.0,
+            n_trials=n_draws,
+            eval_every=n_draws,
+            engine="runtime",
+            fuse="auto",
+            checkpoint_every=0,
         ),
         output=replace(protocol.output, alignment=False, figures=False, progress=progress),
     )

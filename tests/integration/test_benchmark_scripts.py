@@ -1,0 +1,40 @@
+"""Smoke runs of the benchmark scripts that docs quote, so that they keep working."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_temporal_credit_quick_writes_tables_curves_and_is_resumable(tmp_path, capsys):
+    bench = _load("temporal_credit")
+    argv = ["--quick", "--workers", "1", "--tasks", "recall", "--rules", "np_trace"]
+    argv += ["--draws", "4", "--seeds", "1", "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    text = (tmp_path / "temporal_credit.md").read_text()
+    assert "| `bptt` |" in text and "| `np_trace` |" in text and "cos full BPTT" in text
+    with xr.open_dataset(tmp_path / "temporal_credit.nc") as ds:
+        assert ds["score"].dims == ("task", "rule", "seed", "eval_trial")
+        assert list(ds["rule"].values) == ["bptt", "np_trace"]
+        assert ((ds["score"] >= 0) & (ds["score"] <= 1)).all()
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["credit_recall_np_trace_4_quick.json", "recall_bptt_1_quick.json"] + [
+        "recall_np_trace_1_quick.json"
+    ]
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()}
+    assert bench.main(argv) == 0  # everything is reused, nothing recomputed
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()} == stamp
+    assert (tmp_path / "temporal_credit.png").stat().st_size > 1000
