@@ -27,8 +27,9 @@ receives a per-neuron error.
 
 The *tape*: all trials of a run (evaluation blocks and training trials) laid end to end
 in network time. Trial k occupies the steps at t = kT + dt … (k+1)T; row 0 is an initial
-step that only resets the state. Inputs, targets, mask, noise gate, learning gate and the
-loss normaliser are TimedArrays over the tape, and the trial-end operations (optimiser
+step that only resets the state. Inputs, targets, mask, noise gate, learning gate, the
+loss normaliser and (for rules that read it) the trial's condition label are TimedArrays
+over the tape, and the trial-end operations (optimiser
 step, state reset) tick once per trial on its last step. The same network therefore runs
 one trial per ``net.run`` (runtime mode) or the whole tape in one simulation.
 
@@ -43,7 +44,8 @@ Per-step schedule (``when``/``order``)::
     start 5   monitors
     groups −1 I_rec, I_rec_n, I_in, I_in_n               (summed currents, from r̂ / û)
     groups 0  Euler step of h, h_n (the same deterministic expression for both)
-    after_groups 0  noise_h = σ √(2 dt/τ) randn();  h_n += noise_h   (Euler–Maruyama)
+    after_groups 0  noise_h = σ √(2 dt/τ) randn();  h_n += noise_h   (Euler–Maruyama;
+                    sparse kicks instead for rules with noise = "kicks", NOISE_KINDS)
     after_groups 1  r_prev = r (r̂); r = tanh(h); r_n = tanh(h_n); u_prev = u (û)
     end (once per trial)  optimiser step on w, lateral step on d; reset h, h_n, r, r_n,
                           r_prev, u_prev
