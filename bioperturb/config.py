@@ -475,6 +475,7 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
         raise ConfigError(
             where, "rule.apply", "'online' applies plain SGD steps: set training.optimizer = 'sgd'"
         )
+    _check_rule_support(protocol, where)
     if getattr(protocol.training, "engine", "runtime") == "standalone" and (
         protocol.model.kind != "rate"
     ):
@@ -502,6 +503,34 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
             f"must be a whole number of model.dt steps that divides the trial's "
             f"{task.n_steps} steps",
         )
+
+
+def _check_rule_support(protocol: Protocol, where: str) -> None:
+    """The rule runs on this model kind and engine (``Rule.model_kinds``, ``.standalone``)."""
+    from bioperturb.rules import get_rule
+
+    rule_cls = get_rule(protocol.rule_name)
+    name = protocol.rule_name
+    if protocol.model.kind not in rule_cls.model_kinds:
+        raise ConfigError(
+            where,
+            "rule.name",
+            f"'{name}' runs on model.kind = {' or '.join(map(repr, rule_cls.model_kinds))}, "
+            f"not '{protocol.model.kind}'",
+        )
+    if protocol.training.engine == "standalone" and not rule_cls.standalone:
+        raise ConfigError(
+            where,
+            "training.engine",
+            f"rule '{name}' is not built into standalone programs; use engine = 'runtime'",
+        )
+    check_model = getattr(protocol.rule, "check_model", None)
+    if check_model is not None:  # the rule's parameters against the model's (e.g. dt)
+        try:
+            check_model(protocol.model)
+        except ValueError as err:
+            key, _, reason = str(err).partition(": ")
+            raise ConfigError(where, f"rule.{key}", reason) from None
 
 
 def _check_fusable(protocol: Protocol, where: str) -> None:

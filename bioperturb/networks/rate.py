@@ -30,8 +30,9 @@ receives a per-neuron error.
 
 The *tape*: all trials of a run (evaluation blocks and training trials) laid end to end
 in network time. Trial k occupies the steps at t = kT + dt … (k+1)T; row 0 is an initial
-step that only resets the state. Inputs, targets, mask, noise gate, learning gate and the
-loss normaliser are TimedArrays over the tape, and the trial-end operations (optimiser
+step that only resets the state. Inputs, targets, mask, noise gate, learning gate, the
+loss normaliser and (for rules that read it) the trial's condition label are TimedArrays
+over the tape, and the trial-end operations (optimiser
 step, state reset) tick once per trial on its last step. The same network therefore runs
 one trial per ``net.run`` (runtime mode) or the whole tape in one simulation.
 
@@ -46,7 +47,8 @@ Per-step schedule (``when``/``order``)::
     start 5   monitors
     groups −1 I_rec, I_rec_n, I_in, I_in_n               (summed currents, from r̂ / û)
     groups 0  Euler step of h, h_n (the same deterministic expression for both)
-    after_groups 0  noise_h = σ √(2 dt/τ) randn();  h_n += noise_h   (Euler–Maruyama)
+    after_groups 0  noise_h = σ √(2 dt/τ) randn();  h_n += noise_h   (Euler–Maruyama;
+                    sparse kicks instead for rules with noise = "kicks", NOISE_KINDS)
     after_groups 1  r_prev = r (r̂); r = tanh(h); r_n = tanh(h_n); u_prev = u (û)
     end (once per trial)  optimiser step on w, lateral step on d; reset h, h_n, r, r_n,
                           r_prev, u_prev
@@ -93,6 +95,7 @@ class Tape:
     ----------
     inputs, targets : (rows, n_in), (rows, n_out)
     mask, noise, learn, m_inv, n_updates : (rows,)
+    condition : (rows,), the condition label of the trial a row belongs to (0 in row 0)
     kinds : list of ("eval", condition, eval_index) or ("train", trial_index, None)
     n_steps : steps per trial
     """
@@ -106,6 +109,7 @@ class Tape:
     n_updates: np.ndarray
     kinds: list[tuple[str, int, int | None]] = field(default_factory=list)
     n_steps: int = 0
+    condition: np.ndarray | None = None
 
     @classmethod
     def build(cls, segments: list[tuple[str, int, int | None, Any, int]]) -> Tape:
@@ -123,6 +127,7 @@ class Tape:
             m_inv=np.zeros(n_rows),
             n_updates=np.ones(n_rows),
             n_steps=n_steps,
+            condition=np.zeros(n_rows),
         )
         updates = 0
         for k, (kind, index, eval_index, trials, row) in enumerate(segments):
@@ -131,6 +136,7 @@ class Tape:
             tape.targets[sl] = trials.targets[row]
             tape.mask[sl] = trials.mask[row]
             tape.m_inv[sl] = 1.0 / max(trials.mask[row].sum(), 1.0)
+            tape.condition[sl] = trials.conditions[row]
             if kind == "train":
                 tape.noise[sl] = 1.0
                 updates += 1
@@ -142,6 +148,13 @@ class Tape:
     @property
     def n_trials(self) -> int:
         return len(self.kinds)
+
+    @property
+    def n_conditions(self) -> int:
+        """Number of condition labels 0 … K − 1 the tape can hold (1 without labels)."""
+        if self.condition is None or not len(self.condition):
+            return 1
+        return int(self.condition.max()) + 1
 
 
 def init_weights(
@@ -204,6 +217,8 @@ class RateNetwork:
         self.eval_monitors: tuple[str, ...] = ("activity", "output")
         #: matrices whose rule accumulation the fused engine forms (networks/fused.py)
         self.batched: tuple[str, ...] = ()
+        #: number of trial condition labels on the tape (``cond_at`` holds 0 … K − 1)
+        self.n_conditions: int = 1
 
     @classmethod
     def for_tape(cls, model: Any, rule: Any, training: Any, tape: Tape) -> RateNetwork:
@@ -217,6 +232,7 @@ class RateNetwork:
         }
         ns, clock, trial_clock = tape_namespace(model, rule, training, tape)
         handle.namespace, handle.clock, handle.trial_clock = ns, clock, trial_clock
+        handle.n_conditions = tape.n_conditions
         return handle
 
     def schedule_summed(self, syn: Synapses, var: str, order: int) -> None:
@@ -316,7 +332,7 @@ def build_rate_network(
     hidden.b = model.bias
     hidden.sigma = model.sigma
     if rule.node_noise:
-        add_node_noise(hidden, noisy)
+        add_node_noise(hidden, noisy, rule.noise)
     hidden.run_regularly(
         f"r_prev = {rvar}\nr = tanh(h)" + ("\nr_n = tanh(h_n)" if twin else ""),
         when="after_groups",
@@ -389,10 +405,10 @@ def tape_namespace(model: Any, rule: Any, training: Any, tape: Tape):
     """(namespace, step clock, trial clock) of a network running ``tape``.
 
     The namespace holds the tape's TimedArrays (inputs ``stim``, ``target``, ``mask_at``,
-    ``noise_at``, ``learn_at``, ``minv_at``, ``n_updates``), ``tau`` (the time constant
-    of the noisy variable, for the Euler–Maruyama noise), ``state_gain`` (the model's
-    ∂h_t/∂(W x_{t−1})), the optimiser's and the rule's
-    constants.
+    ``noise_at``, ``learn_at``, ``minv_at``, ``n_updates``; ``cond_at``, the trial's
+    condition label, for rules that read it), ``tau`` (the time constant of the noisy
+    variable, for the Euler–Maruyama noise), ``state_gain`` (the model's ∂h_t/∂(W x_{t−1})),
+    the optimiser's and the rule's constants.
     """
     tdt = model.dt * second
     clock = Clock(tdt, name="bioperturb_step")
@@ -408,19 +424,37 @@ def tape_namespace(model: Any, rule: Any, training: Any, tape: Tape):
         "minv_at": TimedArray(tape.m_inv, dt=tdt, name="tape_minv"),
         "n_updates": TimedArray(tape.n_updates, dt=tdt, name="tape_nupdates"),
     }
+    if getattr(rule, "per_condition", False):
+        ns["cond_at"] = TimedArray(tape.condition, dt=tdt, name="tape_condition")
     ns.update(rule.namespace(tape.inputs.shape[1], model.n_hidden, tape.targets.shape[1]))
     return ns, clock, trial_clock
 
 
-def add_node_noise(group: NeuronGroup, target: str) -> None:
-    """Euler–Maruyama noise on ``target`` as a separate step after the deterministic one.
+#: the increment ``noise_h`` added to the noisy state each step, by noise kind
+NOISE_KINDS = {
+    # Euler–Maruyama white noise of stationary std σ (linear regime)
+    "white": "noise_h = sigma * noise_at(t) * sqrt(2 * dt / tau) * randn()",
+    # sparse kicks (Miconi 2017): with probability p = kick_rate·dt (≤ 1) a uniform draw
+    # in [−kick_amp, kick_amp] (constants of the rule's namespace). One uniform u per unit
+    # and step: u < p is the kick, and given it u/p is uniform on [0, 1); the tiny
+    # addend keeps p = 0 finite without changing u/p for any p > 1e-290
+    "kicks": "noise_h = rand()\n"
+    "noise_h = noise_at(t) * kick_amp * int(noise_h < kick_rate * dt)"
+    " * (2 * noise_h / (kick_rate * dt + 1e-300) - 1)",
+}
+
+
+def add_node_noise(group: NeuronGroup, target: str, kind: str = "white") -> None:
+    """Noise on ``target`` as a separate step after the deterministic one.
 
     Then the deterministic part of both twins is the same expression: with σ = 0 the
     twins stay bitwise equal and δ = 0 exactly. ``noise_h`` keeps the last increment
-    (node perturbation pairs it with the presynaptic factor).
+    (node perturbation pairs it with the presynaptic factor). ``kind`` (the rule's
+    ``noise``) is a key of :data:`NOISE_KINDS`: ``"white"`` (every rule but Miconi's) or
+    ``"kicks"``. The evaluation trials' gate ``noise_at(t)`` = 0 switches either off.
     """
     group.run_regularly(
-        f"noise_h = sigma * noise_at(t) * sqrt(2 * dt / tau) * randn()\n{target} += noise_h",
+        f"{NOISE_KINDS[kind]}\n{target} += noise_h",
         when="after_groups",
         order=0,
         name="hidden_noise",

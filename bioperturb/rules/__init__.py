@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bioperturb.rules.base import Rule
+from bioperturb.rules.miconi import Miconi
 from bioperturb.rules.none import NoPlasticity
 from bioperturb.rules.np import NodePerturbation
 from bioperturb.rules.online_anp import OnlineANP
@@ -12,7 +13,8 @@ from bioperturb.rules.wp import WeightPerturbation
 __all__ = ["Rule", "RULES", "get_rule"]
 
 RULES: dict[str, type[Rule]] = {
-    cls.name: cls for cls in (TDANP, NodePerturbation, WeightPerturbation, OnlineANP, NoPlasticity)
+    cls.name: cls
+    for cls in (TDANP, NodePerturbation, WeightPerturbation, OnlineANP, Miconi, NoPlasticity)
 }
 
 

@@ -35,8 +35,16 @@ class Rule:
     twin: ClassVar[bool] = True
     #: whether any weight changes (False for the no-plasticity control)
     plastic: ClassVar[bool] = True
-    #: whether white noise is injected into the (noisy) hidden state
+    #: whether noise is injected into the (noisy) hidden state
     node_noise: ClassVar[bool] = True
+    #: which noise: "white" (Gaussian increments) or "kicks" (sparse uniform kicks); see
+    #: ``NOISE_KINDS`` in bioperturb/networks/rate.py
+    noise: ClassVar[str] = "white"
+    #: whether the rule reads the trial's condition label (TimedArray ``cond_at``)
+    per_condition: ClassVar[bool] = False
+    #: model kinds the rule runs on, and whether the standalone engine runs it
+    model_kinds: ClassVar[tuple[str, ...]] = ("rate", "lif")
+    standalone: ClassVar[bool] = True
     #: the weight the noisy twin sees (weight perturbation adds a per-synapse offset)
     noisy_weight: ClassVar[str] = "w"
 

@@ -39,6 +39,20 @@ state — TD-ANP's direction to first order in σ. What remains biased: the aver
 by about (1 − α)/α trials, and one baseline serves all trial conditions (exact only for
 tasks whose training trials repeat one condition, such as the pattern task).
 
+``signal = "trial_end"`` drives the rule by ONE broadcast scalar at the trial's end (the
+trace, τ_e of the order of the trial, carries the products over it)::
+
+    M_T = c (L_trial − L̄_trial),   L̄_trial = Σ_s m_s L̄_s / M,   g_ij = M_T · elig_ij(T)
+
+With ``baseline = "trial"`` L̄_trial is, by linearity, the exponential average (rate α)
+of the trial losses of earlier training trials — a baseline independent of this trial's
+noise, as are h̄_s and r̄_s: the REINFORCE estimator with a running reward baseline
+(Williams 1992), single pass, unbiased at frozen weights up to the averages' lag. With
+``baseline = "temporal"`` L̄_trial is the trial mean of the running average in time, so
+L_trial − L̄_trial = Σ_s m_s (L_s − L̄_s)/M is a high-passed loss that carries this
+trial's own noise and the task-driven leak: single pass but biased (measured in
+docs/rules/online_anp.md; prefer the per-time-point baseline).
+
 Brian2 has no per-neuron arrays indexed by time, so the per-step values live on storage
 Synapses from a group of n_steps "step" neurons to the hidden (readout, loss) units:
 synapse (s, i) holds unit i's averages for step s. The step neuron s emits a custom event
@@ -99,9 +113,19 @@ class OnlineANPParams:
         positive=True,
         doc="α: weight of the newest trial in the per-time-point baselines (baseline = trial)",
     )
+    signal: str = param(
+        "dense",
+        choices=("dense", "trial_end"),
+        doc="per-step loss difference, or one per trial: c (L_trial − L̄_trial) at trial end",
+    )
 
     def check(self) -> None:
         trace_params_check(self)
+        if self.signal == "trial_end" and self.tau_e == 0:
+            raise ValueError(
+                "signal: 'trial_end' with tau_e = 0 credits only the trial's last step; give "
+                "the eligibility trace a time constant of the order of the trial (tau_e)"
+            )
         if not 0 < self.baseline_rate <= 1:
             raise ValueError(
                 f"baseline_rate: α = {self.baseline_rate} must lie in (0, 1] "

@@ -224,18 +224,11 @@ class PerturbationRule(Rule):
             for var in ("gate", "nrm") if post is hid else ("gate_y", "nrm_y"):
                 network.schedule_summed(syn, var, order=3)
             objs.append(syn)
-        pert, base = self.LOSSES
+        accumulate, reset = self.trial_loss_code()
+        objs.append(loss.run_regularly(accumulate, when="start", order=2, name="rule_trial_loss"))
         objs.append(
             loss.run_regularly(
-                f"{pert}_trial += {pert} * M_inv\n{base}_trial += {base} * M_inv",
-                when="start",
-                order=2,
-                name="rule_trial_loss",
-            )
-        )
-        objs.append(
-            loss.run_regularly(
-                f"{pert}_trial = 0\n{base}_trial = 0",
+                reset,
                 clock=network.trial_clock,
                 when="end",
                 order=1,
@@ -274,6 +267,18 @@ class PerturbationRule(Rule):
                 )
             )
         return objs
+
+    def trial_loss_code(self) -> tuple[str, str]:
+        """(per-step, trial-end) loss-group code of the trial losses the signal reads.
+
+        By default both losses of :attr:`LOSSES` accumulate their mask-weighted trial
+        mean ``<loss>_trial`` (``+= <loss> * M_inv``) and are cleared after each trial.
+        """
+        pert, base = self.LOSSES
+        return (
+            f"{pert}_trial += {pert} * M_inv\n{base}_trial += {base} * M_inv",
+            f"{pert}_trial = 0\n{base}_trial = 0",
+        )
 
     def install_sums(self, network: Any) -> list[Any]:
         """Extra global sums the normalisers need (e.g. ‖δ‖²); none by default."""

@@ -157,3 +157,48 @@ def test_online_anp_trial_baseline_learns_pattern_task():
     for name in ("W_in", "W_rec"):
         change = ds[name].isel(eval_trial=-1) - ds[name].isel(eval_trial=0)
         assert float(np.abs(change).max()) > 1e-3, name
+
+
+@pytest.mark.slow
+@pytest.mark.cython
+def test_miconi_learns_pattern_task():
+    # Miconi (2017) as published (W_rec only, fixed readout, x³ trace, τ_avg = 0.33 ms,
+    # per-condition baseline α_R = 0.25), kicks at 30 Hz instead of 3 Hz (faster on this
+    # small network), N = 30, 300 ms trials, Adam 5e-3. Chance = the loss of a zero output
+    # (0.105). Calibrated here (eval loss relative to its start after 50, 100, …, 500
+    # trials; start 0.274 / 0.198 / 0.101 for seeds 1 / 2 / 3):
+    #   seed 1: .29 .24 .17 .10 .089 .075 .055 .055 .044 .034
+    #   seed 2: .67 .59 .54 .44 .37 .30 .29 .29 .24 .25
+    #   seed 3: .69 .50 .49 .50 .44 .39 (to 300 trials)
+    #   seed 3, 3 Hz kicks: .83 .76 .70 .70 .65 .63 .61 .60 .56 .55
+    #   seed 3, all three matrices: .78 .60 .61 .61 .46 .46 .43 .66 5.6 4.5 (the readout's
+    #   factor, y's own fluctuation, is mostly task-driven: training W_out destabilises)
+    # Here, evaluating every 100 trials (evaluation trials draw from the same random
+    # stream), seed 1 gave .225 and .101 of its start (0.26 of chance) after 100 and 200
+    # trials. Bounds after 200 trials: 0.3 of the start and half of chance.
+    protocol = make_protocol(
+        seed=1,
+        rule={"name": "miconi", "kick_rate": "30 Hz"},
+        model__n_hidden=30,
+        task__duration="300 ms",
+        task__input="random",
+        task__n_inputs=5,
+        training__n_trials=200,
+        training__eval_every=100,
+        training__optimizer="adam",
+        training__lr=5e-3,
+        training__codegen="cython",
+        output__alignment=False,
+    )
+    trainer = Trainer(protocol)
+    ds = trainer.run()
+    ev = ds["eval_loss"].values
+    tt = trainer.eval_set
+    chance = float(0.5 * (tt.mask[0] @ (tt.targets[0] ** 2).sum(axis=1)) / tt.mask[0].sum())
+    assert ds.attrs["status"] == "completed"
+    assert ev[-1] < 0.3 * ev[0], ev
+    assert ev[-1] < 0.5 * chance, (ev, chance)
+    change = ds["W_rec"].isel(eval_trial=-1) - ds["W_rec"].isel(eval_trial=0)
+    assert float(np.abs(change).max()) > 1e-3
+    for name in ("W_in", "W_out"):  # not plastic by default
+        assert float(np.abs(ds[name].isel(eval_trial=-1) - ds[name].isel(eval_trial=0)).max()) == 0

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from brian2 import StateMonitor
 
+from bioperturb.compare import update_samples
 from bioperturb.metrics import cosine
 from bioperturb.schema import ConfigError
 from bioperturb.training import Trainer
@@ -145,6 +146,116 @@ def test_resume_restores_the_stored_baselines(tmp_path):
     resumed_runs_match(protocol, tmp_path, resume_after=(3,))
 
 
+TRIAL_END = {**TRIAL, "signal": "trial_end", "tau_e": "30 ms"}
+
+
+def test_trial_end_zero_noise_gives_exactly_zero_estimate():
+    # σ = 0: δ = 0 on every trial and L_trial = L̄_trial, so the trace and the signal are 0
+    est, _ = samples(TRIAL_END, 4, model__sigma=0.0)
+    for name, value in est.items():
+        assert np.array_equal(value, np.zeros_like(value)), name
+
+
+def test_trial_end_estimate_matches_numpy():
+    # One trial-end signal c (L_trial − L̄_trial) times the trace of the trial's products,
+    # recomputed in numpy from the raw states alone (h, r, r_prev, u_prev, y, L): the
+    # per-step baselines as exponential averages over the earlier training trials (with
+    # the warm-up of docs/rules/online_anp.md), ‖δ‖², the normalisers, the trace λ = 1 −
+    # dt/τ_e and L̄_trial = Σ_s m_s L̄_s / M. Trials 1-2 are exactly 0 (warm-up).
+    alpha, n_train = 0.6, 4
+    trainer = Trainer(
+        make_protocol(
+            rule={**TRIAL_END, "baseline_rate": alpha},
+            model__n_hidden=5,
+            task__duration="20 ms",
+            training__n_trials=n_train,
+            training__eval_every=n_train,
+            training__lr=0.0,
+            output__alignment=False,
+        )
+    )
+    net = trainer.network
+    kw = dict(record=True, when="start", order=5)
+    mons = [
+        StateMonitor(net.hidden, ["h", "r", "r_prev"], name="mon_h", **kw),
+        StateMonitor(net.inputs, ["u_prev"], name="mon_u", **kw),
+        StateMonitor(net.readout, ["y"], name="mon_y", **kw),
+        StateMonitor(net.loss, ["L", "M_inv"], name="mon_l", **kw),
+    ]
+    net.net.add(*mons)
+    est = update_samples(trainer)
+    train = [k for k, (kind, _, _) in enumerate(trainer.tape.kinds) if kind == "train"]
+
+    def raw(mon, var):
+        return [np.asarray(getattr(mon, var))[:, trial_rows(trainer, k)] for k in train]
+
+    h, r, r_prev = (raw(mons[0], v) for v in ("h", "r", "r_prev"))
+    u_prev, y = raw(mons[1], "u_prev"), raw(mons[2], "y")
+    L, m_inv = raw(mons[3], "L"), raw(mons[3], "M_inv")
+    p = trainer.protocol
+    lam = 1 - p.model.dt / p.rule.tau_e
+    n_in, n_out = u_prev[0].shape[0], y[0].shape[0]
+    c = np.sqrt(n_in + p.model.n_hidden + n_out)
+    eps = p.rule.eps
+    avg = {}
+    for k in range(n_train):
+        # baselines the trial reads: its own values before a trial is stored
+        # (h, r, y from trial 1 on; L and the ‖δ‖² averages from trial 2 on)
+        hbar = avg["h"] if k >= 1 else h[k]
+        rbar = avg["r"] if k >= 1 else r[k]
+        rpbar = avg["rp"] if k >= 1 else r_prev[k]
+        ybar = avg["y"] if k >= 1 else y[k]
+        dd_h = ((h[k] - hbar) ** 2).sum(axis=0)
+        dd_y = ((y[k] - ybar) ** 2).sum(axis=0)
+        Lbar = avg["L"] if k >= 2 else L[k]
+        dd_h_bar = avg["dd_h"] if k >= 2 else dd_h
+        dd_y_bar = avg["dd_y"] if k >= 2 else dd_y
+        nrm_h = 1 / (dd_h + dd_h_bar + eps)
+        nrm_y = 1 / (dd_y + dd_y_bar + eps)
+        products = {
+            "W_rec": np.einsum("s,is,js->sij", nrm_h, h[k] - hbar, rpbar),
+            "W_in": np.einsum("s,is,js->sij", nrm_h, h[k] - hbar, u_prev[k]),
+            "W_out": np.einsum("s,is,js->sij", nrm_y, y[k] - ybar, rbar),
+        }
+        signal = c * ((L[k] * m_inv[k]).sum() - (Lbar * m_inv[k]).sum())
+        for name, prod in products.items():
+            elig = np.zeros(prod.shape[1:])
+            for step in prod:
+                elig = lam * elig + step
+            if k < 2:
+                assert np.array_equal(est[name][k], np.zeros_like(elig)), (name, k)
+            else:
+                np.testing.assert_allclose(
+                    est[name][k], signal * elig, rtol=1e-9, atol=1e-14, err_msg=f"{name} {k}"
+                )
+        # store after use: the first trial copies (the ‖δ‖² averages on the second)
+        for key, value, first in (
+            ("h", h[k], 0),
+            ("r", r[k], 0),
+            ("rp", r_prev[k], 0),
+            ("y", y[k], 0),
+            ("L", L[k], 0),
+            ("dd_h", dd_h, 1),
+            ("dd_y", dd_y, 1),
+        ):
+            avg[key] = value if k <= first else avg[key] + alpha * (value - avg[key])
+    assert all(np.abs(est[m][2:]).max() > 0 for m in est)
+
+
+def test_trial_end_estimate_follows_the_gradient():
+    # Frozen network of tests/integration/test_rules.py (τ = dt, moving random input),
+    # one loss difference per trial and a trace longer than the trial (τ_e = 1 s vs 60
+    # ms): the REINFORCE form. Measured, cosine of the mean estimate with −∇L, 100 draws
+    # after the warm-up, W_in / W_rec / W_out: per-time-point baseline (α = 0.5) 0.85 /
+    # 0.84 / 0.999; the temporal baseline (τ_avg = 5 ms) −0.25 / 0.54 / 0.98 (its signal
+    # is a high-passed loss that carries this trial's noise; docs/rules/online_anp.md).
+    est, grad = samples({**TRIAL, "baseline_rate": 0.5, "signal": "trial_end", "tau_e": "1 s"}, 102)
+    est = {k: v[2:] for k, v in est.items()}
+    cos = cosine({k: v.mean(axis=0) for k, v in est.items()}, grad)
+    for name in ("W_in", "W_rec", "W_out"):
+        assert cos[name] > 0.7, cos
+
+
 @pytest.mark.parametrize(
     ("rule", "match"),
     [
@@ -152,8 +263,17 @@ def test_resume_restores_the_stored_baselines(tmp_path):
         ({**TRIAL, "baseline_rate": 1.5}, "must lie in \\(0, 1\\]"),
         ({**TRIAL, "reset_each_trial": True}, "reset_each_trial"),
         ({"name": "online_anp", "baseline": "trials"}, "rule.baseline"),
+        ({**TRIAL, "signal": "trial_end"}, "tau_e = 0 credits only the trial's last step"),
+        ({**TRIAL, "signal": "end"}, "rule.signal"),
     ],
-    ids=["alpha_zero", "alpha_above_one", "reset_each_trial", "unknown_baseline"],
+    ids=[
+        "alpha_zero",
+        "alpha_above_one",
+        "reset_each_trial",
+        "unknown_baseline",
+        "trial_end_without_trace",
+        "unknown_signal",
+    ],
 )
 def test_bad_baseline_parameters_are_refused(rule, match):
     with pytest.raises(ConfigError, match=match):

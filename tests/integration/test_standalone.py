@@ -189,6 +189,12 @@ def test_build_cache_compiles_a_shape_once():
             "training__lr": 1e-3,
         },
         {"rule__name": "online_anp", "rule__baseline": "trial"},
+        {
+            "rule__name": "online_anp",
+            "rule__baseline": "trial",
+            "rule__signal": "trial_end",
+            "rule__tau_e": "30 ms",
+        },
         {"model__decorrelate": ["recurrent"], "rule__tau_e": "3 ms"},
         # 16 units: whole 4 x 8 tiles of the fused GEMM (12 units also run its edges)
         {"model__n_hidden": 16, "rule__signal": "trial_end", "rule__tau_e": "4 ms"},
@@ -211,6 +217,7 @@ def test_build_cache_compiles_a_shape_once():
         "trial_end",
         "online-decorrelate",
         "online_anp-trial",
+        "online_anp-trial-trial_end",
         "decorrelate-trace",
         "tiles-trial_end-trace",
         "unfused",
