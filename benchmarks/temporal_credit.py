@@ -344,9 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         f"## Temporal credit: rule x memory task, beside BPTT\n\n"
         f"`python benchmarks/temporal_credit.py --seeds {' '.join(map(str, args.seeds))}"
         f"{' --quick' if args.quick else ''}` ({args.workers} worker processes, "
-        f"{(time.perf_counter() - tic) / 60:.1f} min). Training trials per run: "
-        f"{', '.join(f'{t}: {int(ds.eval_trial[-1])}' for t in args.tasks)}; "
-        f"seeds {args.seeds}; accuracy = argmax of the mean output over the decision period, "
+        f"{(time.perf_counter() - tic) / 60:.1f} min; training trials per task in its "
+        f"heading); seeds {args.seeds}; accuracy = argmax of the mean output over the "
+        f"decision period, "
         f"NRMSE over the forecast period (docs/metrics.md)."
     )
     text = tables(ds, credit, header)
