@@ -56,16 +56,11 @@ def check_credit(protocol: Any) -> None:
         raise ValueError(f"{where}: rule.name: 'none' makes no estimate to diagnose")
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    return float(np.vdot(a, b) / (na * nb)) if na > 0 and nb > 0 else float("nan")
-
-
 def _cosines(est: dict[str, np.ndarray], grad: dict[str, np.ndarray]) -> list[float]:
-    names = [m for m in CREDIT_MATRICES[:-1] if m in est]
-    out = {m: _cos(est[m], grad[m]) for m in names}
-    flat = lambda d: np.concatenate([d[m].ravel() for m in names])  # noqa: E731
-    out["all"] = _cos(flat(est), flat(grad))
+    """Per-matrix and all-matrix cosines (:func:`bioperturb.metrics.cosine`), NaN if absent."""
+    from bioperturb.metrics import cosine
+
+    out = cosine(est, grad)
     return [out.get(m, np.nan) for m in CREDIT_MATRICES]
 
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Trials", "Task", "whole_steps"]
+__all__ = ["Trials", "Task", "whole_steps", "consecutive_periods"]
 
 
 @dataclass(frozen=True)
@@ -129,3 +129,21 @@ def whole_steps(duration: float, dt: float, key: str) -> int:
             f"({steps:.6g} steps)"
         )
     return n
+
+
+def consecutive_periods(
+    params: Any, names: tuple[str, ...], dt: float
+) -> tuple[dict[str, tuple[int, int]], int]:
+    """({name: (start, stop)}, total steps) of periods laid end to end, in ``names`` order.
+
+    Each period lasts ``params.<name>_duration`` seconds, a whole number of steps
+    (:func:`whole_steps`, whose ``ValueError`` names the ``<name>_duration`` key).
+    """
+    periods: dict[str, tuple[int, int]] = {}
+    start = 0
+    for name in names:
+        key = f"{name}_duration"
+        stop = start + whole_steps(getattr(params, key), dt, key)
+        periods[name] = (start, stop)
+        start = stop
+    return periods, start

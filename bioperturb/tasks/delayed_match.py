@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bioperturb.schema import param
-from bioperturb.tasks.base import Task, Trials, whole_steps
+from bioperturb.tasks.base import Task, Trials, consecutive_periods
 
 __all__ = ["DelayedMatchTask"]
 
@@ -97,14 +97,7 @@ class DelayedMatchTask(Task):
     def __init__(self, params: DelayedMatchTask.Params, dt: float):
         super().__init__(params, dt)
         params.check()
-        self._periods: dict[str, tuple[int, int]] = {}
-        start = 0
-        for period in _PERIODS:
-            key = f"{period}_duration"
-            stop = start + whole_steps(getattr(params, key), self.dt, key)
-            self._periods[period] = (start, stop)
-            start = stop
-        self._n_steps = start
+        self._periods, self._n_steps = consecutive_periods(params, _PERIODS, self.dt)
 
     @property
     def n_inputs(self) -> int:
