@@ -43,6 +43,9 @@ __all__ = [
     "records_from_arrays",
     "write_checkpoint",
     "read_checkpoint",
+    "check_same_protocol",
+    "RESUME_FREE",
+    "protocol_difference",
 ]
 
 FORMAT = 1
@@ -164,3 +167,55 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndar
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ConfigError(where, "", f"unsupported checkpoint format (expected {FORMAT})")
     return meta, arrays
+
+
+#: keys that may differ between a checkpoint's protocol and the protocol resuming it
+RESUME_FREE = ("output.dir", "output.progress", "output.figures", "training.checkpoint_every")
+
+
+def protocol_difference(saved_toml: str, protocol: Any) -> tuple[str, Any, Any] | None:
+    """The first key where ``saved_toml`` and ``protocol`` differ: (key, saved, now), or None.
+
+    Keys in :data:`RESUME_FREE` may differ; the engine keys that older protocols kept in
+    ``[training]`` compare equal to their ``[engine]`` twins. Raises ``tomllib.TOMLDecodeError``
+    if ``saved_toml`` is not TOML.
+    """
+    import tomllib
+
+    from bioperturb.config import OLD_ENGINE_KEYS
+
+    def flat(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in doc.items():
+            name = f"{prefix}{key}"
+            if prefix == "training." and key in OLD_ENGINE_KEYS:
+                name = f"engine.{OLD_ENGINE_KEYS[key]}"
+            if isinstance(value, dict):
+                out.update(flat(value, f"{name}."))
+            elif name not in RESUME_FREE:
+                out[name] = value
+        return out
+
+    saved = flat(tomllib.loads(saved_toml))
+    now = flat(tomllib.loads(protocol.to_toml()))
+    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    return (differ[0], saved.get(differ[0]), now.get(differ[0])) if differ else None
+
+
+def check_same_protocol(saved_toml: str, protocol: Any, where: str) -> None:
+    """Raise ConfigError unless ``saved_toml`` (a checkpoint's protocol) is ``protocol``
+    (see :func:`protocol_difference`)."""
+    import tomllib
+
+    try:
+        differ = protocol_difference(saved_toml, protocol)
+    except tomllib.TOMLDecodeError:
+        raise ConfigError(where, "", "checkpoint has no readable protocol") from None
+    if differ is not None:
+        key, there, now = differ
+        raise ConfigError(
+            where,
+            "",
+            f"checkpoint was written for a different protocol ({key}: "
+            f"{there!r} there, {now!r} now); delete it or run without --resume",
+        )

@@ -38,7 +38,7 @@ def _check_writable(path: Path, where: str = "", key: str = "") -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from bioperturb.config import load_protocol
-    from bioperturb.training import describe_run, run_protocol
+    from bioperturb.runs import describe_run, run_protocol
 
     protocol = load_protocol(args.protocol)
     out_dir = Path(args.out) if args.out else Path(protocol.output.dir)
@@ -62,7 +62,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _report_resume(protocol, out_dir: Path) -> None:
     from bioperturb.checkpoint import read_checkpoint
-    from bioperturb.training import checkpoint_path
+    from bioperturb.runs import checkpoint_path
 
     path = checkpoint_path(protocol, out_dir)
     if path.exists():

@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from bioperturb.dataset import score_dataset
 from bioperturb.networks.rate import connectivity
-from bioperturb.training import Trainer, score_dataset
+from bioperturb.training import Trainer
 
-__all__ = ["reference_dataset", "combine_methods", "update_samples", "compare_protocol"]
+__all__ = ["reference_dataset", "combine_methods", "compare_protocol"]
 
 
 def _train_reference(trainer, weights0, make_trial, eval_batch, optimizer, lr, **kw):
@@ -195,12 +196,12 @@ def reference_model(trainer: Trainer):
     weights drawn by the rate initialiser from the run's weight stream.
     """
     p = trainer.protocol
-    if p.model.kind == "rate":
+    if trainer.experiment.model_spec.exact_gradient:
         return p.model, trainer.weights0
     from bioperturb.config import MODELS_DIR, ModelConfig, read_toml_text
+    from bioperturb.experiment import weight_rng
     from bioperturb.networks.rate import init_weights
     from bioperturb.schema import from_mapping
-    from bioperturb.training import weight_rng
 
     preset = MODELS_DIR / "rate_rnn.toml"
     table = dict(read_toml_text(preset, str(preset))[0]["model"])
@@ -270,14 +271,17 @@ def compare_protocol(
 
         check_credit(protocol)  # before any training
 
+    from bioperturb.runs import train
+
     out = Path(out_dir if out_dir is not None else protocol.output.dir)
-    trainer = Trainer(protocol)
-    rule_ds = trainer.run(progress=progress)
+    trainer, rule_ds = train(protocol, progress=progress)
     bptt_ds = reference_dataset(trainer, optimizer=bptt_optimizer, lr=bptt_lr)
     bptt_ds.attrs["bptt_optimizer"] = bptt_optimizer or protocol.training.optimizer
     bptt_ds.attrs["bptt_lr"] = protocol.training.lr if bptt_lr is None else bptt_lr
     runs = {protocol.rule_name: rule_ds, "bptt": bptt_ds}
-    if protocol.model.kind == "lif" and protocol.model.synapse == "current":
+    if not trainer.experiment.model_spec.exact_gradient and (
+        getattr(protocol.model, "synapse", None) == "current"
+    ):
         runs["bptt_surrogate"] = surrogate_dataset(trainer, optimizer=bptt_optimizer, lr=bptt_lr)
     ds = combine_methods(runs)
     if credit_draws:
@@ -295,53 +299,3 @@ def compare_protocol(
         if "eval_accuracy" in ds:
             save_figure(plot_accuracy(runs), out / f"{protocol.name}_compare_accuracy.png")
     return ds, path
-
-
-def update_samples(trainer: Trainer) -> dict[str, np.ndarray]:
-    """The rule's gradient estimate g of every training trial, at frozen weights.
-
-    Needs ``training.lr = 0`` (the network stays at its initial weights). The whole tape
-    runs in one simulation; a monitor on the trial clock reads each plastic synapse's
-    ``acc_last`` (the estimate the optimiser saw) at every trial end. Returns
-    ``{matrix: array (n_train_trials, post, pre)}`` (ΔW = −η g for SGD).
-    """
-    p = trainer.protocol
-    if p.training.engine != "runtime":
-        raise ValueError("update_samples needs training.engine = 'runtime' (it adds monitors)")
-    if p.training.lr != 0:
-        raise ValueError("update_samples needs training.lr = 0 (frozen weights)")
-    if p.model.decorrelate and p.model.decor_lr != 0:
-        raise ValueError("update_samples needs model.decor_lr = 0 (frozen lateral weights)")
-    import brian2
-
-    net = trainer.network
-    for mon in net.monitors.values():
-        mon.active = False
-    mons = {
-        name: brian2.StateMonitor(
-            syn,
-            "acc_last",
-            record=True,
-            clock=net.trial_clock,
-            when="end",
-            order=2,
-            name=f"mon_estimate_{name.lower()}",
-        )
-        for name, syn in net.synapses.items()
-        if "acc_last" in syn.variables
-    }
-    net.net.add(*mons.values())
-    tape = trainer.tape
-    duration = (1 + tape.n_steps * tape.n_trials) * trainer.protocol.model.dt
-    trainer._run(duration)  # with the trainer's own random state
-    # tick 0 is the reset step; tick k + 1 ends tape trial k
-    rows = [k + 1 for k, (kind, _, _) in enumerate(tape.kinds) if kind == "train"]
-    out = {}
-    for name, mon in mons.items():
-        syn = net.synapses[name]
-        values = np.asarray(mon.acc_last)[:, rows].T  # (trials, synapses)
-        mat = np.zeros((len(rows), *net.shape[name]))
-        mat[:, syn.j[:], syn.i[:]] = values
-        out[name] = mat
-    net.net.remove(*mons.values())
-    return out

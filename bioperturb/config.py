@@ -47,6 +47,7 @@ __all__ = [
     "LIFConfig",
     "MODEL_KINDS",
     "TrainingConfig",
+    "EngineConfig",
     "OutputConfig",
     "Protocol",
     "load_protocol",
@@ -258,14 +259,29 @@ class TrainingConfig:
     max_weight: float = param(
         1e3, positive=True, doc="a weight beyond ±max_weight marks the run as diverged"
     )
-    codegen: str = param(
-        "cython", choices=("cython", "numpy"), doc="Brian2 code-generation target (runtime mode)"
+    checkpoint_every: int = param(
+        0,
+        nonnegative=True,
+        doc="write <dir>/<name>.ckpt.npz every k training trials (0: never); see run --resume",
     )
-    engine: str = param(
+
+    def check(self) -> None:
+        if self.beta1 >= 1 or self.beta2 >= 1:
+            raise ValueError("beta1 and beta2 must be below 1")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which engine simulates the network, and its settings (docs/engines.md)."""
+
+    name: str = param(
         "runtime",
         choices=("runtime", "standalone"),
         doc="Brian2 runtime mode (interactive, per-block net.run), or cpp_standalone: the network "
         "compiled once (cached per shape) and run per block of trials with run arguments",
+    )
+    codegen: str = param(
+        "cython", choices=("cython", "numpy"), doc="Brian2 code-generation target (runtime mode)"
     )
     threads: int = param(
         1,
@@ -279,15 +295,10 @@ class TrainingConfig:
         "update as one matrix product per trial (docs/engines.md); 'auto' where the rule "
         "allows, 'on' fails where it does not, 'off' keeps Brian2's code",
     )
-    checkpoint_every: int = param(
-        0,
-        nonnegative=True,
-        doc="write <dir>/<name>.ckpt.npz every k training trials (0: never); see run --resume",
-    )
 
-    def check(self) -> None:
-        if self.beta1 >= 1 or self.beta2 >= 1:
-            raise ValueError("beta1 and beta2 must be below 1")
+
+#: engine settings that older protocols kept in [training] (still read, with a note)
+OLD_ENGINE_KEYS = {"engine": "name", "codegen": "codegen", "threads": "threads", "fuse": "fuse"}
 
 
 @dataclass(frozen=True)
@@ -320,6 +331,7 @@ class Protocol:
     rule: Any
     training: TrainingConfig
     output: OutputConfig
+    engine: EngineConfig = dataclasses.field(default_factory=EngineConfig)
     source: str = "<memory>"
 
     def to_toml(self) -> str:
@@ -331,6 +343,7 @@ class Protocol:
             "task": {"name": self.task_name, **to_mapping(self.task)},
             "rule": {"name": self.rule_name, **to_mapping(self.rule)},
             "training": to_mapping(self.training),
+            "engine": to_mapping(self.engine),
             "output": to_mapping(self.output),
         }
         return tomli_w.dumps(doc)
@@ -339,7 +352,7 @@ class Protocol:
         return dataclasses.replace(self, **changes)
 
 
-_TOP_KEYS = {"name", "seed", "model", "task", "rule", "training", "output"}
+_TOP_KEYS = {"name", "seed", "model", "task", "rule", "training", "engine", "output"}
 
 
 def read_toml_text(path: Path, where: str, kind: str = "TOML") -> tuple[dict[str, Any], str]:
@@ -425,14 +438,47 @@ def protocol_from_mapping(
     task = from_mapping(task_cls.Params, task_table, where, "task.")
     rule_table, rule_name, rule_cls = _named_table(data, "rule", RULES, where)
     rule = from_mapping(rule_cls.Params, rule_table, where, "rule.")
-    training = from_mapping(TrainingConfig, data.get("training", {}), where, "training.")
+    training_table, engine_table = _engine_tables(data, where)
+    training = from_mapping(TrainingConfig, training_table, where, "training.")
+    engine = from_mapping(EngineConfig, engine_table, where, "engine.")
     output = from_mapping(OutputConfig, data.get("output", {}), where, "output.")
 
     protocol = Protocol(
-        name, seed, model, task_name, task, rule_name, rule, training, output, source=where
+        name, seed, model, task_name, task, rule_name, rule, training, output, engine, where
     )
     _check_cross(protocol, task_cls, where)
     return protocol
+
+
+def _engine_tables(data: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """([training], [engine]) with the engine keys older protocols kept in [training] moved.
+
+    ``training.engine``/``codegen``/``threads``/``fuse`` are read as ``engine.name``/…
+    with a one-line deprecation note; the same key in both tables is an error.
+    """
+    training, engine = data.get("training", {}), data.get("engine", {})
+    if not isinstance(training, dict) or not isinstance(engine, dict):
+        return training, engine  # from_mapping names the table that is not one
+    old = [key for key in OLD_ENGINE_KEYS if key in training]
+    if not old:
+        return training, engine
+    training, engine = dict(training), dict(engine)
+    for key in old:
+        new = OLD_ENGINE_KEYS[key]
+        if new in engine:
+            raise ConfigError(
+                where, f"training.{key}", f"given twice: also as engine.{new}; keep engine.{new}"
+            )
+        engine[new] = training.pop(key)
+    import warnings
+
+    moved = ", ".join(f"training.{k} -> engine.{OLD_ENGINE_KEYS[k]}" for k in old)
+    warnings.warn(
+        f"{where}: engine settings now live in an [engine] table ({moved})",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return training, engine
 
 
 def _named_table(data: dict[str, Any], key: str, registry: dict[str, Any], where: str):
@@ -476,21 +522,7 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
             where, "rule.apply", "'online' applies plain SGD steps: set training.optimizer = 'sgd'"
         )
     _check_rule_support(protocol, where)
-    if getattr(protocol.training, "engine", "runtime") == "standalone" and (
-        protocol.model.kind != "rate"
-    ):
-        raise ConfigError(
-            where,
-            "training.engine",
-            f"'standalone' runs rate networks; model.kind = '{protocol.model.kind}' needs "
-            f"'runtime'",
-        )
-    if getattr(protocol.training, "engine", "runtime") == "standalone" and (
-        protocol.model.p_connect < 1
-    ):
-        _check_sparse_standalone(protocol, where)
-    if getattr(protocol.training, "fuse", "auto") == "on":
-        _check_fusable(protocol, where)
+    _check_engine(protocol, where)
     if protocol.output.record_dt < protocol.model.dt:
         raise ConfigError(where, "output.record_dt", "must not be smaller than model.dt")
     step = round(protocol.output.record_dt / protocol.model.dt)
@@ -503,6 +535,25 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
             f"must be a whole number of model.dt steps that divides the trial's "
             f"{task.n_steps} steps",
         )
+
+
+def _check_engine(protocol: Protocol, where: str) -> None:
+    """The engine runs this model kind, and accepts the protocol (``Engine.check_protocol``)."""
+    from bioperturb.engines import get_engine
+    from bioperturb.modelspec import model_spec
+
+    spec = model_spec(protocol.model.kind)
+    name = protocol.engine.name
+    if protocol.engine.fuse == "on" and name != "standalone":
+        raise ConfigError(where, "engine.fuse", "'on' needs engine.name = 'standalone'")
+    if name not in spec.engines:
+        raise ConfigError(
+            where,
+            "engine.name",
+            f"'{name}' does not run model.kind = '{spec.kind}' (use "
+            f"{' or '.join(map(repr, spec.engines))})",
+        )
+    get_engine(name).check_protocol(protocol, where)
 
 
 def _check_rule_support(protocol: Protocol, where: str) -> None:
@@ -518,12 +569,6 @@ def _check_rule_support(protocol: Protocol, where: str) -> None:
             f"'{name}' runs on model.kind = {' or '.join(map(repr, rule_cls.model_kinds))}, "
             f"not '{protocol.model.kind}'",
         )
-    if protocol.training.engine == "standalone" and not rule_cls.standalone:
-        raise ConfigError(
-            where,
-            "training.engine",
-            f"rule '{name}' is not built into standalone programs; use engine = 'runtime'",
-        )
     check_model = getattr(protocol.rule, "check_model", None)
     if check_model is not None:  # the rule's parameters against the model's (e.g. dt)
         try:
@@ -531,32 +576,6 @@ def _check_rule_support(protocol: Protocol, where: str) -> None:
         except ValueError as err:
             key, _, reason = str(err).partition(": ")
             raise ConfigError(where, f"rule.{key}", reason) from None
-
-
-def _check_fusable(protocol: Protocol, where: str) -> None:
-    """``training.fuse = "on"``: the standalone engine must be able to fuse W_rec fully."""
-    from bioperturb.networks.fused import protocol_fusion
-
-    if protocol.training.engine != "standalone":
-        raise ConfigError(where, "training.fuse", "'on' needs training.engine = 'standalone'")
-    plan = protocol_fusion(protocol)
-    if plan.reason:
-        raise ConfigError(where, "training.fuse", f"'on' is impossible here: {plan.reason}")
-
-
-def _check_sparse_standalone(protocol: Protocol, where: str) -> None:
-    """Sparse W_rec on the standalone engine: only the fused C++ skips absent synapses."""
-    from bioperturb.networks.fused import protocol_fusion
-
-    plan = protocol_fusion(protocol)
-    if not plan.complete:
-        raise ConfigError(
-            where,
-            "training.engine",
-            f"'standalone' runs sparse W_rec (model.p_connect < 1) only fully fused, not "
-            f"here: {plan.reason}; use engine = 'runtime'"
-            + (" or drop fuse = 'off'" if protocol.training.fuse == "off" else ""),
-        )
 
 
 def load_protocol(path: str | Path, overrides: dict[str, Any] | None = None) -> Protocol:

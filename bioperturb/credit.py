@@ -126,9 +126,9 @@ def credit_diagnostics(
     ``n_draws`` training trials of the protocol's task (its first ``n_draws`` trials, same
     seed) run by the runtime engine at frozen weights.
     """
-    from bioperturb.compare import update_samples
+    from bioperturb.engines.runtime import RuntimeEngine
+    from bioperturb.experiment import Experiment
     from bioperturb.reference import truncated_gradient_per_trial
-    from bioperturb.training import Trainer
 
     check_credit(protocol)
     if n_draws < 2:
@@ -139,20 +139,20 @@ def credit_diagnostics(
             lr=0.0,
             n_trials=n_draws,
             eval_every=n_draws,
-            engine="runtime",
-            fuse="auto",
             checkpoint_every=0,
         ),
+        engine=replace(protocol.engine, name="runtime", fuse="auto"),
         output=replace(protocol.output, alignment=False, figures=False, progress=progress),
     )
-    trainer = Trainer(frozen)
-    samples = update_samples(trainer)  # {matrix: (n_draws, post, pre)}
+    engine = RuntimeEngine(Experiment(frozen))
+    samples = engine.update_samples()  # {matrix: (n_draws, post, pre)}
     model = protocol.model
-    T = trainer.tape.n_steps
+    exp = engine.experiment
+    T = exp.tape.n_steps
     steps = sorted({int(k) for k in horizons if 0 < int(k) < T} | {T})
-    tt = trainer.train_trials
+    tt = exp.train_trials
     b = np.full(model.n_hidden, model.bias)
-    w0, masks = trainer.weights0, trainer.network.masks
+    w0, masks = exp.weights0, engine.network.masks
 
     def per_trial(k: int) -> dict[str, np.ndarray]:
         g = truncated_gradient_per_trial(

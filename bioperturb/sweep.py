@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bioperturb.config import Protocol, load_protocol, protocol_from_mapping, read_toml_text
-from bioperturb.dataset import write_text
+from bioperturb.dataset import write_dataset, write_text
 from bioperturb.schema import ConfigError
 
 __all__ = [
@@ -285,22 +285,16 @@ def run_point(toml_text: str, runs_dir: str, run_hash: str) -> dict[str, Any]:
     nc_path = runs / f"{run_hash}.nc"
     ckpt = runs / f"{run_hash}.ckpt.npz"
     try:
-        from bioperturb.dataset import write_dataset
-        from bioperturb.training import Trainer
+        from bioperturb.runs import train
 
         if nc_path.exists():
             return {"hash": run_hash, "status": "exists", "reason": "", "seconds": 0.0}
         protocol = protocol_from_mapping(tomllib.loads(toml_text), f"<sweep run {run_hash}>")
-        trainer = Trainer(protocol)
-        if protocol.training.checkpoint_every:
-            trainer.checkpoint_path = ckpt
-            if ckpt.exists():
-                try:
-                    trainer.restore(ckpt)
-                except ConfigError:  # damaged or stale: start afresh
-                    trainer = Trainer(protocol)
-                    trainer.checkpoint_path = ckpt
-        ds = trainer.run(progress=False)
+        # a damaged or stale checkpoint: start afresh
+        saved = ckpt if protocol.training.checkpoint_every else None
+        _, ds = train(
+            protocol, checkpoint=saved, resume=True, progress=False, restart_bad_checkpoint=True
+        )
         status = ds.attrs["status"]
         if status == "interrupted":
             raise KeyboardInterrupt("run interrupted")

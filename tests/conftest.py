@@ -16,7 +16,8 @@ BASE: dict[str, Any] = {
     "model": {"preset": "rate_rnn", "n_hidden": 12, "tau": "10 ms", "dt": "1 ms", "sigma": 0.05},
     "task": {"name": "pattern", "duration": "60 ms", "pulse_duration": "10 ms"},
     "rule": {"name": "td_anp"},
-    "training": {"n_trials": 3, "eval_every": 2, "codegen": "numpy", "lr": 0.01},
+    "training": {"n_trials": 3, "eval_every": 2, "lr": 0.01},
+    "engine": {"codegen": "numpy"},
     "output": {"record_dt": "2 ms", "n_record_units": 4, "figures": False, "progress": False},
 }
 
@@ -46,7 +47,8 @@ TINY: dict[str, Any] = {
     "model": {"preset": "rate_rnn", "n_hidden": 8},
     "task": {"name": "pattern", "duration": "40 ms", "pulse_duration": "10 ms"},
     "rule": {"name": "td_anp"},
-    "training": {"n_trials": 2, "eval_every": 1, "codegen": "numpy"},
+    "training": {"n_trials": 2, "eval_every": 1},
+    "engine": {"codegen": "numpy"},
     "output": {"record_dt": "2 ms", "n_record_units": 3},
 }
 

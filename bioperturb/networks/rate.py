@@ -60,7 +60,7 @@ h_{t+1} = h_t + dt/τ (−h_t + W D r_t + U D_in u_t + b).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from brian2 import (
@@ -74,8 +74,10 @@ from brian2 import (
     second,
 )
 
-from bioperturb.networks.fused import FusionPlan, install_fused
 from bioperturb.optimizers import optimizer_code, optimizer_equations, optimizer_values
+
+if TYPE_CHECKING:  # the standalone engine's plan; the builder only reads its flags
+    from bioperturb.engines.standalone.fused import FusionPlan
 
 __all__ = ["Tape", "RateNetwork", "build_rate_network", "init_weights", "MATRICES", "LATERAL"]
 
@@ -215,7 +217,7 @@ class RateNetwork:
         self.masks: dict[str, np.ndarray] = {}
         #: monitors switched on only during evaluation trials
         self.eval_monitors: tuple[str, ...] = ("activity", "output")
-        #: matrices whose rule accumulation the fused engine forms (networks/fused.py)
+        #: matrices whose rule accumulation the fused engine forms (engines/standalone/fused.py)
         self.batched: tuple[str, ...] = ()
         #: number of trial condition labels on the tape (``cond_at`` holds 0 … K − 1)
         self.n_conditions: int = 1
@@ -295,7 +297,8 @@ def build_rate_network(
     """Build the twin rate network for ``tape`` with ``rule`` and the training optimiser.
 
     ``fuse`` (cpp_standalone device only): W_rec's currents and the rule's W_rec
-    accumulation as C++ calls (:mod:`bioperturb.networks.fused`) instead of Brian2 code.
+    accumulation as C++ calls (:mod:`bioperturb.engines.standalone.fused`) instead of
+    Brian2 code; the plan installs its calls itself (:meth:`FusionPlan.install`).
     """
     n_hidden, n_in = model.n_hidden, tape.inputs.shape[1]
     handle = RateNetwork.for_tape(model, rule, training, tape)
@@ -386,7 +389,7 @@ def build_rate_network(
     finish_readout(handle, twin)
     handle.monitors = standard_monitors(handle, record_dt, record_units, "r")
     if fuse is not None and fuse.active:
-        install_fused(handle, rule, fuse)
+        fuse.install(handle, rule)
     rule_objs = rule.install(handle)
     handle.net = Network(
         hidden,

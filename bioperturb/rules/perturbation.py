@@ -161,7 +161,7 @@ class PerturbationRule(Rule):
         The products of ANP/NP are a postsynaptic expression times one presynaptic
         variable (``nrm_post * (h_n_post - h_post) * r_prev_pre`` → ``nrm * (h_n - h)``,
         ``r_prev``), so a trial's accumulation is a sum over steps of outer products,
-        which the fused engine (:mod:`bioperturb.networks.fused`) forms as one matrix
+        which the fused engine (:mod:`bioperturb.engines.standalone.fused`) forms as one matrix
         product at trial end. None when the product is not of that form.
         """
         import sympy
@@ -236,8 +236,8 @@ class PerturbationRule(Rule):
             )
         )
         for matrix in self.params.train:
-            if matrix in getattr(network, "batched", ()):
-                continue  # accumulated by the fused engine (networks/fused.py)
+            if matrix in network.batched:
+                continue  # accumulated by the fused engine (engines/standalone/fused.py)
             syn = network.synapses[matrix]
             step, end = self.trace_code(matrix, dt)
             if step is not None:

@@ -10,7 +10,7 @@ from bioperturb import metrics
 from bioperturb.cli import main
 from bioperturb.compare import compare_protocol
 from bioperturb.dataset import read_dataset
-from bioperturb.training import describe_run
+from bioperturb.runs import describe_run
 from tests.conftest import make_protocol, tiny_toml
 
 EXACT = 1e-12  # relative tolerance of float64 sums over a trial's 50 steps

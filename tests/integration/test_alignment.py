@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bioperturb.compare import update_samples
 from bioperturb.metrics import cosine
 from bioperturb.reference import gradient_at
 from bioperturb.training import Trainer
@@ -38,7 +37,7 @@ def samples_and_gradient():
         training__lr=0.0,
     )
     trainer = Trainer(protocol)
-    samples = update_samples(trainer)
+    samples = trainer.engine.update_samples()
     tt, model = trainer.train_trials, protocol.model
     np.testing.assert_array_equal(tt.inputs[0], tt.inputs[-1])  # one fixed trial
     grad = gradient_at(

@@ -19,7 +19,8 @@ from bioperturb.checkpoint import read_checkpoint
 from bioperturb.cli import main
 from bioperturb.dataset import read_dataset
 from bioperturb.rules import RULES
-from bioperturb.training import Trainer, run_protocol
+from bioperturb.runs import run_protocol
+from bioperturb.training import Trainer
 from tests.conftest import make_protocol, tiny_toml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,7 +109,7 @@ def test_resume_in_process_is_identical_cython(tmp_path):
         training__n_trials=8,
         training__eval_every=4,
         training__optimizer="adam",
-        training__codegen="cython",
+        engine__codegen="cython",
         training__checkpoint_every=1,
     )
     resumed_runs_match(protocol, tmp_path, resume_after=(1, 6))

@@ -98,7 +98,7 @@ CREDIT_BASE = dict(
     model__n_hidden=6,
     task__duration="20 ms",
     task__pulse_duration="10 ms",
-    training__codegen="cython",
+    engine__codegen="cython",
 )
 
 

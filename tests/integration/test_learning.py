@@ -27,7 +27,7 @@ def test_td_anp_learns_pattern_task():
         training__eval_every=20,
         training__optimizer="adam",
         training__lr=3e-3,
-        training__codegen="cython",
+        engine__codegen="cython",
     )
     ds = Trainer(protocol).run()
     ev = ds["eval_loss"].values
@@ -69,7 +69,7 @@ def test_rule_learns_pattern_task(rule, n_trials, bound):
         training__eval_every=n_trials // 2,
         training__optimizer="adam",
         training__lr=3e-3,
-        training__codegen="cython",
+        engine__codegen="cython",
         output__alignment=False,
     )
     ds = Trainer(protocol).run()
@@ -99,7 +99,7 @@ LIF_LEARN = dict(
     training__eval_every=30,
     training__optimizer="adam",
     training__lr=3e-3,
-    training__codegen="cython",
+    engine__codegen="cython",
 )
 
 
@@ -147,7 +147,7 @@ def test_online_anp_trial_baseline_learns_pattern_task():
         training__eval_every=30,
         training__optimizer="adam",
         training__lr=3e-3,
-        training__codegen="cython",
+        engine__codegen="cython",
         output__alignment=False,
     )
     ds = Trainer(protocol).run()
@@ -187,7 +187,7 @@ def test_miconi_learns_pattern_task():
         training__eval_every=100,
         training__optimizer="adam",
         training__lr=5e-3,
-        training__codegen="cython",
+        engine__codegen="cython",
         output__alignment=False,
     )
     trainer = Trainer(protocol)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from brian2 import StateMonitor
 
-from bioperturb.compare import update_samples
 from bioperturb.schema import ConfigError
 from bioperturb.training import Trainer
 from tests.conftest import make_protocol
@@ -105,7 +104,7 @@ def recorded_run(rule: dict, n_train: int, **overrides):
         "loss": StateMonitor(net.loss, ["L", "M_inv"], name="mon_l", **kw),
     }
     net.net.add(*mons.values())
-    est = update_samples(trainer)
+    est = trainer.engine.update_samples()
     train = [k for k, (kind, _, _) in enumerate(trainer.tape.kinds) if kind == "train"]
     raw = {
         var: [np.asarray(getattr(mon, var))[:, trial_rows(trainer, k)] for k in train]
@@ -197,7 +196,7 @@ def test_paper_running_average_follows_the_last_step():
     ("overrides", "key", "match"),
     [
         ({"model": {"preset": "lif_rnn", "n_hidden": 10}}, "rule.name", "runs on model.kind"),
-        ({"training__engine": "standalone"}, "training.engine", "runtime"),
+        ({"engine__name": "standalone"}, "engine.name", "runtime"),
         ({"rule__kick_rate": "2 kHz"}, "rule.kick_rate", "must not exceed 1"),
         ({"rule__exponent": 0.5}, "rule", "p ≥ 1"),
         ({"rule__baseline_rate": 1.5}, "rule", "must lie in"),

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from brian2 import StateMonitor
 
-from bioperturb.compare import update_samples
 from bioperturb.metrics import cosine
 from bioperturb.schema import ConfigError
 from bioperturb.training import Trainer
@@ -183,7 +182,7 @@ def test_trial_end_estimate_matches_numpy():
         StateMonitor(net.loss, ["L", "M_inv"], name="mon_l", **kw),
     ]
     net.net.add(*mons)
-    est = update_samples(trainer)
+    est = trainer.engine.update_samples()
     train = [k for k, (kind, _, _) in enumerate(trainer.tape.kinds) if kind == "train"]
 
     def raw(mon, var):

@@ -151,7 +151,7 @@ def test_adam_and_clipping_move_weights_within_bound():
 def test_cython_target_matches_numpy_target():
     common = dict(model__sigma=0.0, training__n_trials=1)
     ds_np = Trainer(make_protocol(**common)).run()
-    ds_cy = Trainer(make_protocol(training__codegen="cython", **common)).run()
+    ds_cy = Trainer(make_protocol(engine__codegen="cython", **common)).run()
     np.testing.assert_allclose(ds_cy["loss"], ds_np["loss"], rtol=1e-12)
     np.testing.assert_allclose(ds_cy["activity"], ds_np["activity"], rtol=1e-12, atol=1e-14)
 
@@ -217,6 +217,6 @@ def test_sparse_config_errors():
     with pytest.raises(ConfigError, match="model.p_connect: must be positive|p_connect"):
         make_protocol(model__p_connect=0.0)
     # the standalone engine runs sparse W_rec only through the fused C++
-    make_protocol(model__p_connect=0.5, training__engine="standalone")
-    with pytest.raises(ConfigError, match="training.engine: 'standalone' runs sparse W_rec"):
-        make_protocol(model__p_connect=0.5, training__engine="standalone", training__fuse="off")
+    make_protocol(model__p_connect=0.5, engine__name="standalone")
+    with pytest.raises(ConfigError, match="engine.name: .standalone. runs sparse W_rec"):
+        make_protocol(model__p_connect=0.5, engine__name="standalone", engine__fuse="off")

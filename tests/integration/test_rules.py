@@ -1,7 +1,7 @@
 """The rule family against its maths: limiting cases and expected updates along −∇L.
 
 All estimates are taken at frozen weights (lr = 0) on one fixed trial with
-``bioperturb.compare.update_samples``, in one simulation per rule (numpy target). The
+``RuntimeEngine.update_samples``, in one simulation per rule (numpy target). The
 network is weakly recurrent and leak-free (τ = dt, g = 0.3), where the per-step rules'
 instantaneous credit is nearly the full gradient (see tests/integration/test_alignment.py).
 Measured with these settings (seed 11): cosine of the mean estimate with −∇L, per matrix
@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bioperturb.compare import update_samples
 from bioperturb.metrics import cosine
 from bioperturb.reference import gradient_at
 from bioperturb.training import Trainer
@@ -38,7 +37,7 @@ SMALL = dict(
 def samples(rule: dict, n: int, **overrides):
     kw = {**SMALL, "training__n_trials": n, "training__eval_every": n, **overrides}
     trainer = Trainer(make_protocol(rule=rule, **kw))
-    est = update_samples(trainer)
+    est = trainer.engine.update_samples()
     tt, m = trainer.train_trials, trainer.protocol.model
     grad = gradient_at(
         trainer.weights0, tt.inputs[:1], tt.targets[:1], tt.mask[:1], dt=m.dt, tau=m.tau

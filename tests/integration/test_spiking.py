@@ -143,8 +143,10 @@ def test_lif_config_errors_are_one_line():
         lif_protocol(model__v_reset=1.5)
     with pytest.raises(ConfigError, match="model.kind: unknown kind 'izhikevich'"):
         make_protocol(model__kind="izhikevich")
-    with pytest.raises(ConfigError, match="training.engine: 'standalone' runs rate networks"):
-        lif_protocol(training__engine="standalone")
+    with pytest.raises(
+        ConfigError, match="engine.name: 'standalone' does not run model.kind = 'lif'"
+    ):
+        lif_protocol(engine__name="standalone")
     with pytest.raises(ConfigError, match="task: input_rate: .* more than one spike per step"):
         lif_protocol(task__input_rate="2 kHz")
 

@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 from brian2.devices.device import RuntimeDevice
 
-from bioperturb.standalone import Kernel, StandaloneTrainer, get_kernel
+from bioperturb.engines.standalone import Kernel, StandaloneEngine, get_kernel
 from bioperturb.training import Trainer
 from tests.conftest import make_protocol
 
@@ -32,7 +32,7 @@ def comparable(ds: xr.Dataset) -> xr.Dataset:
 
 
 def standalone(**overrides):
-    return make_protocol(**{**SHARED, "training__engine": "standalone", **overrides})
+    return make_protocol(**{**SHARED, "engine__name": "standalone", **overrides})
 
 
 def runtime(**overrides):
@@ -56,8 +56,8 @@ def shared_runs():
 
 def test_trainer_dispatches_on_engine():
     trainer = Trainer(standalone())
-    assert isinstance(trainer, StandaloneTrainer)
-    assert "cpp_standalone" in trainer.engine
+    assert isinstance(trainer.engine, StandaloneEngine)
+    assert "cpp_standalone" in trainer.engine.description
 
 
 def test_standalone_matches_runtime_with_noise(shared_runs):
@@ -65,7 +65,7 @@ def test_standalone_matches_runtime_with_noise(shared_runs):
     sa, rt = shared_runs
     assert sa.attrs["status"] == rt.attrs["status"] == "completed"
     assert "cpp_standalone" in sa.attrs["engine"] and "runtime" in rt.attrs["engine"]
-    assert sa.attrs["engine"].endswith("fused-currents+gemm")  # training.fuse = "auto"
+    assert sa.attrs["engine"].endswith("fused-currents+gemm")  # engine.fuse = "auto"
     assert np.all(sa["loss_noisy"].values != sa["loss"].values)  # the noise was on
     assert_same_run(sa, rt)
     moved = np.abs(sa["W_rec"].values[-1] - sa["W_rec"].values[0]).max()
@@ -88,7 +88,7 @@ def test_seed_lr_sigma_bias_change_without_recompiling(shared_runs):
         seed=11, model__sigma=0.1, model__bias=0.05, training__lr=0.03, training__optimizer="sgd"
     )
     other = Trainer(standalone(**changes))
-    assert other.kernel is first.kernel
+    assert other.engine.kernel is first.engine.kernel
     ds = other.run()
     assert not np.allclose(ds["loss"], shared_runs[0]["loss"])
     assert_same_run(ds, Trainer(runtime(**changes)).run())
@@ -97,14 +97,14 @@ def test_seed_lr_sigma_bias_change_without_recompiling(shared_runs):
 def test_any_block_split_gives_the_same_run(shared_runs):
     """State and random state pass between blocks exactly: one trial per block is identical."""
 
-    class OneTrialBlocks(StandaloneTrainer):
-        MAX_BLOCK = 1
+    class OneTrialBlocks(Trainer):
+        max_block = 1
 
     ds = OneTrialBlocks(standalone()).run()
     xr.testing.assert_identical(comparable(ds), comparable(shared_runs[0]))
 
 
-class Copying(StandaloneTrainer):
+class Copying(Trainer):
     """Keeps a copy of every checkpoint, named by the number of trials done."""
 
     copies = None
@@ -155,7 +155,7 @@ def test_runtime_runs_are_unchanged_after_a_standalone_run():
 
 
 def test_build_cache_compiles_a_shape_once():
-    kernel = Trainer(standalone()).kernel
+    kernel = Trainer(standalone()).engine.kernel
     assert kernel is get_kernel(kernel.spec)  # one kernel per key in a process
     binary = kernel.build_dir / "main"
     stamp = binary.stat().st_mtime_ns
@@ -170,8 +170,8 @@ def test_build_cache_compiles_a_shape_once():
     assert key(seed=9, model__sigma=0.2, model__g=0.5, training__lr=1.0) == kernel.key
     assert key(model__n_hidden=13) != kernel.key
     assert key(rule__tau_e="5 ms") != kernel.key
-    assert key(training__fuse="off") != kernel.key
-    assert key(training__fuse="on") == kernel.key  # TD-ANP fuses fully either way
+    assert key(engine__fuse="off") != kernel.key
+    assert key(engine__fuse="on") == kernel.key  # TD-ANP fuses fully either way
 
 
 @pytest.mark.parametrize(
@@ -198,7 +198,7 @@ def test_build_cache_compiles_a_shape_once():
         {"model__decorrelate": ["recurrent"], "rule__tau_e": "3 ms"},
         # 16 units: whole 4 x 8 tiles of the fused GEMM (12 units also run its edges)
         {"model__n_hidden": 16, "rule__signal": "trial_end", "rule__tau_e": "4 ms"},
-        {"training__fuse": "off"},
+        {"engine__fuse": "off"},
         # sparse W_rec: dense storage, the fused C++ skips absent synapses (exists = 0)
         # (300 steps: the sparse update runs in blocks of 128 steps)
         {
@@ -227,7 +227,7 @@ def test_build_cache_compiles_a_shape_once():
 def test_every_rule_matches_runtime(overrides):
     """Each rule's own state (traces, baselines, moments, D, w_pert) carries between blocks,
     and the fused W_rec (one pass for both currents, the trial's update as one matrix
-    product: bioperturb/networks/fused.py) gives the runtime engine's per-step results."""
+    product: bioperturb/engines/standalone/fused.py) gives the runtime engine's per-step results."""
     sa = Trainer(standalone(**overrides)).run()
     rt_trainer = Trainer(runtime(**overrides))
     rt = rt_trainer.run()
@@ -235,7 +235,7 @@ def test_every_rule_matches_runtime(overrides):
     # and Adam to a few 1e-9 by the last evaluation
     assert_same_run(sa, rt, rtol=1e-7 if "task__duration" in overrides else 1e-9)
     # what is fused: WP's twin sees w + ψ; online SGD changes W_rec every step
-    if overrides.get("rule__name") == "wp" or overrides.get("training__fuse") == "off":
+    if overrides.get("rule__name") == "wp" or overrides.get("engine__fuse") == "off":
         expect = "unfused"
     elif overrides.get("rule__name") == "none" or overrides.get("rule__apply") == "online":
         expect = "fused-currents"
@@ -252,7 +252,7 @@ def test_every_rule_matches_runtime(overrides):
 def test_threads_give_their_own_noise_with_the_same_statistics():
     """With OpenMP each thread draws its own stream (seed + thread): not the runtime's noise,
     but deterministic, and learning proceeds alike."""
-    protocol = standalone(training__threads=2, training__n_trials=20, training__eval_every=10)
+    protocol = standalone(engine__threads=2, training__n_trials=20, training__eval_every=10)
     a, b = Trainer(protocol).run(), Trainer(protocol).run()
     xr.testing.assert_identical(comparable(a), comparable(b))
     rt = Trainer(runtime(training__n_trials=20, training__eval_every=10)).run()
@@ -270,13 +270,13 @@ def test_fused_work_split_among_threads_matches_the_unfused_program():
     the trial's update (rows of acc): the same run as Brian2's own code on the same noise.
     17 units on 2 threads: uneven shares (16 + 1) and the GEMM's edges."""
     overrides = dict(
-        training__threads=2,
+        engine__threads=2,
         model__n_hidden=17,
         rule__signal="trial_end",
         rule__tau_e="3 ms",
     )
     fused = Trainer(standalone(**overrides)).run()
-    plain = Trainer(standalone(training__fuse="off", **overrides)).run()
+    plain = Trainer(standalone(engine__fuse="off", **overrides)).run()
     assert fused.attrs["engine"].endswith("threads2-fused-currents+gemm")
     assert plain.attrs["engine"].endswith("threads2-unfused")
     assert_same_run(fused, plain)
@@ -286,7 +286,7 @@ def test_sparse_standalone_on_two_threads_learns_like_runtime():
     """Sparse fused W_rec with the work split among threads: absent synapses stay 0 and the
     run follows the runtime engine's (other noise streams: statistically)."""
     overrides = dict(training__n_trials=20, training__eval_every=10, model__p_connect=0.4)
-    sa = Trainer(standalone(training__threads=2, **overrides)).run()
+    sa = Trainer(standalone(engine__threads=2, **overrides)).run()
     rt_trainer = Trainer(runtime(**overrides))
     rt = rt_trainer.run()
     absent = ~rt_trainer.network.masks["W_rec"]

@@ -11,8 +11,8 @@ import pytest
 import xarray as xr
 
 from bioperturb import metrics
+from bioperturb.dataset import score_dataset
 from bioperturb.tasks import DelayedMatchTask, PatternTask
-from bioperturb.training import score_dataset
 
 pytestmark = pytest.mark.filterwarnings("error")
 

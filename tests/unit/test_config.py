@@ -124,7 +124,7 @@ def test_shipped_protocols_load():
         load_protocol(path)
 
 
-# -- the standalone engine's fused W_rec (bioperturb/networks/fused.py) ------------------
+# -- the standalone engine's fused W_rec (bioperturb/engines/standalone/fused.py) ------------------
 @pytest.mark.parametrize(
     "rule, overrides, expected",
     [
@@ -141,7 +141,7 @@ def test_shipped_protocols_load():
     ],
 )
 def test_fusion_plan(rule, overrides, expected):
-    from bioperturb.networks.fused import fusion_plan
+    from bioperturb.engines.standalone.fused import fusion_plan
     from bioperturb.rules import get_rule
 
     p = make_protocol(rule__name=rule, **overrides)
@@ -167,3 +167,43 @@ def test_separable_products_split_into_post_and_pre_factors():
     assert factors("online_anp") == ("nrm*(h - hbar)", "rbar")
     assert factors("online_anp", rule__baseline="trial") == ("nrm*(h - hbar)", "rpbar")
     assert factors("wp") is None  # no product: the twin sees w + ψ
+
+
+def test_engine_keys_of_older_protocols_are_read_with_a_one_line_note(tmp_path):
+    import brian2  # noqa: F401  (its first import reroutes warnings to its logger)
+
+    old = GOOD + 'engine = "standalone"\nthreads = 2\nfuse = "off"\n'
+    with pytest.warns(FutureWarning, match=r"training\.engine -> engine\.name") as info:
+        protocol = load_protocol(write(tmp_path, old))
+    assert len(info) == 1 and "\n" not in str(info[0].message)
+    assert (protocol.engine.name, protocol.engine.threads, protocol.engine.fuse) == (
+        "standalone",
+        2,
+        "off",
+    )
+    assert "engine" not in protocol.to_toml().split("[training]")[1].split("[")[0]
+    # the same setting in both places is refused, naming the old key
+    both = GOOD.replace("n_trials = 4", 'n_trials = 4\nengine = "runtime"') + (
+        '[engine]\nname = "runtime"\n'
+    )
+    with pytest.raises(ConfigError, match="training.engine: given twice"):
+        load_protocol(write(tmp_path, both))
+
+
+def test_result_and_checkpoint_of_an_older_protocol_count_as_the_same_run():
+    from bioperturb.checkpoint import check_same_protocol, protocol_difference
+
+    now = make_protocol(engine={"name": "runtime", "codegen": "numpy"})
+    settings = 'name = "runtime"\ncodegen = "numpy"\nthreads = 1\nfuse = "auto"\n'
+    assert f"[engine]\n{settings}" in now.to_toml()
+    old = (
+        now.to_toml()
+        .replace(f"[engine]\n{settings}", "")
+        .replace("[training]\n", "[training]\n" + settings.replace("name =", "engine ="))
+    )
+    assert protocol_difference(old, now) is None
+    check_same_protocol(old, now, "ckpt")  # no error
+    other = old.replace('codegen = "numpy"', 'codegen = "cython"')
+    assert protocol_difference(other, now) == ("engine.codegen", "cython", "numpy")
+    with pytest.raises(ConfigError, match="engine.codegen"):
+        check_same_protocol(other, now, "ckpt")

@@ -12,8 +12,8 @@ import pytest
 import xarray as xr
 
 from bioperturb import metrics
+from bioperturb.dataset import score_dataset
 from bioperturb.tasks import CopyTask, MackeyGlassTask
-from bioperturb.training import score_dataset
 from tests.unit.test_accuracy import run
 
 pytestmark = pytest.mark.filterwarnings("error")

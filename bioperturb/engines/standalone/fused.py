@@ -44,7 +44,7 @@ the losses, which the divergence check reads).
 
 Online updates (``rule.apply = "online"``: the currents are fused, the update stays in
 Brian2's code), weight perturbation (the noisy twin sees w + ψ: nothing is fused) and
-spiking networks keep Brian2's code; ``training.fuse`` says whether to fuse
+spiking networks keep Brian2's code; ``[engine] fuse`` says whether to fuse
 ("auto": where possible; "on": fail where it is not; "off": never).
 
 **Sparse W_rec** (``model.p_connect`` < 1) is stored densely with a per-synapse constant
@@ -110,6 +110,10 @@ class FusionPlan:
         """Whether no W_rec work is left to Brian2's code (what sparse W_rec needs)."""
         return self.currents and (self.batched or not self.reason)
 
+    def install(self, handle: Any, rule: Any) -> None:
+        """:func:`install_fused` with this plan (what the network builder calls)."""
+        install_fused(handle, rule, self)
+
 
 def fusion_plan(model: Any, rule: Any) -> FusionPlan:
     """Which of W_rec's work can be fused for ``model`` and ``rule``."""
@@ -147,14 +151,14 @@ def cpp_function(name: str, code: str) -> Function:
 
 
 def protocol_fusion(protocol: Any) -> FusionPlan:
-    """What a standalone program of ``protocol`` fuses (``training.fuse``, its threads)."""
+    """What a standalone program of ``protocol`` fuses (``engine.fuse``, its threads)."""
     from bioperturb.rules import get_rule
 
-    training = protocol.training
-    if training.fuse == "off":
-        return FusionPlan(False, False, "training.fuse = 'off'")
+    engine = protocol.engine
+    if engine.fuse == "off":
+        return FusionPlan(False, False, "engine.fuse = 'off'")
     plan = fusion_plan(protocol.model, get_rule(protocol.rule_name)(protocol.rule))
-    return dataclasses.replace(plan, threads=training.threads)
+    return dataclasses.replace(plan, threads=engine.threads)
 
 
 def _c_function(name: str) -> Function:
@@ -243,7 +247,7 @@ def fused_header(handle: Any, rule: Any, plan: FusionPlan, device: Any, twin: bo
 # thread-safe in C++11). Every call gets its thread's index `tid` (0 … NT − 1) and works on
 # the thread's own slice: output columns j for the currents, rows i (presynaptic units) of
 # acc for the update.
-_HEADER = r"""// bioperturb: fused W_rec currents, trial-end GEMM accumulation (networks/fused.py)
+_HEADER = r"""// bioperturb: fused W_rec currents, trial-end GEMM accumulation (standalone/fused.py)
 #ifndef BIOPERTURB_FUSED_H
 #define BIOPERTURB_FUSED_H
 #include <cstdlib>
@@ -430,7 +434,7 @@ inline double bp_restart(const double tid) {{
 }}
 
 // At the trial's end, before the optimiser step: acc_ij += sum_s G_s a_sj b_si for thread
-// tid's rows i (networks/fused.py). Every thread derives G and the kept steps itself.
+// tid's rows i (engines/standalone/fused.py). Every thread derives G and the kept steps itself.
 inline double bp_accumulate(const double tid) {{
     const Store &S = store();
     Work &K = work((long)tid);

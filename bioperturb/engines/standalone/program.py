@@ -1,41 +1,36 @@
-"""The cpp_standalone engine: the same network code, compiled once, run per block of trials.
+"""Standalone programs: generate, compile and cache one per kernel key; run them per block.
 
-``training.engine = "standalone"`` makes :class:`~bioperturb.training.Trainer` a
-:class:`StandaloneTrainer`. The network of :mod:`bioperturb.networks.rate` (with the rules
-and optimisers, unchanged) becomes a *kernel*: a compiled Brian2 ``cpp_standalone``
-program that runs up to ``capacity`` tape trials from a state given on its command line.
-docs/engines.md has the full story; in short:
+The network of :mod:`bioperturb.networks.rate` (with the rules and optimisers, unchanged)
+becomes a *kernel*: a compiled Brian2 ``cpp_standalone`` program that runs up to
+``capacity`` tape trials from a state given on its command line
+(:class:`~bioperturb.engines.standalone.StandaloneEngine` drives it). docs/engines.md has
+the full story; in short:
 
 * **Everything that varies between runs is a run argument.** The program is generated
   from placeholder values (zero weights, σ = 0, b = 0, η = 0, an all-zero tape), so its
   code depends only on the *kernel key* (shape, structural model settings, rule, optimiser,
   tape shape, threads, Brian2 version, compiler flags, CPU, the network/rule/optimiser
-  sources). Each
-  run sets the block's stretch of the tape (TimedArray values), the weights and every
-  other carried state variable, σ, b, the optimiser's hyperparameters, the sampled units,
-  where to start and when to stop (Brian2's ``<object>.<variable>=<file>`` run arguments).
-  Sweeps and resumes over seeds, weights, η, σ or b reuse one compiled program.
-* **One run per block**: an evaluation block (weights stay put, so the weights recorded
-  for it are those the block starts from) and the training trials up to the next
-  evaluation; a block ends earlier after an alignment trial, a checkpoint trial, or
-  :attr:`StandaloneTrainer.MAX_BLOCK` training trials. Python touches the network only
-  between blocks.
+  sources). Each run sets the block's stretch of the tape (TimedArray values), the weights
+  and every other carried state variable, σ, b, the optimiser's hyperparameters, the
+  sampled units, where to start and when to stop (Brian2's ``<object>.<variable>=<file>``
+  run arguments). Sweeps and resumes over seeds, weights, η, σ or b reuse one compiled
+  program.
 * **Exact continuation.** Every writable non-constant variable is read after a block and
   set before the next, and so is the full state of the random generators (Mersenne Twister
-  words *and* the spare Box–Muller number, see :data:`RNG_HEADER`). Blocks after the first
-  start at t = dt (tape row 0, the reset step, runs once), so any split into blocks gives
-  the same run. A control group stops the program once the block's trials are done.
+  words *and* the spare Box–Muller number, see ``cpp/bioperturb_rng.h``). Blocks after the
+  first start at t = dt (tape row 0, the reset step, runs once), so any split into blocks
+  gives the same run. A control group stops the program once the block's trials are done.
 * **Same noise as the runtime engine** with one thread: Brian2's standalone generator is
   seeded like numpy's legacy ``RandomState(seed)`` and draws ``randn`` by the same polar
   method. With ``threads > 1`` every OpenMP thread draws its own stream.
 * **Build cache and isolation.** Programs are built by a fresh Python process
-  (``python -m bioperturb.standalone build``) into ``$BIOPERTURB_STANDALONE_CACHE/<key>``
-  (default ``~/.cache/bioperturb/standalone``) under a file lock, once per key and
-  machine; a kernel then copies the binary and its static arrays into a private run
-  directory and runs the binary itself. The calling process never switches Brian2's
-  (process-global) device and holds no standalone objects, so runtime networks in the
-  same process are unaffected, and generated code never depends on the names other
-  Brian2 objects of the process took.
+  (``python -m bioperturb.engines.standalone build``) into
+  ``$BIOPERTURB_STANDALONE_CACHE/<key>`` (default ``~/.cache/bioperturb/standalone``)
+  under a file lock, once per key and machine; a kernel then copies the binary and its
+  static arrays into a private run directory and runs the binary itself. The calling
+  process never switches Brian2's (process-global) device and holds no standalone
+  objects, so runtime networks in the same process are unaffected, and generated code
+  never depends on the names other Brian2 objects of the process took.
 """
 
 from __future__ import annotations
@@ -55,7 +50,7 @@ import time
 import tomllib
 import uuid
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,25 +58,23 @@ import brian2
 import numpy as np
 from brian2 import second
 
-from bioperturb.networks.fused import (
+from bioperturb.engines.standalone.fused import (
     FUSED_HEADER_NAME,
     FusionPlan,
     cpp_function,
     fused_header,
     protocol_fusion,
 )
-from bioperturb.networks.rate import Tape, build_rate_network, connectivity
+from bioperturb.networks.rate import Tape, build_rate_network
 from bioperturb.optimizers import OPTIMIZER_PARAMS
 from bioperturb.rules import get_rule
-from bioperturb.training import DivergedError, Trainer
 
 __all__ = [
-    "StandaloneTrainer",
     "Kernel",
     "KernelSpec",
     "cache_dir",
     "CACHE_ENV",
-    "RNG_HEADER",
+    "HEADERS",
 ]
 
 #: environment variable naming the build cache directory
@@ -100,102 +93,6 @@ TAPE_ARRAYS = {
     "minv_at": "m_inv",
     "n_updates": "n_updates",
 }
-
-RNG_HEADER = r"""// bioperturb: the full state of Brian2's standalone random generators, in and out.
-#ifndef BIOPERTURB_RNG_H
-#define BIOPERTURB_RNG_H
-#include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <iostream>
-#include <string>
-#include <vector>
-#include "objects.h"
-
-namespace bioperturb_rng {
-// RandomGenerator keeps the spare number of the polar method in private members. An
-// explicit template instantiation may name private members ([temp.explicit]), which
-// reads and writes them without changing Brian2's code.
-template <typename Tag, typename Tag::type M>
-struct Access { friend typename Tag::type get(Tag) { return M; } };
-struct Gauss { typedef double brian::RandomGenerator::*type; friend type get(Gauss); };
-struct HasGauss { typedef bool brian::RandomGenerator::*type; friend type get(HasGauss); };
-template struct Access<Gauss, &brian::RandomGenerator::stored_gauss>;
-template struct Access<HasGauss, &brian::RandomGenerator::has_stored_gauss>;
-
-inline void fail(const std::string &msg) {
-    std::cerr << "bioperturb: " << msg << std::endl;
-    std::exit(3);
-}
-
-// Start a clock at its first tick at or after `begin`. Network::run sets the timestep
-// from the network's start time but leaves the clock's time to the caller.
-inline void start_at(Clock &clock, double begin) {
-    clock.set_interval(begin, begin);
-    clock.t[0] = clock.timestep[0] * clock.dt[0];
-}
-
-// "seed <n> <s>": generator i is seeded with s + i (as brian2.seed(s) does);
-// "state <n>" then per generator: its Mersenne Twister state, has_gauss, gauss bits.
-inline void load(const std::string &fname) {
-    std::ifstream in(fname.c_str());
-    if (!in.is_open()) fail("cannot read " + fname);
-    std::vector<brian::RandomGenerator> &gens = brian::_random_generators;
-    std::string kind;
-    size_t n = 0;
-    in >> kind >> n;
-    if (n != gens.size()) fail("random state of another number of threads in " + fname);
-    if (kind == "seed") {
-        unsigned long s = 0;
-        in >> s;
-        for (size_t i = 0; i < n; i++) gens[i].seed(s + i);
-    } else if (kind == "state") {
-        for (size_t i = 0; i < n; i++) {
-            int has = 0;
-            uint64_t bits = 0;
-            double g = 0;
-            in >> gens[i] >> has >> bits;
-            std::memcpy(&g, &bits, sizeof g);
-            gens[i].*get(Gauss()) = g;
-            gens[i].*get(HasGauss()) = (has != 0);
-        }
-    } else {
-        fail("unknown random state '" + kind + "' in " + fname);
-    }
-    if (in.fail()) fail("malformed random state in " + fname);
-}
-
-inline void save(const std::string &fname) {
-    std::ofstream out(fname.c_str());
-    std::vector<brian::RandomGenerator> &gens = brian::_random_generators;
-    out << "state " << gens.size() << "\n";
-    for (size_t i = 0; i < gens.size(); i++) {
-        double g = gens[i].*get(Gauss());
-        uint64_t bits = 0;
-        std::memcpy(&bits, &g, sizeof g);
-        out << gens[i] << "\n" << int(gens[i].*get(HasGauss())) << " " << bits << "\n";
-    }
-    if (!out) fail("cannot write " + fname);
-}
-}  // namespace bioperturb_rng
-#endif
-"""
-
-#: vectorised tanh in every code object: glibc declares its SIMD variants (libmvec) only
-#: under -ffinite-math-only, which Brian2's flags switch off (-fno-finite-math-only); this
-#: header re-declares tanh with GCC's ``simd`` attribute so that loops over units call the
-#: AVX versions (about 5x faster per call here; within a few ulp of the scalar tanh).
-VECMATH_HEADER = r"""// bioperturb: SIMD tanh from glibc's libmvec (see bioperturb/standalone.py)
-#ifndef BIOPERTURB_VECMATH_H
-#define BIOPERTURB_VECMATH_H
-#include <cmath>
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
-    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
-extern "C" double tanh(double) throw() __attribute__((simd("notinbranch")));
-#endif
-#endif
-"""
 
 _STOP_CPP = """
 double bioperturb_stop(const double flag)
@@ -226,14 +123,24 @@ def _cpu_name() -> str:
 
 
 #: the sources a program is generated from (relative to the package)
-_PROGRAM_SOURCES = ("networks/*.py", "rules/*.py", "optimizers.py", "standalone.py")
+_PROGRAM_SOURCES = (
+    "networks/*.py",
+    "rules/*.py",
+    "optimizers.py",
+    "engines/standalone/*.py",
+    "engines/standalone/cpp/*",
+)
+
+#: the C++ headers every program includes (package data next to this module)
+HEADERS = ("bioperturb_rng.h", "bioperturb_vecmath.h")
+_CPP_DIR = Path(__file__).resolve().parent / "cpp"
 
 
 @functools.cache
 def source_hash() -> str:
     """Hash of the sources a program is generated from: it is rebuilt when they change."""
     digest = hashlib.sha256()
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[2]
     paths = {path for pattern in _PROGRAM_SOURCES for path in root.glob(pattern)}
     for path in sorted(paths):
         digest.update(str(path.relative_to(root)).encode())
@@ -278,7 +185,7 @@ class KernelSpec:
             "rule": [p.rule_name, dataclasses.asdict(p.rule)],
             "optimizer": t.optimizer,
             "clip": t.max_step > 0,
-            "threads": t.threads,
+            "threads": p.engine.threads,
             "fuse": self.fusion.describe(),
             "shape": [self.n_in, self.n_out, self.n_steps, self.capacity],
             "record": [p.output.record_dt, self.n_record],
@@ -288,7 +195,7 @@ class KernelSpec:
 
     @functools.cached_property
     def fusion(self) -> FusionPlan:
-        """What of W_rec's work the program does in fused C++ (``training.fuse``)."""
+        """What of W_rec's work the program does in fused C++ (``engine.fuse``)."""
         return protocol_fusion(self.parsed)
 
     def placeholders(self) -> tuple[Any, Any, Tape]:
@@ -323,7 +230,7 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
     ``key`` is the kernel key the caller computed (the caller's sources may be older than
     the files this process read; the caller rebuilds when the key is not its own).
 
-    Runs in a fresh process (``python -m bioperturb.standalone build``), so the generated
+    Runs in a fresh process (``python -m bioperturb.engines.standalone build``), so the generated
     code does not depend on which other Brian2 objects a process holds (Brian2 suffixes
     the names of code objects whose names are taken) and the caller's Brian2 state is
     never touched.
@@ -333,7 +240,7 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
     from brian2.core.variables import ArrayVariable, DynamicArrayVariable
 
     p = spec.parsed
-    threads = p.training.threads
+    threads = p.engine.threads
     prefs.devices.cpp_standalone.openmp_threads = threads if threads > 1 else 0
     prefs.devices.cpp_standalone.extra_make_args_unix = [f"-j{os.cpu_count() or 1}"]
     set_device("cpp_standalone", build_on_run=False)
@@ -417,8 +324,8 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
         dev.headers.append(f'"{FUSED_HEADER_NAME}"')
     net.net.run(tape.inputs.shape[0] * p.model.dt * second, namespace=net.namespace)
     build_dir.mkdir(parents=True, exist_ok=True)
-    (build_dir / "bioperturb_rng.h").write_text(RNG_HEADER)
-    (build_dir / "bioperturb_vecmath.h").write_text(VECMATH_HEADER)
+    for header in HEADERS:
+        shutil.copyfile(_CPP_DIR / header, build_dir / header)
     if spec.fusion.active:
         header = fused_header(net, rule, spec.fusion, dev, twin)
         (build_dir / FUSED_HEADER_NAME).write_text(header)
@@ -575,10 +482,10 @@ class Kernel:
     def _build(self) -> None:
         spec_file = self.build_dir.parent / f"{self.key}.spec.json"
         spec_file.write_text(json.dumps(dataclasses.asdict(self.spec)))
-        cmd = [sys.executable, "-m", "bioperturb.standalone", "build", str(spec_file)]
+        cmd = [sys.executable, "-m", "bioperturb.engines.standalone", "build", str(spec_file)]
         cmd += [str(self.build_dir), self.key]
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[3])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         spec_file.unlink(missing_ok=True)
@@ -733,278 +640,12 @@ def get_kernel(spec: KernelSpec) -> Kernel:
         return kernel
 
 
-# ---------------------------------------------------------------------------- the trainer
-
-
-@dataclass
-class _StandaloneNetwork:
-    """The trainer's view of the network between blocks: shapes and the carried state."""
-
-    kernel: Kernel
-    shape: dict[str, tuple[int, int]]
-    lateral: dict[str, str]  # matrix name -> Brian2 object name
-    synapses: dict[str, str]
-    state: dict[str, np.ndarray] = field(default_factory=dict)
-    #: (post, pre) masks of sparse matrices (W_rec: stored densely, ``exists`` marks them)
-    masks: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def _matrix(self, obj: str, var: str, name: str) -> np.ndarray:
-        i, j = self.kernel.synapse_order(obj)
-        out = np.zeros(self.shape[name])
-        out[j, i] = self.state[f"{obj}/{var}"]
-        return out
-
-    def _vector(self, matrix: np.ndarray, obj: str) -> np.ndarray:
-        i, j = self.kernel.synapse_order(obj)
-        return np.asarray(matrix, dtype=float)[j, i]
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return {name: self._matrix(obj, "w", name) for name, obj in self.synapses.items()}
-
-    def get_lateral(self) -> dict[str, np.ndarray]:
-        return {name: self._matrix(obj, "d", name) for name, obj in self.lateral.items()}
-
-    def last_estimates(self) -> dict[str, np.ndarray]:
-        return {
-            name: self._matrix(obj, "acc_last", name)
-            for name, obj in self.synapses.items()
-            if f"{obj}/acc_last" in self.state
-        }
-
-    def cumulative_losses(self) -> tuple[float, float]:
-        clean = float(self.state["loss/L_cum"][0])
-        noisy = float(self.state.get("loss/L_n_cum", self.state["loss/L_cum"])[0])
-        return clean, noisy
-
-
-class StandaloneTrainer(Trainer):
-    """:class:`~bioperturb.training.Trainer` on a compiled cpp_standalone kernel.
-
-    Built by ``Trainer(protocol)`` when ``training.engine = "standalone"``; see the module
-    docstring for the design. Records, Dataset, checkpoints and alignment follow the
-    runtime trainer; the Dataset's ``engine`` attribute names the engine and threads.
-    """
-
-    #: most training trials in one run of the program (bounds how late a divergence, an
-    #: interruption or a progress update is noticed)
-    MAX_BLOCK = 100
-
-    def _build_network(self) -> None:
-        p = self.protocol
-        if getattr(p.model, "kind", "rate") != "rate":
-            raise ValueError(
-                f"training.engine = 'standalone' runs rate networks, not {p.model.kind!r}"
-            )
-        n_cond = self.eval_set.n_trials
-        # the longest block (an upper bound for subclasses with shorter blocks), rounded up
-        # to a power of two so that more protocols share a program
-        cap = StandaloneTrainer.MAX_BLOCK
-        longest = n_cond + min(p.training.eval_every, p.training.n_trials, cap)
-        spec = KernelSpec(
-            protocol=p.to_toml(),
-            n_in=self.task.n_inputs,
-            n_out=self.task.n_outputs,
-            n_steps=self.tape.n_steps,
-            capacity=1 << (longest - 1).bit_length(),
-            n_record=len(self.record_units),
-        )
-        self.kernel = get_kernel(spec)
-        meta = self.kernel.meta
-        self.network = _StandaloneNetwork(
-            kernel=self.kernel,
-            shape={name: tuple(shape) for name, shape in meta["shape"].items()},
-            lateral=dict(meta["lateral"]),
-            synapses=dict(meta["matrices"]),
-            masks=connectivity(self.weights0, p.model),
-        )
-        # initial state: the weights and D = I; everything else starts from its
-        # build-time value (zero)
-        self.network.state = {
-            f"{obj}/w": self.network._vector(self.weights0[name], obj)
-            for name, obj in self.network.synapses.items()
-        }
-        for name, obj in self.network.lateral.items():
-            self.network.state[f"{obj}/d"] = self.network._vector(
-                np.eye(self.network.shape[name][0]), obj
-            )
-        #: (tape trials, wall seconds incl. process and I/O, seconds simulating) per block
-        self.block_times: list[tuple[int, float, float]] = []
-        #: text of the random state the next block starts from (rng_in)
-        self.rng_state = f"seed {meta['n_generators']} {self.brian_seed}\n"
-
-    @property
-    def engine(self) -> str:
-        threads = self.protocol.training.threads
-        fused = self.kernel.spec.fusion.describe()
-        return f"brian2-{brian2.__version__}-cpp_standalone-threads{threads}-{fused}"
-
-    def _params(self) -> dict[str, Any]:
-        """Run-time parameters of this protocol, by kernel parameter name."""
-        p = self.protocol
-        values: dict[str, Any] = {"sigma": p.model.sigma, "b": p.model.bias}
-        values.update({name: getattr(p.training, name) for name in OPTIMIZER_PARAMS})
-        values["unit"] = self.record_units.astype(np.int32)
-        if "W_rec" in self.network.masks:  # sparse: which synapses exist, in storage order
-            obj = self.network.synapses["W_rec"]
-            values["exists"] = self.network._vector(self.network.masks["W_rec"], obj)
-        params = {}
-        for key in self.kernel.meta["params"]:
-            obj, var = key.split("/")
-            if obj != "bp_control":  # where the block starts and stops: set per block
-                params[key] = values[var]
-        return params
-
-    def _standalone_block(self, position: int) -> int:
-        """Tape trials from ``position`` that run in one run of the program (module doc)."""
-        kinds = self.tape.kinds
-        every = self.protocol.training.checkpoint_every
-        n = 0
-        while position + n < len(kinds) and kinds[position + n][0] == "eval":
-            n += 1
-            if kinds[position + n - 1][1] == self.eval_set.n_trials - 1:
-                break  # one evaluation block, at the start of a block only
-        n_train = 0
-        while position + n < len(kinds) and n_train < self.MAX_BLOCK:
-            kind, index, _ = kinds[position + n]
-            if kind != "train" or (n_train > 0 and self._alignment_due(index)):
-                break
-            n += 1
-            n_train += 1
-            if self._alignment_due(index) or (
-                self.checkpoint_path is not None and every and (index + 1) % every == 0
-            ):
-                break
-        return n
-
-    def run(self, progress: bool | None = None):
-        show = self.protocol.output.progress if progress is None else progress
-        bar = None
-        if show:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=self.protocol.training.n_trials,
-                initial=len(self.records.loss),
-                unit="trial",
-                desc=self.protocol.name,
-            )
-        try:
-            while self.position < self.tape.n_trials:
-                n = self._run_block(self.position)
-                if bar is not None:
-                    bar.update(n)
-                    if self.records.loss:
-                        bar.set_postfix(loss=f"{self.records.loss[-1]:.4g}", refresh=False)
-        except DivergedError as err:
-            self.status, self.status_reason = "diverged", str(err)
-        except KeyboardInterrupt:
-            self.status, self.status_reason = "interrupted", "KeyboardInterrupt"
-        finally:
-            if bar is not None:
-                bar.close()
-        return self.to_dataset()
-
-    def _run_block(self, position: int) -> int:
-        """Run one block from ``position``, record it; return its number of training trials."""
-        net, rec, tape = self.network, self.records, self.tape
-        n = self._standalone_block(position)
-        kinds = tape.kinds[position : position + n]
-        before = net.cumulative_losses() if "loss/L_cum" in net.state else (0.0, 0.0)
-        weights_before = {**net.get_weights(), **net.get_lateral()}
-        last_kind, last_index, _ = kinds[-1]
-        gradient = None
-        if last_kind == "train" and self._alignment_due(last_index):
-            gradient = self._gradient_for_alignment(last_index)
-        out = self.kernel.run(tape, position, n, net.state, self._params(), self.rng_state)
-        net.state, self.rng_state = out.state, out.rng
-        self.block_times.append((n, out.wall, out.sim_time))
-        self.position = position + n
-        # per-trial losses from the cumulative sums at every trial end
-        skip = 1 if position == 0 else 0
-        clean = np.concatenate([[before[0]], out.trial_losses["L_cum"][skip:]])
-        noisy_var = "L_n_cum" if "L_n_cum" in out.trial_losses else "L_cum"
-        noisy = np.concatenate([[before[1]], out.trial_losses[noisy_var][skip:]])
-        loss, loss_noisy = np.diff(clean), np.diff(noisy)
-        per_trial = tape.n_steps // self.record_step
-        samples = slice(skip, skip + n * per_trial)
-        loss_t = out.loss_t[samples].reshape(n, per_trial)
-        activity = out.activity[samples].reshape(n, per_trial, out.activity.shape[1])
-        output = out.output[samples].reshape(n, per_trial, out.output.shape[1])
-        wall = out.wall / n
-        eval_losses: list[float] = []
-        n_train = 0
-        for k, (kind, index, eval_index) in enumerate(kinds):
-            if kind == "eval":
-                eval_losses.append(float(loss[k]))
-                rec.activity.append(activity[k])
-                rec.output.append(output[k])
-                if index == self.eval_set.n_trials - 1:
-                    self._close_eval_with(eval_index, eval_losses, weights_before)
-                    eval_losses = []
-                continue
-            n_train += 1
-            rec.wall_time.append(wall)
-            rec.loss.append(float(loss[k]))
-            rec.loss_noisy.append(float(loss_noisy[k]))
-            rec.loss_t.append(loss_t[k])
-            if gradient is not None and k == n - 1:
-                self._record_alignment(index, gradient)
-            if not (np.isfinite(loss[k]) and np.isfinite(loss_noisy[k])):
-                raise DivergedError(f"loss is not finite in trial {index}")
-        if last_kind == "train":
-            self._check_finite(last_index, float(loss[-1]), float(loss_noisy[-1]))
-            self._maybe_checkpoint(self.position - 1, last_index)
-        return n_train
-
-    def _close_eval_with(
-        self, done: int, losses: list[float], weights: dict[str, np.ndarray]
-    ) -> None:
-        self.records.eval_trial.append(done)
-        self.records.eval_loss.append(float(np.mean(losses)))
-        self.records.weights.append(weights)
-        if not np.isfinite(self.records.eval_loss[-1]):
-            raise DivergedError(f"evaluation loss is not finite after {done} trials")
-
-    def _check_finite(self, trial: int, loss: float, loss_noisy: float) -> None:
-        limit = self.protocol.training.max_weight
-        if not (np.isfinite(loss) and np.isfinite(loss_noisy)):
-            raise DivergedError(f"loss is not finite in trial {trial}")
-        for name, obj in self.network.synapses.items():
-            w = self.network.state[f"{obj}/w"]
-            if not np.all(np.isfinite(w)):
-                raise DivergedError(f"{name} is not finite after trial {trial}")
-            if np.max(np.abs(w)) > limit:
-                raise DivergedError(
-                    f"|{name}| exceeds training.max_weight = {limit} after trial {trial}"
-                )
-
-    # -- checkpoints (Trainer.save_checkpoint / restore call these) ---------------------
-    def _engine_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        arrays = {f"state/{k}": np.asarray(v) for k, v in self.network.state.items()}
-        arrays["rng/standalone"] = np.array(self.rng_state)
-        return {}, arrays
-
-    def _restore_engine_state(self, meta: dict[str, Any], arrays: dict, where: str) -> None:
-        from bioperturb.schema import ConfigError
-
-        if meta.get("engine") != self.engine or "rng/standalone" not in arrays:
-            raise ConfigError(where, "", f"checkpoint of another engine ({meta.get('engine')})")
-        state = {k[len("state/") :]: v for k, v in arrays.items() if k.startswith("state/")}
-        if set(state) != set(self.kernel.state_keys):
-            diff = sorted(set(state) ^ set(self.kernel.state_keys))
-            raise ConfigError(where, "", f"checkpoint does not match the network ({diff[0]})")
-        self.network.state = state
-        self.rng_state = str(arrays["rng/standalone"])
-
-
 def main(argv: list[str] | None = None) -> None:
-    """``python -m bioperturb.standalone build <spec.json> <dir> <key>`` (internal)."""
+    """``python -m bioperturb.engines.standalone build <spec.json> <dir> <key>`` (internal)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 4 or args[0] != "build":
-        raise SystemExit("usage: python -m bioperturb.standalone build <spec.json> <dir> <key>")
+        raise SystemExit(
+            "usage: python -m bioperturb.engines.standalone build <spec.json> <dir> <key>"
+        )
     spec = KernelSpec(**json.loads(Path(args[1]).read_text()))
     build_program(spec, Path(args[2]), args[3])
-
-
-if __name__ == "__main__":
-    main()
