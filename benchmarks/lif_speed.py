@@ -44,8 +44,8 @@ def protocol(n_hidden: int, rule: str, n_trials: int, codegen: str):
                 "eval_every": n_trials,
                 "optimizer": "adam",
                 "lr": 1e-3,
-                "codegen": codegen,
             },
+            "engine": {"codegen": codegen},
             "output": {"figures": False, "progress": False},
         }
     )

@@ -93,7 +93,8 @@ def make_protocol(task: str, rule: str | None, seed: int, quick: bool, trials: i
     }
     if quick:
         data["model"].update(n_hidden=12)
-        data["training"].update(n_trials=20, eval_every=10, engine="runtime", codegen="numpy")
+        data["training"].update(n_trials=20, eval_every=10)
+        data["engine"] = {"name": "runtime", "codegen": "numpy"}
     if trials is not None:
         data["training"]["n_trials"] = trials
     return protocol_from_mapping(data, str(path), path.parent)

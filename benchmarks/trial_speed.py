@@ -4,7 +4,7 @@ vs the JAX twin.
 For each network size N (1 s trials at dt = 1 ms, 5 random inputs, 1 readout, Adam):
   * ms per training trial and trials/s of TD-ANP (clean + noisy twin, per-synapse
     accumulation, trial-end Adam step) and of the forward-only control (rule "none"),
-    for each Brian2 engine: runtime (cython) and cpp_standalone (``training.engine``);
+    for each Brian2 engine: runtime (cython) and cpp_standalone (``[engine] name``);
     the standalone time includes everything per block (process start, run arguments,
     results), its pure simulation time is shown beside it;
   * TD-ANP / forward-only (the cost of learning beyond simulation);
@@ -18,7 +18,7 @@ For each network size N (1 s trials at dt = 1 ms, 5 random inputs, 1 readout, Ad
 
 Each measurement runs in its own process (``--worker``), so memory and Brian2 state do not
 leak between them; a standalone program is compiled by a build-only process first (it is
-cached, see bioperturb.standalone), so the measured process only runs it.
+cached, see bioperturb.engines.standalone), so the measured process only runs it.
 
 Usage: python benchmarks/trial_speed.py [--sizes 100 400 1000] [--trials 20]
           [--engines runtime standalone] [--threads 1] [--no-jax]
@@ -71,10 +71,8 @@ def protocol(
                 "eval_every": n_trials,
                 "optimizer": "adam",
                 "lr": 1e-4,
-                "codegen": "cython",
-                "engine": engine,
-                "threads": threads,
             },
+            "engine": {"name": engine, "codegen": "cython", "threads": threads},
             "output": {"figures": False, "progress": False, "alignment": False},
         }
     )
@@ -119,7 +117,7 @@ def worker(
         # Python process's pages until exec)
         fd, rss_file = tempfile.mkstemp(suffix=".rss")
         os.close(fd)
-        trainer.kernel.run_prefix = ["/usr/bin/time", "-a", "-o", rss_file, "-f", "%M"]
+        trainer.engine.kernel.run_prefix = ["/usr/bin/time", "-a", "-o", rss_file, "-f", "%M"]
     ds = trainer.run(progress=False)
     out: dict[str, float] = {"build_s": build}
     wall = ds["wall_time"].values
@@ -130,16 +128,16 @@ def worker(
         out["rss_mb"] = peak / 1024
         out["rss_growth_mb"] = (peak - rss_before) / 1024
     else:
-        meta = trainer.kernel.meta
+        meta = trainer.engine.kernel.meta
         out["bytes_per_synapse"] = meta["synapses"][meta["matrices"]["W_rec"]]["bytes_per_synapse"]
         out["rss_mb"] = float("nan")
         if rss_file is not None:
             kb = [int(x) for x in Path(rss_file).read_text().split() if x.isdigit()]
             out["rss_mb"] = max(kb) / 1024 if kb else float("nan")
             os.unlink(rss_file)
-        n, tot, sim = np.array(trainer.block_times).sum(axis=0)
+        n, tot, sim = np.array(trainer.engine.block_times).sum(axis=0)
         out["sim_ms"] = 1e3 * sim / n
-        out["overhead_ms_per_block"] = 1e3 * (tot - sim) / len(trainer.block_times)
+        out["overhead_ms_per_block"] = 1e3 * (tot - sim) / len(trainer.engine.block_times)
     out["ms"] = 1e3 * float(np.median(wall))
     out["steps"] = trainer.tape.n_steps
     print(json.dumps(out))
