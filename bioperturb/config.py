@@ -239,7 +239,7 @@ MODEL_KINDS = {"rate": ModelConfig, "lif": LIFConfig}
 
 def model_class(table: Any, where: str, key: str = "model.kind") -> type:
     kind = table.get("kind", "rate") if isinstance(table, dict) else "rate"
-    if kind not in MODEL_KINDS:
+    if not isinstance(kind, str) or kind not in MODEL_KINDS:
         raise ConfigError(where, key, f"unknown kind {kind!r} (known: {', '.join(MODEL_KINDS)})")
     return MODEL_KINDS[kind]
 
@@ -454,7 +454,7 @@ def _named_table(data: dict[str, Any], key: str, registry: dict[str, Any], where
     name = table.pop("name", None)
     if name is None:
         raise ConfigError(where, f"{key}.name", "required key is missing")
-    if name not in registry:
+    if not isinstance(name, str) or name not in registry:
         import difflib
 
         close = difflib.get_close_matches(str(name), list(registry), n=1, cutoff=0.5)

@@ -76,6 +76,7 @@ def test_malformed_set_is_one_line_exit_2_before_any_work(
         ("training.lrr=1", "--set: training.lrr: unknown key (did you mean 'lr'?)"),
         ("task.duration=40 mV", "--set: task.duration: value '40 mV'"),
         ("rule.name=xyz", "--set: rule.name: value 'xyz': unknown rule 'xyz'"),
+        ("model.kind=[1]", "--set: model.kind: value [1]: unknown kind [1]"),
         ("model.preset=lif", "--set: model.preset: value 'lif': unknown preset 'lif'"),
         ("rule=3", "--set: rule: value 3: expected a table"),
     ],
