@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from bioperturb.schema import ConfigError
 
@@ -36,11 +37,39 @@ def _check_writable(path: Path, where: str = "", key: str = "") -> None:
     raise UsageError(f"{prefix}{path}: output directory is not writable ({why})")
 
 
+def _overrides(items: list[str]) -> dict[str, Any]:
+    """The ``--set KEY=VALUE`` items as dotted overrides (a later item wins)."""
+    from bioperturb.config import parse_override
+
+    overrides: dict[str, Any] = {}
+    for item in items:
+        try:
+            key, value = parse_override(item)
+        except ValueError as err:
+            raise UsageError(f"--set {item}: {err}") from None
+        overrides[key] = value
+    return overrides
+
+
+def _load(args: argparse.Namespace):
+    """The protocol of ``args.protocol`` with the ``--set`` overrides; an error about an
+    overridden key names ``--set`` instead of the file."""
+    from bioperturb.config import blame_override, load_protocol
+
+    overrides = _overrides(args.set)
+    try:
+        return load_protocol(args.protocol, overrides)
+    except ConfigError as err:
+        key, reason = blame_override(err, overrides, str(args.protocol))
+        if key:
+            raise ConfigError("--set", key, reason) from None
+        raise
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bioperturb.config import load_protocol
     from bioperturb.runs import describe_run, run_protocol
 
-    protocol = load_protocol(args.protocol)
+    protocol = _load(args)
     out_dir = Path(args.out) if args.out else Path(protocol.output.dir)
     _check_writable(out_dir, *(("--out",) if args.out else (args.protocol, "output.dir")))
     if args.resume:
@@ -73,9 +102,8 @@ def _report_resume(protocol, out_dir: Path) -> None:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from bioperturb.compare import compare_protocol
-    from bioperturb.config import load_protocol
 
-    protocol = load_protocol(args.protocol)
+    protocol = _load(args)
     out_dir = Path(args.out) if args.out else Path(protocol.output.dir)
     _check_writable(out_dir)
     if args.credit:
@@ -167,6 +195,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a protocol key (repeatable), e.g. --set rule.name=np --set "
+        "training.lr=1e-3; VALUE is a TOML value, else a string ('task.duration=40 ms'); "
+        "switching rule.name, task.name or model.preset drops the file's keys the new "
+        "choice does not take, with a note",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bioperturb",
@@ -176,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train a network as a protocol TOML file describes")
     run.add_argument("protocol", help="protocol TOML file")
+    _add_set(run)
     run.add_argument("--out", help="output directory (default: the protocol's output.dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument(
@@ -189,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="train a protocol's rule and its BPTT reference from the same start"
     )
     cmp.add_argument("protocol", help="protocol TOML file")
+    _add_set(cmp)
     cmp.add_argument("--out", help="output directory (default: the protocol's output.dir)")
     cmp.add_argument("--quiet", action="store_true", help="no progress bar")
     cmp.add_argument("--bptt-optimizer", choices=("sgd", "adam"), help="default: as the rule's")

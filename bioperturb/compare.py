@@ -198,7 +198,7 @@ def reference_model(trainer: Trainer):
     p = trainer.protocol
     if trainer.experiment.model_spec.exact_gradient:
         return p.model, trainer.weights0
-    from bioperturb.config import MODELS_DIR, ModelConfig, read_toml_text
+    from bioperturb.config import MODELS_DIR, RateConfig, read_toml_text
     from bioperturb.experiment import weight_rng
     from bioperturb.networks.rate import init_weights
     from bioperturb.schema import from_mapping
@@ -206,7 +206,7 @@ def reference_model(trainer: Trainer):
     preset = MODELS_DIR / "rate_rnn.toml"
     table = dict(read_toml_text(preset, str(preset))[0]["model"])
     table.update(n_hidden=p.model.n_hidden, dt=f"{p.model.dt} s", tau=f"{p.model.tau_m} s")
-    model = from_mapping(ModelConfig, table, str(preset), "model.")
+    model = from_mapping(RateConfig, table, str(preset), "model.")
     n_in, n_out = trainer.task.n_inputs, trainer.task.n_outputs
     return model, init_weights(weight_rng(p.seed), n_in, model.n_hidden, n_out, model)
 

@@ -32,8 +32,11 @@ file, the key and the reason.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
+import sys
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ import tomli_w
 from bioperturb.schema import ConfigError, from_mapping, param, to_mapping
 
 __all__ = [
+    "RateConfig",
     "ModelConfig",
     "LIFConfig",
     "MODEL_KINDS",
@@ -104,7 +108,7 @@ def _check_network(model: Any) -> None:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class RateConfig:
     """A noisy leaky rate RNN: τ dh/dt = −h + W r̂ + U û + b + σ√(2τ) ξ, r = tanh(h), y = V r.
 
     r̂ = D r and û = D_in u with decorrelating lateral weights (``decorrelate``), else r, u.
@@ -232,12 +236,15 @@ class LIFConfig:
 
 
 #: model classes by ``model.kind``
-MODEL_KINDS = {"rate": ModelConfig, "lif": LIFConfig}
+#: the former name of :class:`RateConfig` (kept for scripts written against it)
+ModelConfig = RateConfig
+
+MODEL_KINDS = {"rate": RateConfig, "lif": LIFConfig}
 
 
 def model_class(table: Any, where: str, key: str = "model.kind") -> type:
     kind = table.get("kind", "rate") if isinstance(table, dict) else "rate"
-    if kind not in MODEL_KINDS:
+    if not isinstance(kind, str) or kind not in MODEL_KINDS:
         raise ConfigError(where, key, f"unknown kind {kind!r} (known: {', '.join(MODEL_KINDS)})")
     return MODEL_KINDS[kind]
 
@@ -324,7 +331,7 @@ class Protocol:
 
     name: str
     seed: int
-    model: ModelConfig | LIFConfig
+    model: RateConfig | LIFConfig
     task_name: str
     task: Any
     rule_name: str
@@ -394,23 +401,29 @@ def _resolve_model(table: Any, where: str, base_dir: Path) -> dict[str, Any]:
         return table
     if not isinstance(preset, str):
         raise ConfigError(where, "model.preset", "expected a preset name or a path")
-    candidates = [base_dir / preset, base_dir / f"{preset}.toml"]
-    candidates += [d / f"{preset}.toml" for d in (base_dir / "models", base_dir.parent / "models")]
-    candidates.append(MODELS_DIR / f"{preset}.toml")
-    for path in candidates:
-        if path.is_file():
-            data = _read_toml(path, str(path))
-            unknown = set(data) - {"model"}
-            if unknown:
-                raise ConfigError(str(path), sorted(unknown)[0], "unknown key (expected [model])")
-            base = data.get("model", {})
-            # validate the preset itself
-            from_mapping(model_class(base, str(path)), base, str(path), "model.")
-            return {**base, **table}
+    path = _preset_path(preset, base_dir)
+    if path is not None:
+        data = _read_toml(path, str(path))
+        unknown = set(data) - {"model"}
+        if unknown:
+            raise ConfigError(str(path), sorted(unknown)[0], "unknown key (expected [model])")
+        base = data.get("model", {})
+        # validate the preset itself
+        from_mapping(model_class(base, str(path)), base, str(path), "model.")
+        return {**base, **table}
     known = sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
     raise ConfigError(
         where, "model.preset", f"unknown preset '{preset}' (known: {', '.join(known)})"
     )
+
+
+def _preset_path(preset: str, base_dir: Path) -> Path | None:
+    """The file of a model preset: a path, or a name looked up beside the protocol and in
+    ``models/`` folders (the protocol's, its parent's, the shipped one); None if absent."""
+    candidates = [base_dir / preset, base_dir / f"{preset}.toml"]
+    candidates += [d / f"{preset}.toml" for d in (base_dir / "models", base_dir.parent / "models")]
+    candidates.append(MODELS_DIR / f"{preset}.toml")
+    return next((path for path in candidates if path.is_file()), None)
 
 
 def protocol_from_mapping(
@@ -491,7 +504,7 @@ def _named_table(data: dict[str, Any], key: str, registry: dict[str, Any], where
     name = table.pop("name", None)
     if name is None:
         raise ConfigError(where, f"{key}.name", "required key is missing")
-    if name not in registry:
+    if not isinstance(name, str) or name not in registry:
         import difflib
 
         close = difflib.get_close_matches(str(name), list(registry), n=1, cutoff=0.5)
@@ -578,17 +591,30 @@ def _check_rule_support(protocol: Protocol, where: str) -> None:
             raise ConfigError(where, f"rule.{key}", reason) from None
 
 
-def load_protocol(path: str | Path, overrides: dict[str, Any] | None = None) -> Protocol:
+def load_protocol(
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    note: Callable[[str], None] | None = None,
+) -> Protocol:
     """Load, validate and resolve a protocol TOML file.
 
-    ``overrides`` maps dotted keys (``"rule.lr"``) to values applied before validation.
+    ``overrides`` maps dotted keys (``"rule.lr"``) to values applied before validation
+    (see :func:`apply_overrides`: an override that switches the rule, task or model
+    drops the file's keys the new choice does not take, with a note). ``note`` receives
+    those notes (default: :func:`print_note`, one line on stderr each).
     """
     path = Path(path)
     where = str(path)
     data = _read_toml(path, where)
-    for dotted, value in (overrides or {}).items():
-        apply_override(data, dotted, value, where)
-    return protocol_from_mapping(data, where, path.resolve().parent)
+    base_dir = path.resolve().parent
+    apply_overrides(data, overrides or {}, where, base_dir, note=note)
+    return protocol_from_mapping(data, where, base_dir)
+
+
+def print_note(text: str) -> None:
+    """Print a one-line note on stderr (``note: ...``)."""
+    print(f"note: {text}", file=sys.stderr, flush=True)
 
 
 def apply_override(data: dict[str, Any], dotted: str, value: Any, where: str) -> None:
@@ -601,3 +627,140 @@ def apply_override(data: dict[str, Any], dotted: str, value: Any, where: str) ->
             raise ConfigError(where, dotted, f"'{part}' is not a table")
         node = child
     node[parts[-1]] = value
+
+
+#: the keys that choose which keys their table takes (``rule.name``: the rule's Params)
+SWITCH_KEYS = ("rule.name", "task.name", "model.preset", "model.kind")
+
+
+def apply_overrides(
+    data: dict[str, Any],
+    overrides: dict[str, Any],
+    where: str,
+    base_dir: Path | None = None,
+    *,
+    note: Callable[[str], None] | None = None,
+) -> None:
+    """Apply dotted ``overrides`` (``--set``, a sweep's grid point) to a parsed protocol.
+
+    An override that switches ``rule.name``, ``task.name``, ``model.preset`` or
+    ``model.kind`` to another value drops the keys the file wrote for the old choice that
+    the new one does not take (``rule.tau_e_out`` when ``td_anp`` becomes ``wp``), with one
+    ``note`` per switched table, instead of failing on them as unknown keys. Keys the old
+    choice did not take either (typos) and keys set by an override are kept, so they still
+    fail validation as usual.
+    """
+    base_dir = base_dir or Path.cwd()
+    tables = {key.partition(".")[0] for key in overrides if key in SWITCH_KEYS}
+    before = {t: dict(data[t]) for t in tables if isinstance(data.get(t), dict)}
+    for dotted, value in overrides.items():
+        apply_override(data, dotted, value, where)
+    for table, old in before.items():
+        new = data.get(table)
+        ours = {k.partition(".")[2] for k in overrides if k.partition(".")[0] == table}
+        switched = [
+            key
+            for key in ours
+            if f"{table}.{key}" in SWITCH_KEYS and isinstance(new, dict)
+            if old.get(key) != new.get(key)
+        ]
+        if not switched:
+            continue
+        # what the new choice takes: judged from the switching keys alone for a model
+        # (a preset's own kind wins over the kind the file wrote for the old preset)
+        chosen = {k: v for k, v in new.items() if k in ours} if table == "model" else new
+        old_keys, new_keys = _keys_taken(old, table, base_dir), _keys_taken(chosen, table, base_dir)
+        if old_keys is None or new_keys is None:
+            continue  # an unknown name or preset: validation reports it
+        drop = [k for k in old if k not in ours and k in old_keys and k not in new_keys]
+        if table == "model" and "kind" in old and "kind" not in ours:
+            if old["kind"] != _model_table(chosen, base_dir).get("kind", "rate"):
+                drop.append("kind")  # the file's kind belonged to the old preset
+        if not drop:
+            continue
+        for key in drop:
+            del new[key]
+        choice = ", ".join(f"{table}.{key} = {new[key]!r}" for key in sorted(switched))
+        dropped = ", ".join(f"{table}.{key}" for key in drop)
+        (note or print_note)(f"{choice} does not take {dropped}; dropped")
+
+
+def _model_table(table: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """A model table merged over its preset's (``{}`` for a preset not found)."""
+    table = dict(table)
+    preset = table.pop("preset", None)
+    if preset is None:
+        return table
+    path = _preset_path(preset, base_dir) if isinstance(preset, str) else None
+    try:
+        base = tomllib.loads(path.read_text()).get("model", {}) if path else None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        base = None
+    return {**base, **table} if isinstance(base, dict) else {}
+
+
+def _keys_taken(table: dict[str, Any], name: str, base_dir: Path) -> set[str] | None:
+    """The keys a [rule], [task] or [model] table may hold for the choice it makes
+    (None where the choice is unknown)."""
+    if name == "model":
+        merged = _model_table(table, base_dir) if "preset" in table else table
+        found = merged or "preset" not in table  # {}: a preset that was not found
+        kind = merged.get("kind", "rate")
+        cls = MODEL_KINDS.get(kind) if found and isinstance(kind, str) else None
+        extra = {"preset"}
+    else:
+        from bioperturb.rules import RULES
+        from bioperturb.tasks import TASKS
+
+        registry = RULES if name == "rule" else TASKS
+        choice = table.get("name")
+        cls = registry[choice].Params if isinstance(choice, str) and choice in registry else None
+        extra = {"name"}
+    if cls is None:
+        return None
+    return {f.name for f in dataclasses.fields(cls)} | extra
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"training.lr=1e-3"`` -> ``("training.lr", 0.001)`` (the command line's ``--set``).
+
+    The value is read as a TOML value (number, boolean, quoted string, array, inline
+    table); text that is none of these is a string as written (``rule.name=np``,
+    ``task.duration=40 ms``). Raises ``ValueError`` with the reason for a malformed item.
+    """
+    key, eq, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not eq:
+        raise ValueError("expected KEY=VALUE, e.g. training.lr=1e-3")
+    if not key:
+        raise ValueError("empty key before '='")
+    if any(not part or part != part.strip() for part in key.split(".")):
+        raise ValueError(f"bad key '{key}': expected dotted names like training.lr")
+    if not raw:
+        raise ValueError(f"empty value for '{key}' (write {key}='' for an empty string)")
+    try:
+        doc = tomllib.loads(f"v = {raw}")
+    except tomllib.TOMLDecodeError as err:
+        if raw[0] in "[{\"'":  # written as a TOML array, table or string, but not one
+            raise ValueError(f"invalid TOML value ({err})") from None
+        return key, raw
+    value = doc["v"]
+    if len(doc) != 1 or isinstance(value, (datetime.date, datetime.time)):
+        return key, raw  # a date-like word or more than one value: keep the text
+    return key, value
+
+
+def blame_override(err: ConfigError, overrides: dict[str, Any], where: str) -> tuple[str, str]:
+    """(override key, reason) when ``err``, raised loading ``where`` with ``overrides``, is
+    about one of them (the key itself, a key below or above it); else ("", "").
+
+    The reason quotes the overriding value unless the key itself is unknown.
+    """
+    if err.where != where or not err.key:
+        return "", ""
+    for key, value in overrides.items():
+        if err.key == key or err.key.startswith(f"{key}.") or key.startswith(f"{err.key}."):
+            if err.reason.startswith("unknown key"):
+                return key, err.reason
+            return key, f"value {value!r}: {err.reason}"
+    return "", ""

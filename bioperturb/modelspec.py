@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bioperturb.config import MODEL_KINDS, LIFConfig, ModelConfig
+from bioperturb.config import MODEL_KINDS, LIFConfig, RateConfig
 
 __all__ = ["ModelSpec", "MODELS", "model_spec", "register_model"]
 
@@ -86,7 +86,7 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 register_model(
     ModelSpec(
         kind="rate",
-        config=ModelConfig,
+        config=RateConfig,
         init_weights=_rate_init,
         build=_rate_build,
         engines=("runtime", "standalone"),

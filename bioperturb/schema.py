@@ -281,7 +281,9 @@ def describe(cls: type) -> list[tuple[str, str, str, str]]:
         unit = f.metadata.get("unit") or "1"
         if f.default is not dataclasses.MISSING:
             default = f.default
-            shown = format_quantity(default, unit) if f.metadata.get("unit") else repr(default)
+            # a unit field may default to None ("as another key": rule.tau_e_out)
+            quantity = f.metadata.get("unit") and default is not None
+            shown = format_quantity(default, unit) if quantity else repr(default)
         elif f.default_factory is not dataclasses.MISSING:
             shown = repr(f.default_factory())
         else:

@@ -48,7 +48,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bioperturb.config import Protocol, load_protocol, protocol_from_mapping, read_toml_text
+from bioperturb.config import (
+    Protocol,
+    blame_override,
+    load_protocol,
+    print_note,
+    protocol_from_mapping,
+    read_toml_text,
+)
 from bioperturb.dataset import write_dataset, write_text
 from bioperturb.schema import ConfigError
 
@@ -145,12 +152,6 @@ def _check_values(where: str, key: str, values: Any) -> list[Any]:
     return list(values)
 
 
-def _related(err_key: str, key: str) -> bool:
-    return (
-        err_key == key or err_key.startswith(key + ".") or key.startswith(err_key + ".")
-    ) and err_key != ""
-
-
 def load_sweep(
     path: str | Path,
     *,
@@ -220,19 +221,17 @@ def load_sweep(
     load_protocol(base)  # a problem of the base file itself names that file
     points: list[Point] = []
     by_hash: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []  # keys a grid point's rule/task/model switch drops, said once
     for combo in itertools.product(*grid.values()):
         values = dict(zip(grid, combo, strict=True))
         try:
-            protocol = load_protocol(base, values)
+            protocol = load_protocol(base, values, note=notes.append)
         except ConfigError as err:
-            related = [k for k in grid if _related(err.key, k)]
-            if err.where != str(base) or not related:
+            key, reason = blame_override(err, values, str(base))
+            if not key:
                 detail = f"{err.key}: {err.reason}" if err.key else err.reason
                 raise ConfigError(where, "grid", f"point {values}: {detail}") from None
-            k = related[0]
-            about_value = not err.reason.startswith("unknown key")
-            reason = f"value {values[k]!r}: {err.reason}" if about_value else err.reason
-            raise ConfigError(where, f"grid.{k}", reason) from None
+            raise ConfigError(where, f"grid.{key}", reason) from None
         output = replace(protocol.output, progress=False, figures=False)
         protocol = protocol.replace(output=output, source=where)
         toml_text = protocol.to_toml()
@@ -244,6 +243,8 @@ def load_sweep(
         by_hash[digest] = values
         points.append(Point(values, protocol, toml_text, digest))
 
+    for text in dict.fromkeys(notes):
+        print_note(text)
     out_dir = Path(out if out is not None else file_out or f"results/{path.stem}")
     return Sweep(
         path=path,

@@ -105,6 +105,8 @@ PROTOCOL_CASES = [
         "missing-task", ('[task]\nname = "pattern"\n', '[tasks]\nname = "pattern"\n'), "tasks", ""
     ),
     Case("missing-rule-name", ('name = "td_anp"', ""), "rule.name", "missing"),
+    Case("rule-name-list", ('name = "td_anp"', "name = [1]"), "rule.name", "unknown rule"),
+    Case("kind-list", ('preset = "rate_rnn"', "kind = [1]"), "model.kind", "unknown kind"),
     Case(
         "task-not-table",
         GOOD.replace(
