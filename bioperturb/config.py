@@ -435,7 +435,12 @@ def protocol_from_mapping(
     return protocol
 
 
-def _named_table(data: dict[str, Any], key: str, registry: dict[str, Any], where: str):
+def _named_table(data: dict[str, Any], key: str, registry: Any, where: str):
+    """(table without name, name, class) of ``[task]`` / ``[rule]``.
+
+    The name is one the registry resolves (:class:`bioperturb.registry.Registry`): a
+    builtin or registered name, an entry point, or ``"package.module:Class"``.
+    """
     if key not in data:
         raise ConfigError(where, key, "required table is missing")
     table = data[key]
@@ -445,17 +450,11 @@ def _named_table(data: dict[str, Any], key: str, registry: dict[str, Any], where
     name = table.pop("name", None)
     if name is None:
         raise ConfigError(where, f"{key}.name", "required key is missing")
-    if name not in registry:
-        import difflib
-
-        close = difflib.get_close_matches(str(name), list(registry), n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(
-            where,
-            f"{key}.name",
-            f"unknown {key} '{name}' ({hint}known: {', '.join(sorted(registry))})",
-        )
-    return table, name, registry[name]
+    try:
+        cls = registry[name]
+    except (KeyError, ValueError) as err:  # unknown name, bad import path, name clash
+        raise ConfigError(where, f"{key}.name", str(err)) from None
+    return table, name, cls
 
 
 def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
