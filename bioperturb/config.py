@@ -432,6 +432,10 @@ def protocol_from_mapping(
         name, seed, model, task_name, task, rule_name, rule, training, output, source=where
     )
     _check_cross(protocol, task_cls, where)
+    if getattr(training, "engine", "runtime") == "standalone":  # built by another process
+        from bioperturb.plugins import check_portable
+
+        check_portable(protocol, where, "the standalone build process")
     return protocol
 
 

@@ -63,6 +63,7 @@ import brian2
 import numpy as np
 from brian2 import second
 
+from bioperturb import plugins
 from bioperturb.networks.fused import (
     FUSED_HEADER_NAME,
     FusionPlan,
@@ -283,6 +284,7 @@ class KernelSpec:
             "shape": [self.n_in, self.n_out, self.n_steps, self.capacity],
             "record": [p.output.record_dt, self.n_record],
         }
+        doc.update(plugins.kernel_sources(p))  # a user rule's source (none for builtins)
         text = json.dumps(doc, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -580,6 +582,7 @@ class Kernel:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env = plugins.child_env(env)  # user tasks and rules: this process's path, modules
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         spec_file.unlink(missing_ok=True)
         if proc.returncode:
@@ -1002,6 +1005,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 4 or args[0] != "build":
         raise SystemExit("usage: python -m bioperturb.standalone build <spec.json> <dir> <key>")
+    plugins.load_plugin_modules()  # the parent's decorator-registered tasks and rules
     spec = KernelSpec(**json.loads(Path(args[1]).read_text()))
     build_program(spec, Path(args[2]), args[3])
 
