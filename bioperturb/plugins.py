@@ -12,8 +12,8 @@ imported again. This module carries both across:
 * :func:`check_portable`: a class defined in ``__main__`` (a script, a notebook) cannot
   be imported by another process; using one on the standalone engine or in a sweep is a
   one-line error that says what to do;
-* :func:`kernel_sources`: the source hash of a user rule, part of the standalone kernel
-  key (a user rule's code is compiled into the program).
+* :func:`kernel_sources`: a user rule's class and source hash, part of the standalone
+  kernel key (a user rule's code is compiled into the program).
 """
 
 from __future__ import annotations
@@ -179,20 +179,27 @@ def _source_files(cls: type) -> list[Path]:
     return files
 
 
-def kernel_sources(protocol: Any) -> dict[str, str]:
-    """``{"plugin_source": hash}`` of a user rule's source files (``{}`` for a builtin).
+def kernel_sources(protocol: Any) -> dict[str, Any]:
+    """Kernel-key entries of a user rule (``{}`` for a builtin).
 
-    Part of the standalone kernel key: a changed user rule gives another program. Empty
-    for builtin rules, so their keys are those of the package's own sources alone.
+    A user rule's code is compiled into the standalone program, so the key holds a hash of
+    the source files of its class and its bases outside bioperturb (an edited rule gives
+    another program) and names the rule by its class, not by the protocol's string (an
+    entry point, an import path and a decorator name of one class share a program).
+    Builtin rules keep the key of the package's own sources alone.
     """
+    import dataclasses
+
     from bioperturb.rules import RULES
 
-    name, cls = protocol_classes(protocol)["rule"]
+    _, cls = protocol_classes(protocol)["rule"]
     if RULES.is_builtin(cls):
         return {}
     check_portable(protocol, protocol.source, "the standalone build process")
-    digest = hashlib.sha256(f"{cls.__module__}:{cls.__qualname__}".encode())
+    digest = hashlib.sha256()
     for path in _source_files(cls):
-        digest.update(str(path).encode())
         digest.update(path.read_bytes())
-    return {"plugin_source": digest.hexdigest()[:16]}
+    return {
+        "rule": [f"{cls.__module__}:{cls.__qualname__}", dataclasses.asdict(protocol.rule)],
+        "plugin_source": digest.hexdigest()[:16],
+    }

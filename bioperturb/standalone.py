@@ -284,7 +284,7 @@ class KernelSpec:
             "shape": [self.n_in, self.n_out, self.n_steps, self.capacity],
             "record": [p.output.record_dt, self.n_record],
         }
-        doc.update(plugins.kernel_sources(p))  # a user rule's source (none for builtins)
+        doc.update(plugins.kernel_sources(p))  # a user rule: its class and source (builtins: none)
         text = json.dumps(doc, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
