@@ -50,4 +50,17 @@ if "brian2" not in sys.modules and not any(isinstance(f, _KeepExcepthook) for f 
 
 from bioperturb import accessor  # noqa: E402,F401 - registers the ``ds.bp`` accessor
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "register_task", "register_rule"]
+
+
+def __getattr__(name: str):
+    """``register_task`` / ``register_rule`` without importing Brian2 at package import."""
+    if name == "register_task":
+        from bioperturb.tasks import register_task
+
+        return register_task
+    if name == "register_rule":
+        from bioperturb.rules import register_rule
+
+        return register_rule
+    raise AttributeError(f"module 'bioperturb' has no attribute {name!r}")

@@ -179,15 +179,31 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from bioperturb.config import MODELS_DIR
+    from bioperturb.modelspec import MODELS
     from bioperturb.rules import RULES
     from bioperturb.tasks import TASKS
 
-    print("tasks:")
-    for name, cls in sorted(TASKS.items()):
-        print(f"  {name:20s} {cls.meta.get('description', '')}")
-    print("rules:")
-    for name, cls in sorted(RULES.items()):
-        print(f"  {name:20s} {cls.meta.get('description', '')}")
+    for title, registry in (("tasks", TASKS), ("rules", RULES)):
+        print(f"{title}:")
+        try:
+            names = registry.names()
+        except ValueError as err:  # a plugin's entry point clashes with another name
+            raise UsageError(str(err)) from None
+        origins = {name: registry.origin(name) for name in names}
+        for name in sorted(names, key=lambda n: (origins[n] != "builtin", n)):
+            origin = origins[name]
+            try:
+                description = registry[name].meta.get("description", "")
+            except (KeyError, ValueError) as err:  # a broken plugin: say so, list the rest
+                description = f"cannot be loaded: {err}"
+            print(f"  {name:20s} [{origin}] {description}")
+    print("model kinds:")
+    for kind in sorted(MODELS.names(), key=lambda n: (MODELS.origin(n) != "builtin", n)):
+        try:
+            doc = MODELS[kind].doc
+        except (KeyError, ValueError) as err:
+            doc = f"cannot be loaded: {err}"
+        print(f"  {kind:20s} [{MODELS.origin(kind)}] {doc}")
     print("models:")
     for path in sorted(MODELS_DIR.glob("*.toml")):
         first = path.read_text().splitlines()[0].lstrip("# ")
@@ -267,7 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("dir", help="the sweep's output directory")
     col.add_argument("--out", help="merged file (default: <dir>/sweep.nc)")
     col.set_defaults(func=_cmd_collect)
-    lst = sub.add_parser("list", help="list the shipped tasks, rules and model presets")
+    lst = sub.add_parser(
+        "list",
+        help="list tasks and rules (with their origin), model kinds and presets",
+    )
     lst.set_defaults(func=_cmd_list)
     plot = sub.add_parser("plot", help="write the standard figures of a result file (.nc)")
     plot.add_argument("result", help="result file written by run or compare")

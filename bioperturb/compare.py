@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from bioperturb.dataset import score_dataset
+from bioperturb.modelspec import model_family
 from bioperturb.networks.rate import connectivity
 from bioperturb.training import Trainer
 
@@ -87,7 +88,7 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
         outs.append(y[:, steps])
     ds["activity"].values = np.array(acts)
     ds["output_y"].values = np.array(outs)
-    if p.model.kind != "rate":  # a rate reference has no spikes or membrane potentials
+    if model_family(p.model.kind) != "rate":  # a rate reference has no spikes or membranes
         spiking = [v for v in SPIKING_VARIABLES if v in ds]
         ds = ds.drop_vars(spiking).drop_dims(["spike", "neuron"], errors="ignore")
         ds["activity"].attrs["long_name"] = "rate r = tanh(h) of the rate reference"
@@ -115,7 +116,7 @@ def surrogate_dataset(
     from bioperturb.reference.lif import LIFDynamics, lif_forward
 
     p = trainer.protocol
-    if p.model.kind != "lif" or p.model.synapse != "current":
+    if model_family(p.model.kind) != "lif" or p.model.synapse != "current":
         raise ValueError(
             "surrogate_dataset needs a LIF protocol with current-based synapses "
             "(model.kind = 'lif', model.synapse = 'current')"

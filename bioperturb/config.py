@@ -36,7 +36,7 @@ import datetime
 import math
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,18 +235,49 @@ class LIFConfig:
         _check_network(self)
 
 
-#: model classes by ``model.kind``
 #: the former name of :class:`RateConfig` (kept for scripts written against it)
 ModelConfig = RateConfig
 
-MODEL_KINDS = {"rate": RateConfig, "lif": LIFConfig}
+
+class _ModelKinds(Mapping[str, type]):
+    """``model.kind`` -> the config class of its ``[model]`` table: a view of
+    :data:`bioperturb.modelspec.MODELS` (which imports this module, hence the view)."""
+
+    @staticmethod
+    def _models() -> Any:
+        from bioperturb.modelspec import MODELS
+
+        return MODELS
+
+    def __getitem__(self, kind: str) -> type:
+        return self._models()[kind].config
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._models())
+
+    def __len__(self) -> int:
+        return len(self._models())
+
+
+#: config classes by ``model.kind`` (builtin, registered, entry points, import paths)
+MODEL_KINDS: Mapping[str, type] = _ModelKinds()
 
 
 def model_class(table: Any, where: str, key: str = "model.kind") -> type:
+    """The config class of a ``[model]`` table's ``kind`` (default ``"rate"``)."""
+    from bioperturb.registry import UnknownName
+
     kind = table.get("kind", "rate") if isinstance(table, dict) else "rate"
-    if not isinstance(kind, str) or kind not in MODEL_KINDS:
-        raise ConfigError(where, key, f"unknown kind {kind!r} (known: {', '.join(MODEL_KINDS)})")
-    return MODEL_KINDS[kind]
+    known = ", ".join(MODEL_KINDS)
+    if not isinstance(kind, str):
+        raise ConfigError(where, key, f"unknown kind {kind!r} (known: {known})")
+    try:
+        return MODEL_KINDS[kind]
+    except UnknownName as err:
+        reason = str(err) if ":" in kind else f"unknown kind {kind!r} (known: {known})"
+        raise ConfigError(where, key, reason) from None
+    except ValueError as err:  # an import path that gives no ModelSpec, a name clash
+        raise ConfigError(where, key, str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -460,6 +491,10 @@ def protocol_from_mapping(
         name, seed, model, task_name, task, rule_name, rule, training, output, engine, where
     )
     _check_cross(protocol, task_cls, where)
+    if engine.name == "standalone":  # built by another process
+        from bioperturb.plugins import check_portable
+
+        check_portable(protocol, where, "the standalone build process")
     return protocol
 
 
@@ -494,7 +529,12 @@ def _engine_tables(data: dict[str, Any], where: str) -> tuple[dict[str, Any], di
     return training, engine
 
 
-def _named_table(data: dict[str, Any], key: str, registry: dict[str, Any], where: str):
+def _named_table(data: dict[str, Any], key: str, registry: Any, where: str):
+    """(table without name, name, class) of ``[task]`` / ``[rule]``.
+
+    The name is one the registry resolves (:class:`bioperturb.registry.Registry`): a
+    builtin or registered name, an entry point, or ``"package.module:Class"``.
+    """
     if key not in data:
         raise ConfigError(where, key, "required table is missing")
     table = data[key]
@@ -504,17 +544,11 @@ def _named_table(data: dict[str, Any], key: str, registry: dict[str, Any], where
     name = table.pop("name", None)
     if name is None:
         raise ConfigError(where, f"{key}.name", "required key is missing")
-    if not isinstance(name, str) or name not in registry:
-        import difflib
-
-        close = difflib.get_close_matches(str(name), list(registry), n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(
-            where,
-            f"{key}.name",
-            f"unknown {key} '{name}' ({hint}known: {', '.join(sorted(registry))})",
-        )
-    return table, name, registry[name]
+    try:
+        cls = registry[name]
+    except (KeyError, ValueError) as err:  # unknown name, bad import path, name clash
+        raise ConfigError(where, f"{key}.name", str(err)) from None
+    return table, name, cls
 
 
 def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
@@ -563,7 +597,7 @@ def _check_engine(protocol: Protocol, where: str) -> None:
         raise ConfigError(
             where,
             "engine.name",
-            f"'{name}' does not run model.kind = '{spec.kind}' (use "
+            f"'{name}' does not run model.kind = '{protocol.model.kind}' (use "
             f"{' or '.join(map(repr, spec.engines))})",
         )
     get_engine(name).check_protocol(protocol, where)
@@ -571,11 +605,12 @@ def _check_engine(protocol: Protocol, where: str) -> None:
 
 def _check_rule_support(protocol: Protocol, where: str) -> None:
     """The rule runs on this model kind and engine (``Rule.model_kinds``, ``.standalone``)."""
+    from bioperturb.modelspec import model_family
     from bioperturb.rules import get_rule
 
     rule_cls = get_rule(protocol.rule_name)
     name = protocol.rule_name
-    if protocol.model.kind not in rule_cls.model_kinds:
+    if model_family(protocol.model.kind) not in rule_cls.model_kinds:
         raise ConfigError(
             where,
             "rule.name",
@@ -706,7 +741,10 @@ def _keys_taken(table: dict[str, Any], name: str, base_dir: Path) -> set[str] | 
         merged = _model_table(table, base_dir) if "preset" in table else table
         found = merged or "preset" not in table  # {}: a preset that was not found
         kind = merged.get("kind", "rate")
-        cls = MODEL_KINDS.get(kind) if found and isinstance(kind, str) else None
+        try:
+            cls = MODEL_KINDS[kind] if found and isinstance(kind, str) else None
+        except (KeyError, ValueError):  # unknown: model_class says so
+            cls = None
         extra = {"preset"}
     else:
         from bioperturb.rules import RULES

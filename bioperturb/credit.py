@@ -43,7 +43,9 @@ CREDIT_MATRICES = ("W_in", "W_rec", "W_out", "all")
 def check_credit(protocol: Any) -> None:
     """Raise ValueError ("<file>: <key>: reason") if the diagnostics cannot run on ``protocol``."""
     where = protocol.source
-    if protocol.model.kind != "rate":
+    from bioperturb.modelspec import model_spec
+
+    if not model_spec(protocol.model.kind).exact_gradient:
         raise ValueError(
             f"{where}: model.kind: credit diagnostics need a rate network (exact gradient)"
         )

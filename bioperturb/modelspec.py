@@ -15,103 +15,112 @@ need from its spec instead of testing the kind by name:
   surrogate-gradient twin (:mod:`bioperturb.compare`);
 * ``activity``: what the Dataset's ``activity`` variable holds.
 
-A new kind is one spec registered with :func:`register_model` (its config class must have
-a ``kind`` field whose only choice is the spec's ``kind``).
+A new kind is a :class:`ModelSpec` subclass with a ``name`` (the ``model.kind`` that
+protocols give), registered like tasks and rules: ``@register_model``, an entry point of
+the group ``bioperturb.models``, or ``model.kind = "package.module:Class"``. Its config
+class needs a ``kind: str`` field; the builtin kinds list themselves as its only choice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from bioperturb.config import MODEL_KINDS, LIFConfig, RateConfig
+from bioperturb.config import LIFConfig, RateConfig
+from bioperturb.registry import Registry, decorator_for
 
-__all__ = ["ModelSpec", "MODELS", "model_spec", "register_model"]
+__all__ = ["ModelSpec", "MODELS", "model_family", "model_spec", "register_model"]
 
 
-@dataclass(frozen=True)
 class ModelSpec:
-    """What the package needs to know about one model kind (see the module docstring)."""
+    """What the package needs to know about one model kind (see the module docstring).
 
-    kind: str
-    config: type
-    init_weights: Callable[..., dict[str, Any]]
-    build: Callable[..., Any]
-    engines: tuple[str, ...]
-    exact_gradient: bool
-    activity: str = "rate r = tanh(h) of sampled units, noise-free evaluation"
+    Subclass it with class attributes and the two static methods; the class itself is the
+    spec (it is never instantiated).
+    """
+
+    #: the ``model.kind`` of protocols
+    name: ClassVar[str]
+    #: the dataclass of the ``[model]`` table
+    config: ClassVar[type]
+    #: the builtin kind whose network it is a variant of (``"rate"``, ``"lif"``): rules run
+    #: on the families they list (``Rule.model_kinds``), and ``compare``, the credit
+    #: diagnostics and the fused C++ treat it as that family
+    family: ClassVar[str]
+    #: engines that run it (``[engine] name``)
+    engines: ClassVar[tuple[str, ...]] = ("runtime",)
+    #: whether the JAX reference gives its exact loss gradient
+    exact_gradient: ClassVar[bool] = False
+    #: what the Dataset's ``activity`` variable holds
+    activity: ClassVar[str] = "rate r = tanh(h) of sampled units, noise-free evaluation"
     #: one line for ``bioperturb list``
-    doc: str = ""
+    doc: ClassVar[str] = ""
+
+    @staticmethod
+    def init_weights(rng: Any, n_in: int, n_hidden: int, n_out: int, model: Any) -> dict:
+        """Initial ``{"W_in", "W_rec", "W_out"}`` (post × pre arrays) from ``rng``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def build(model: Any, rule: Any, training: Any, tape: Any, weights: dict, **kw: Any) -> Any:
+        """The Brian2 network of the runtime engine (``record_dt=``, ``record_units=``)."""
+        raise NotImplementedError
 
 
-def _rate_init(*args: Any) -> dict[str, Any]:
-    from bioperturb.networks.rate import init_weights
+class RateModel(ModelSpec):
+    name = "rate"
+    family = "rate"
+    config = RateConfig
+    engines = ("runtime", "standalone")
+    exact_gradient = True
+    doc = "tanh rate units, leaky integration (bioperturb/networks/rate.py)"
 
-    return init_weights(*args)
+    @staticmethod
+    def init_weights(*args: Any) -> dict[str, Any]:
+        from bioperturb.networks.rate import init_weights
 
+        return init_weights(*args)
 
-def _rate_build(*args: Any, **kw: Any) -> Any:
-    from bioperturb.networks.rate import build_rate_network
+    @staticmethod
+    def build(*args: Any, **kw: Any) -> Any:
+        from bioperturb.networks.rate import build_rate_network
 
-    return build_rate_network(*args, **kw)
-
-
-def _lif_init(*args: Any) -> dict[str, Any]:
-    from bioperturb.networks.spiking import init_spiking_weights
-
-    return init_spiking_weights(*args)
-
-
-def _lif_build(*args: Any, **kw: Any) -> Any:
-    from bioperturb.networks.spiking import build_spiking_network
-
-    return build_spiking_network(*args, **kw)
+        return build_rate_network(*args, **kw)
 
 
-#: model specs by ``model.kind``
-MODELS: dict[str, ModelSpec] = {}
-
-
-def register_model(spec: ModelSpec) -> ModelSpec:
-    """Make ``spec`` a model kind that protocols can name (``model.kind``)."""
-    known = MODELS.get(spec.kind)
-    if known is not None and known != spec:
-        raise ValueError(f"model kind '{spec.kind}' is already registered")
-    MODELS[spec.kind] = spec
-    MODEL_KINDS[spec.kind] = spec.config
-    return spec
-
-
-register_model(
-    ModelSpec(
-        kind="rate",
-        config=RateConfig,
-        init_weights=_rate_init,
-        build=_rate_build,
-        engines=("runtime", "standalone"),
-        exact_gradient=True,
-        doc="tanh rate units, leaky integration (bioperturb/networks/rate.py)",
+class LIFModel(ModelSpec):
+    name = "lif"
+    family = "lif"
+    config = LIFConfig
+    activity = (
+        "synaptic trace r of sampled neurons (τ_s dr/dt = −r, +1 per spike), noise-free evaluation"
     )
-)
-register_model(
-    ModelSpec(
-        kind="lif",
-        config=LIFConfig,
-        init_weights=_lif_init,
-        build=_lif_build,
-        engines=("runtime",),
-        exact_gradient=False,
-        activity="synaptic trace r of sampled neurons (τ_s dr/dt = −r, +1 per spike), "
-        "noise-free evaluation",
-        doc="leaky integrate-and-fire neurons, exponential synapses (networks/spiking.py)",
-    )
-)
+    doc = "leaky integrate-and-fire neurons, exponential synapses (networks/spiking.py)"
+
+    @staticmethod
+    def init_weights(*args: Any) -> dict[str, Any]:
+        from bioperturb.networks.spiking import init_spiking_weights
+
+        return init_spiking_weights(*args)
+
+    @staticmethod
+    def build(*args: Any, **kw: Any) -> Any:
+        from bioperturb.networks.spiking import build_spiking_network
+
+        return build_spiking_network(*args, **kw)
 
 
-def model_spec(kind: str) -> ModelSpec:
-    """The spec of ``model.kind = kind`` (KeyError lists the known kinds)."""
-    try:
-        return MODELS[kind]
-    except KeyError:
-        raise KeyError(f"unknown model kind '{kind}' (known: {', '.join(MODELS)})") from None
+#: model kinds by ``model.kind`` (a read-only mapping; see :class:`bioperturb.registry.Registry`)
+MODELS = Registry("model", ModelSpec, "bioperturb.models", {"rate": RateModel, "lif": LIFModel})
+
+register_model = decorator_for(MODELS)
+
+
+def model_family(kind: str) -> str:
+    """The family (``"rate"``, ``"lif"``) of ``model.kind = kind``."""
+    return MODELS[kind].family
+
+
+def model_spec(kind: str) -> type[ModelSpec]:
+    """The spec of ``model.kind = kind`` (KeyError lists the known kinds; ValueError for an
+    import path that does not give a ModelSpec)."""
+    return MODELS[kind]

@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bioperturb import plugins
 from bioperturb.config import (
     Protocol,
     blame_override,
@@ -234,6 +235,7 @@ def load_sweep(
             raise ConfigError(where, f"grid.{key}", reason) from None
         output = replace(protocol.output, progress=False, figures=False)
         protocol = protocol.replace(output=output, source=where)
+        plugins.check_portable(protocol, where, "a sweep's worker processes")
         toml_text = protocol.to_toml()
         digest = protocol_hash(toml_text)
         if digest in by_hash:
@@ -406,6 +408,7 @@ def run_sweep(sweep: Sweep, *, progress: bool = True, collect_at_end: bool = Tru
 
             with _client(sweep, len(todo)) as client:
                 client.register_plugin(_import_brian2_plugin())
+                client.register_plugin(plugins.worker_plugin())  # user tasks and rules
                 futures = {
                     client.submit(
                         run_point, p.toml, str(runs.resolve()), p.hash, key=f"bioperturb-{p.hash}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,3 +61,43 @@ def tiny_toml(**overrides: Any) -> str:
     for key, value in overrides.items():
         apply_override(data, key.replace("__", "."), value, "<test>")
     return tomli_w.dumps(data)
+
+
+# --------------------------------------------------------------------------- plugins
+#: the worked examples of docs/extending.md (a user task and a user rule)
+EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+
+
+def write_distribution(root: Path, name: str, entry_points: dict[str, dict[str, str]]) -> Path:
+    """An installed-looking distribution: ``<root>/<name>-0.1.dist-info`` with its
+    ``entry_points.txt`` (group -> {name: "module:Class"}), which importlib.metadata finds
+    once ``root`` is on sys.path (no pip, no venv)."""
+    info = root / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    lines = []
+    for group, entries in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{key} = {value}" for key, value in entries.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    return info
+
+
+@contextlib.contextmanager
+def kept_registries():
+    """Forget, on exit, the classes registered (by decorator or import path) inside."""
+    from bioperturb.registry import REGISTRIES
+
+    saved = {g: (dict(r._registered), dict(r._paths)) for g, r in REGISTRIES.items()}
+    try:
+        yield
+    finally:
+        for group, (registered, paths) in saved.items():
+            REGISTRIES[group]._registered = registered
+            REGISTRIES[group]._paths = paths
+
+
+@pytest.fixture
+def clean_registries():
+    with kept_registries():
+        yield

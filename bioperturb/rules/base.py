@@ -47,6 +47,10 @@ class Rule:
     standalone: ClassVar[bool] = True
     #: the weight the noisy twin sees (weight perturbation adds a per-synapse offset)
     noisy_weight: ClassVar[str] = "w"
+    #: protocol overrides (dotted keys) that switch the rule's exploration off: with them
+    #: a trial's update is exactly zero (checked for every registered rule by
+    #: tests/integration/test_contracts.py, on tasks whose trials repeat)
+    silent: ClassVar[dict[str, Any]] = {"model.sigma": 0.0}
 
     def __init__(self, params: Any):
         self.params = params

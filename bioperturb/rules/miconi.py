@@ -116,6 +116,7 @@ class Miconi(PerturbationRule):
     """Miconi (2017) on the rate network: kicks, S(pre × fluctuation), trial-end reward."""
 
     name = "miconi"
+    silent = {"rule.kick_amplitude": 0.0}
     Params = MiconiParams
     twin = False
     noise = "kicks"

@@ -140,6 +140,8 @@ class OnlineANPParams:
 
 class OnlineANP(PerturbationRule):
     name = "online_anp"
+    #: without noise and with per-time-point baselines, repeated trials sit on the baseline
+    silent = {"model.sigma": 0.0, "rule.baseline": "trial"}
     Params = OnlineANPParams
     twin = False
     LOSSES = ("L", "Lbar")

@@ -41,6 +41,7 @@ class WPParams:
 
 class WeightPerturbation(PerturbationRule):
     name = "wp"
+    silent = {"rule.sigma_w": 0.0}
     Params = WPParams
     twin = True
     node_noise = False

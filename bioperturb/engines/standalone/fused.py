@@ -117,9 +117,10 @@ class FusionPlan:
 
 def fusion_plan(model: Any, rule: Any) -> FusionPlan:
     """Which of W_rec's work can be fused for ``model`` and ``rule``."""
+    from bioperturb.modelspec import model_family
     from bioperturb.rules.perturbation import PerturbationRule
 
-    if getattr(model, "kind", "rate") != "rate":
+    if model_family(getattr(model, "kind", "rate")) != "rate":
         return FusionPlan(False, False, "spiking networks keep Brian2's event-driven synapses")
     sparse = getattr(model, "p_connect", 1.0) < 1
     if rule.twin and rule.noisy_weight != "w":

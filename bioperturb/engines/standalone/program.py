@@ -58,6 +58,7 @@ import brian2
 import numpy as np
 from brian2 import second
 
+from bioperturb import plugins
 from bioperturb.engines.standalone.fused import (
     FUSED_HEADER_NAME,
     FusionPlan,
@@ -190,6 +191,7 @@ class KernelSpec:
             "shape": [self.n_in, self.n_out, self.n_steps, self.capacity],
             "record": [p.output.record_dt, self.n_record],
         }
+        doc.update(plugins.kernel_sources(p))  # a user rule: its class and source (builtins: none)
         text = json.dumps(doc, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -487,6 +489,7 @@ class Kernel:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[3])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env = plugins.child_env(env)  # user tasks and rules: this process's path, modules
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         spec_file.unlink(missing_ok=True)
         if proc.returncode:
@@ -647,5 +650,6 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             "usage: python -m bioperturb.engines.standalone build <spec.json> <dir> <key>"
         )
+    plugins.load_plugin_modules()  # the parent's decorator-registered tasks and rules
     spec = KernelSpec(**json.loads(Path(args[1]).read_text()))
     build_program(spec, Path(args[2]), args[3])
