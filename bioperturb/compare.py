@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from bioperturb.dataset import score_dataset
+from bioperturb.dataset import Records, run_dataset
 from bioperturb.modelspec import model_family
 from bioperturb.networks.rate import connectivity
 from bioperturb.training import Trainer
@@ -33,27 +33,45 @@ def _train_reference(trainer, weights0, make_trial, eval_batch, optimizer, lr, *
     )
 
 
-def _reference_template(trainer: Trainer, res: dict) -> xr.Dataset:
-    """The rule's Dataset with the reference's losses, wall times and weights.
+def _reference_run(
+    trainer: Trainer, res: dict, traces: list[dict[str, list[np.ndarray]]], engine: str
+) -> xr.Dataset:
+    """The reference's training as a run Dataset, written like the rule's
+    (:func:`bioperturb.dataset.run_dataset` on the same :class:`Experiment`).
 
-    Its outputs and the scores computed from them (``eval_accuracy``) are still the
-    rule's: the callers fill in the reference's outputs, then call :func:`score_dataset`.
+    ``res``: what :func:`~bioperturb.reference.train_bptt` returns; ``traces``: per
+    evaluation, the sampled ``activity`` and ``output`` of every condition, ``(samples,
+    units)`` and ``(samples, outputs)`` arrays, and for a spiking reference its
+    ``membrane`` samples and ``spikes`` ((n, 2) rows of neuron and time within the trial).
+    A reference has no noisy twin and no instantaneous loss record (NaN) and no rule
+    estimate to align (no ``alignment``).
     """
-    if not trainer.records.loss:
-        raise ValueError("run the rule's trainer first: its Dataset is the template")
-    ds = trainer.to_dataset().copy(deep=True)
+    exp = trainer.experiment
     n = len(res["loss"])
-    ds = ds.isel(trial=slice(0, n))
-    ds["loss"].values = res["loss"]
-    ds["loss_noisy"].values = np.full(n, np.nan)  # no noisy twin in BPTT
-    ds["loss_t"].values = np.full((n, ds.sizes["time"]), np.nan)
-    ds["wall_time"].values = res["wall_time"]
-    ds["eval_loss"].values = res["eval_loss"]
-    for name in ("W_in", "W_rec", "W_out"):
-        ds[name].values = np.array([w[name] for w in res["weights_eval"]])
-    if "alignment" in ds:  # BPTT's update is the gradient itself; no rule estimate to score
-        ds = ds.drop_vars(["alignment", "align_trial", "matrix"], errors="ignore")
-    return ds
+    rec = Records(
+        loss=[float(x) for x in res["loss"]],
+        loss_noisy=[np.nan] * n,
+        loss_t=[np.full(exp.samples_per_trial, np.nan)] * n,
+        wall_time=[float(x) for x in res["wall_time"]],
+        eval_trial=[int(x) for x in res["eval_trial"]],
+        eval_loss=[float(x) for x in res["eval_loss"]],
+        weights=[{k: np.asarray(w[k]) for k in exp.weights0} for w in res["weights_eval"]],
+    )
+    for trace in traces:
+        rec.activity += trace["activity"]
+        rec.output += trace["output"]
+        rec.membrane += trace.get("membrane", [])
+        rec.spikes += trace.get("spikes", [])
+    finite = np.all(np.isfinite(rec.loss)) and np.all(np.isfinite(rec.eval_loss))
+    return run_dataset(
+        exp,
+        rec,
+        shape={k: w.shape for k, w in exp.weights0.items()},
+        lateral=(),
+        engine=engine,
+        status="completed" if finite else "diverged",
+        status_reason="" if finite else "the reference's loss is not finite",
+    )
 
 
 def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float | None = None):
@@ -79,25 +97,31 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
         masks=connectivity(weights0, model),
         **kw,
     )
-    ds = _reference_template(trainer, res)
-    steps = np.rint(ds["time"].values / model.dt).astype(int)
-    acts, outs = [], []
+    steps = _sample_steps(trainer)
+    traces = []
     for w in res["weights_eval"]:
-        _, r, y = forward(w, ev.inputs, **kw)
-        acts.append(r[:, steps][..., trainer.record_units])
-        outs.append(y[:, steps])
-    ds["activity"].values = np.array(acts)
-    ds["output_y"].values = np.array(outs)
-    if model_family(p.model.kind) != "rate":  # a rate reference has no spikes or membranes
-        spiking = [v for v in SPIKING_VARIABLES if v in ds]
-        ds = ds.drop_vars(spiking).drop_dims(["spike", "neuron"], errors="ignore")
+        _, r, y = (np.asarray(x) for x in forward(w, ev.inputs, **kw))
+        traces.append(
+            {
+                "activity": list(r[:, steps][..., trainer.record_units]),
+                "output": list(y[:, steps]),
+            }
+        )
+    ds = _reference_run(trainer, res, traces, "jax-reference-float64")
+    if model_family(p.model.kind) != "rate":  # the rate reference of a spiking network
         ds["activity"].attrs["long_name"] = "rate r = tanh(h) of the rate reference"
         ds.attrs["reference_model"] = (
             f"rate RNN, N = {model.n_hidden}, tau = tau_m = {model.tau} s, other parameters "
             f"from models/rate_rnn.toml"
         )
-    ds.attrs.update(rule="bptt", engine="jax-reference-float64")
-    return score_dataset(ds, trainer.task)
+    ds.attrs["rule"] = "bptt"
+    return ds
+
+
+def _sample_steps(trainer: Trainer) -> np.ndarray:
+    """The time steps at which a run records (the last step of each ``record_dt`` window)."""
+    exp = trainer.experiment
+    return (np.arange(exp.samples_per_trial) + 1) * exp.record_step - 1
 
 
 def surrogate_dataset(
@@ -141,51 +165,28 @@ def surrogate_dataset(
         dynamics=dyn,
         masks=trainer.network.masks,
     )
-    ds = _reference_template(trainer, res)
-    steps = np.rint(ds["time"].values / p.model.dt).astype(int)
-    cols = {k: [] for k in ("activity", "output_y", "membrane")}
-    spikes, rates = [], []
-    T = trainer.tape.n_steps * p.model.dt
+    steps = _sample_steps(trainer)
+    traces = []
     for w in res["weights_eval"]:
-        v, r, y, s = lif_forward(w, eval_spikes, dyn)
-        cols["activity"].append(r[:, steps][..., trainer.record_units])
-        cols["output_y"].append(y[:, steps])
-        cols["membrane"].append(v[:, steps][..., trainer.record_units])
-        spikes.append(s)
-        rates.append(s.sum(axis=1) / T)
-    for name, values in cols.items():
-        ds[name].values = np.array(values)
-    ds["rate"].values = np.array(rates)
-    # the ragged spike list: evaluation, condition, time step, neuron
-    e, c, t, u = np.nonzero(np.array(spikes))
-    ragged = {
-        "spike_unit": u.astype(np.int32),
-        "spike_time": t * p.model.dt,
-        "spike_eval": e.astype(np.int32),
-        "spike_condition": c.astype(np.int32),
-    }
-    attrs = {name: ds[name].attrs for name in ragged}
-    ds = ds.drop_dims("spike")
-    for name, values in ragged.items():
-        ds[name] = xr.Variable(("spike",), values, attrs[name])
+        v, r, y, s = (np.asarray(x) for x in lif_forward(w, eval_spikes, dyn))
+        spikes = []
+        for cond in s:  # (steps, neurons) of each condition
+            t, u = np.nonzero(cond)
+            spikes.append(np.column_stack([u, t * p.model.dt]).astype(float))
+        traces.append(
+            {
+                "activity": list(r[:, steps][..., trainer.record_units]),
+                "output": list(y[:, steps]),
+                "membrane": list(v[:, steps][..., trainer.record_units]),
+                "spikes": spikes,
+            }
+        )
+    ds = _reference_run(trainer, res, traces, "jax-lif-surrogate-float64")
     ds.attrs.update(
         rule="bptt_surrogate",
-        engine="jax-lif-surrogate-float64",
         surrogate=f"SuperSpike 1/(1 + beta |v - v_th|)^2, beta = {beta} per threshold unit",
     )
-    return score_dataset(ds, trainer.task)
-
-
-#: variables only a spiking run has
-SPIKING_VARIABLES = (
-    "membrane",
-    "spike_unit",
-    "spike_time",
-    "spike_eval",
-    "spike_condition",
-    "rate",
-    "cell_sign",
-)
+    return ds
 
 
 def reference_model(trainer: Trainer):
