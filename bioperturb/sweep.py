@@ -368,6 +368,9 @@ def _client(sweep: Sweep, n_tasks: int):
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
+        # no dashboard, and the scheduler's own HTTP routes on a free port, not 8787
+        # (a second cluster on the machine, e.g. another sweep, would warn and move)
+        scheduler_kwargs={"dashboard_address": ":0"},
         silence_logs=logging.ERROR,
     )
     with cluster, Client(cluster) as client:

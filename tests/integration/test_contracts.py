@@ -30,6 +30,14 @@ def examples_on_path(monkeypatch):
         yield
 
 
+def _standalone_rate_rule(name: str) -> bool:
+    """At collection (before any fixture): does the rule run on the standalone rate engine?"""
+    with pytest.MonkeyPatch.context() as patch, kept_registries():
+        patch.syspath_prepend(str(EXAMPLES))
+        rule = get_rule(name)
+        return rule.standalone and "rate" in rule.model_kinds
+
+
 def assert_trials(trials: Trials, task, n: int) -> None:
     assert isinstance(trials, Trials) and trials.n_trials == n
     assert trials.inputs.shape == (n, task.n_steps, task.n_inputs)
@@ -90,7 +98,7 @@ def test_rule_silent_gives_no_update(name):
 @pytest.mark.standalone
 @pytest.mark.parametrize(
     "name",
-    [n for n in RULE_NAMES if get_rule(n).standalone and "rate" in get_rule(n).model_kinds],
+    [n for n in RULE_NAMES if _standalone_rate_rule(n)],
 )
 def test_rule_silent_gives_no_update_standalone(name):
     protocol = silent(name, training__n_trials=5, training__eval_every=2, engine__name="standalone")

@@ -28,7 +28,7 @@ TINY = {
     "task.longest": "30 ms",
     "training.n_trials": 2,
     "training.eval_every": 1,
-    "training.codegen": "numpy",
+    "engine.codegen": "numpy",
     "output.figures": False,
 }
 

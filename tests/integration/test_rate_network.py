@@ -161,7 +161,7 @@ def test_trials_in_one_simulation_equal_one_run_per_trial():
     one net.run per trial (trial-end optimiser steps and resets tick on the trial clock)."""
 
     class OneRunPerTrial(Trainer):
-        MAX_BLOCK = 1
+        max_block = 1
 
     protocol = make_protocol(
         training__n_trials=6,
@@ -170,7 +170,7 @@ def test_trials_in_one_simulation_equal_one_run_per_trial():
         output__alignment=False,
     )
     blocks, single = Trainer(protocol), OneRunPerTrial(protocol)
-    assert blocks._block_length(1) == 6 and single._block_length(1) == 1
+    assert blocks.block_length(1) == 6 and single.block_length(1) == 1
     a, b = blocks.run(), single.run()
     xr.testing.assert_identical(
         a.drop_vars("wall_time").drop_attrs(), b.drop_vars("wall_time").drop_attrs()

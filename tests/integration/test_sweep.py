@@ -136,7 +136,11 @@ def test_sweep_on_a_local_cluster_with_two_workers(sweep_file, tmp_path, capsys)
     from distributed import LocalCluster
 
     with LocalCluster(
-        n_workers=1, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR
+        n_workers=1,
+        threads_per_worker=1,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},  # not 8787, which a parallel test may hold
+        silence_logs=logging.ERROR,
     ) as cluster:
         argv = ["sweep", str(sweep_file), "--out", str(out), "--quiet"]
         assert main([*argv, "--scheduler", cluster.scheduler_address]) == 0
