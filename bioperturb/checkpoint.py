@@ -182,7 +182,7 @@ def protocol_difference(saved_toml: str, protocol: Any) -> tuple[str, Any, Any] 
     """
     import tomllib
 
-    from bioperturb.config import OLD_ENGINE_KEYS
+    from bioperturb.protocol import OLD_ENGINE_KEYS
 
     def flat(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}

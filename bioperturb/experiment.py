@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bioperturb.config import Protocol
 from bioperturb.networks.rate import Tape
+from bioperturb.protocol import Protocol
 from bioperturb.rules import Rule, get_rule
 from bioperturb.tasks import Task, Trials, get_task
 

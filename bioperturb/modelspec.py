@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from bioperturb.config import LIFConfig, RateConfig
+from bioperturb.protocol import LIFConfig, RateConfig
 from bioperturb.registry import Registry, decorator_for
 
 __all__ = ["ModelSpec", "MODELS", "model_family", "model_spec", "register_model"]

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from bioperturb.config import Protocol
     from bioperturb.experiment import Experiment
+    from bioperturb.protocol import Protocol
 
 __all__ = ["Block", "DivergedError", "Engine"]
 

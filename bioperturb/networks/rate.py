@@ -60,7 +60,7 @@ h_{t+1} = h_t + dt/τ (−h_t + W D r_t + U D_in u_t + b).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from brian2 import (
@@ -76,8 +76,19 @@ from brian2 import (
 
 from bioperturb.optimizers import optimizer_code, optimizer_equations, optimizer_values
 
-if TYPE_CHECKING:  # the standalone engine's plan; the builder only reads its flags
-    from bioperturb.engines.standalone.fused import FusionPlan
+
+class Fusion(Protocol):
+    """What the builder asks of an engine's plan to run W_rec's work in its own code
+    (the standalone engine's :class:`~bioperturb.engines.standalone.fused.FusionPlan`)."""
+
+    currents: bool  # W_rec's summed currents (and the twin's) leave Brian2's code
+    batched: bool  # the rule's W_rec accumulation leaves Brian2's code
+    sparse: bool  # W_rec is sparse (absent synapses stored as zeros)
+
+    @property
+    def active(self) -> bool: ...
+
+    def install(self, handle: Any, rule: Any) -> None: ...
 
 __all__ = ["Tape", "RateNetwork", "build_rate_network", "init_weights", "MATRICES", "LATERAL"]
 
@@ -292,13 +303,13 @@ def build_rate_network(
     *,
     record_dt: float,
     record_units: np.ndarray,
-    fuse: FusionPlan | None = None,
+    fuse: Fusion | None = None,
 ) -> RateNetwork:
     """Build the twin rate network for ``tape`` with ``rule`` and the training optimiser.
 
     ``fuse`` (cpp_standalone device only): W_rec's currents and the rule's W_rec
     accumulation as C++ calls (:mod:`bioperturb.engines.standalone.fused`) instead of
-    Brian2 code; the plan installs its calls itself (:meth:`FusionPlan.install`).
+    Brian2 code; the plan installs its calls itself (:meth:`Fusion.install`).
     """
     n_hidden, n_in = model.n_hidden, tape.inputs.shape[1]
     handle = RateNetwork.for_tape(model, rule, training, tape)

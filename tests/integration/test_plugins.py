@@ -132,17 +132,20 @@ def test_the_build_process_finds_every_kind_of_plugin(plugin, tmp_path):
         ("bp_demo_decorated", "my_rule:RateANP"),
     ]:
         protocol = protocol_from_mapping(protocol_table(task, rule), "<test>")
-        spec = KernelSpec(protocol.to_toml(), 1, 1, 60, 4, 4)
-        specs.append({"spec": spec.protocol, "key": spec.key()})
+        spec = KernelSpec(protocol, 1, 1, 60, 4, 4)
+        specs.append({"spec": spec.to_json(), "key": spec.key()})
     (tmp_path / "specs.json").write_text(json.dumps(specs))
     script = textwrap.dedent(f"""
         import json
+        import tomllib
         from bioperturb import plugins
+        from bioperturb.config import protocol_from_mapping
         from bioperturb.engines.standalone.program import KernelSpec
         plugins.load_plugin_modules()
         for item in json.load(open({str(tmp_path / "specs.json")!r})):
-            spec = KernelSpec(item["spec"], 1, 1, 60, 4, 4)
-            p = spec.parsed
+            read = lambda text: protocol_from_mapping(tomllib.loads(text), "<build>")
+            spec = KernelSpec.from_json(item["spec"], read)
+            p = spec.protocol
             assert spec.key() == item["key"], "another program in the build process"
             print(p.task_name, p.rule_name)
         """)

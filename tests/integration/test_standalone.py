@@ -165,7 +165,7 @@ def test_build_cache_compiles_a_shape_once():
 
     # values are run arguments; structure is another program
     def key(**overrides):
-        return dataclasses.replace(kernel.spec, protocol=standalone(**overrides).to_toml()).key()
+        return dataclasses.replace(kernel.spec, protocol=standalone(**overrides)).key()
 
     assert key(seed=9, model__sigma=0.2, model__g=0.5, training__lr=1.0) == kernel.key
     assert key(model__n_hidden=13) != kernel.key

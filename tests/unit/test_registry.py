@@ -198,7 +198,7 @@ def test_kernel_key_follows_a_user_rule_source(tmp_path, monkeypatch):
 
     def key(**overrides):
         protocol = make_protocol(engine__name="standalone", **overrides)
-        return KernelSpec(protocol.to_toml(), 1, 1, 60, 4, 4).key()
+        return KernelSpec(protocol, 1, 1, 60, 4, 4).key()
 
     assert kernel_sources(make_protocol()) == {}  # builtins: the package's sources only
     before = key(rule={"name": "bp_key_demo:MyRule"})

@@ -34,8 +34,8 @@ from bioperturb.networks.rate import connectivity
 from bioperturb.optimizers import OPTIMIZER_PARAMS
 
 if TYPE_CHECKING:
-    from bioperturb.config import Protocol
     from bioperturb.experiment import Experiment
+    from bioperturb.protocol import Protocol
 
 __all__ = [
     "StandaloneEngine",
@@ -134,7 +134,7 @@ class StandaloneEngine(Engine):
             p.training.eval_every, p.training.n_trials, StandaloneEngine.MAX_BLOCK
         )
         spec = KernelSpec(
-            protocol=p.to_toml(),
+            protocol=p,
             n_in=exp.task.n_inputs,
             n_out=exp.task.n_outputs,
             n_steps=exp.tape.n_steps,

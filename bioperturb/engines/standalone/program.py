@@ -47,12 +47,12 @@ import sys
 import tempfile
 import threading
 import time
-import tomllib
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import brian2
 import numpy as np
@@ -69,6 +69,9 @@ from bioperturb.engines.standalone.fused import (
 from bioperturb.networks.rate import Tape, build_rate_network
 from bioperturb.optimizers import OPTIMIZER_PARAMS
 from bioperturb.rules import get_rule
+
+if TYPE_CHECKING:
+    from bioperturb.protocol import Protocol
 
 __all__ = [
     "Kernel",
@@ -154,25 +157,31 @@ def source_hash() -> str:
 class KernelSpec:
     """What a compiled program depends on (everything else is passed at run time).
 
-    ``protocol`` is the protocol's TOML text; only its structural settings enter the key.
+    Only the protocol's structural settings enter the key. The build process receives
+    the spec as JSON (:meth:`to_json`, the protocol as its TOML text) and reads it back
+    with :meth:`from_json` and the protocol reader it is given
+    (``python -m bioperturb.engines.standalone`` gives :mod:`bioperturb.config`'s).
     """
 
-    protocol: str
+    protocol: Protocol
     n_in: int
     n_out: int
     n_steps: int
     capacity: int
     n_record: int
 
-    @functools.cached_property
-    def parsed(self) -> Any:
-        from bioperturb.config import protocol_from_mapping
+    def to_json(self) -> str:
+        doc = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return json.dumps({**doc, "protocol": self.protocol.to_toml()})
 
-        return protocol_from_mapping(tomllib.loads(self.protocol), "<standalone kernel>")
+    @classmethod
+    def from_json(cls, text: str, read_protocol: Callable[[str], Protocol]) -> KernelSpec:
+        doc = json.loads(text)
+        return cls(**{**doc, "protocol": read_protocol(doc["protocol"])})
 
     def key(self) -> str:
         """Hash of the shape, rule, options and code: one build directory per key."""
-        p = self.parsed
+        p = self.protocol
         model = {
             k: v for k, v in dataclasses.asdict(p.model).items() if k not in _RUNTIME_MODEL_FIELDS
         }
@@ -198,11 +207,11 @@ class KernelSpec:
     @functools.cached_property
     def fusion(self) -> FusionPlan:
         """What of W_rec's work the program does in fused C++ (``engine.fuse``)."""
-        return protocol_fusion(self.parsed)
+        return protocol_fusion(self.protocol)
 
     def placeholders(self) -> tuple[Any, Any, Tape]:
         """(model, training, tape) with protocol-independent values for code generation."""
-        p = self.parsed
+        p = self.protocol
         model = dataclasses.replace(p.model, sigma=0.0, bias=0.0)
         t = p.training
         training = dataclasses.replace(
@@ -241,7 +250,7 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
     from brian2 import device as dev
     from brian2.core.variables import ArrayVariable, DynamicArrayVariable
 
-    p = spec.parsed
+    p = spec.protocol
     threads = p.engine.threads
     prefs.devices.cpp_standalone.openmp_threads = threads if threads > 1 else 0
     prefs.devices.cpp_standalone.extra_make_args_unix = [f"-j{os.cpu_count() or 1}"]
@@ -483,7 +492,7 @@ class Kernel:
 
     def _build(self) -> None:
         spec_file = self.build_dir.parent / f"{self.key}.spec.json"
-        spec_file.write_text(json.dumps(dataclasses.asdict(self.spec)))
+        spec_file.write_text(self.spec.to_json())
         cmd = [sys.executable, "-m", "bioperturb.engines.standalone", "build", str(spec_file)]
         cmd += [str(self.build_dir), self.key]
         env = dict(os.environ)
@@ -532,7 +541,7 @@ class Kernel:
         if not 0 < n <= self.capacity:
             raise ValueError(f"a block holds 1 to {self.capacity} trials, not {n}")
         meta, spec = self.meta, self.spec
-        dt, n_steps = self.spec.parsed.model.dt, spec.n_steps
+        dt, n_steps = self.spec.protocol.model.dt, spec.n_steps
         block = f"b{self.blocks_run}_{uuid.uuid4().hex[:8]}"
         args_dir = self.run_dir / "args" / block
         results_dir = self.run_dir / "results" / block
@@ -643,13 +652,16 @@ def get_kernel(spec: KernelSpec) -> Kernel:
         return kernel
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m bioperturb.engines.standalone build <spec.json> <dir> <key>`` (internal)."""
+def main(read_protocol: Callable[[str], Protocol], argv: list[str] | None = None) -> None:
+    """``python -m bioperturb.engines.standalone build <spec.json> <dir> <key>`` (internal).
+
+    ``read_protocol`` turns the spec's protocol TOML text back into a Protocol.
+    """
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 4 or args[0] != "build":
         raise SystemExit(
             "usage: python -m bioperturb.engines.standalone build <spec.json> <dir> <key>"
         )
     plugins.load_plugin_modules()  # the parent's decorator-registered tasks and rules
-    spec = KernelSpec(**json.loads(Path(args[1]).read_text()))
+    spec = KernelSpec.from_json(Path(args[1]).read_text(), read_protocol)
     build_program(spec, Path(args[2]), args[3])
