@@ -71,7 +71,6 @@ __all__ = [
 ]
 
 
-
 class _ModelKinds(Mapping[str, type]):
     """``model.kind`` -> the config class of its ``[model]`` table: a live view of
     :data:`bioperturb.modelspec.MODELS` (kinds registered later appear in it)."""
@@ -105,7 +104,6 @@ def model_class(table: Any, where: str, key: str = "model.kind") -> type:
         raise ConfigError(where, key, reason) from None
     except ValueError as err:  # an import path that gives no ModelSpec, a name clash
         raise ConfigError(where, key, str(err)) from None
-
 
 
 _TOP_KEYS = {"name", "seed", "model", "task", "rule", "training", "engine", "output"}

@@ -209,6 +209,7 @@ class LIFConfig:
 #: the former name of :class:`RateConfig` (kept for scripts written against it)
 ModelConfig = RateConfig
 
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """The trial loop and the optimiser that turns a rule's estimate into a weight change."""
@@ -317,4 +318,3 @@ class Protocol:
 
     def replace(self, **changes: Any) -> Protocol:
         return dataclasses.replace(self, **changes)
-

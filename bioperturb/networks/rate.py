@@ -90,6 +90,7 @@ class Fusion(Protocol):
 
     def install(self, handle: Any, rule: Any) -> None: ...
 
+
 __all__ = ["Tape", "RateNetwork", "build_rate_network", "init_weights", "MATRICES", "LATERAL"]
 
 MATRICES = ("W_in", "W_rec", "W_out")
