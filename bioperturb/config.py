@@ -338,6 +338,13 @@ def _check_rule_support(protocol: Protocol, where: str) -> None:
         except ValueError as err:
             key, _, reason = str(err).partition(": ")
             raise ConfigError(where, f"rule.{key}", reason) from None
+    if protocol.training.batch > 1 and getattr(rule_cls(protocol.rule), "online", False):
+        raise ConfigError(
+            where,
+            "training.batch",
+            f"rule '{name}' with apply = 'online' changes the weights every step; "
+            f"batches need apply = 'trial_end'",
+        )
 
 
 def load_protocol(

@@ -195,6 +195,8 @@ def run_dataset(
         "engine": engine,
         "task": p.task_name,
         "rule": p.rule_name,
+        # trials simulated per weight update (training.batch; `trial` counts trials simulated)
+        "trials_per_update": p.training.batch,
         "status": status,
         "status_reason": status_reason,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

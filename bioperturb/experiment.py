@@ -56,7 +56,7 @@ class Experiment:
             np.random.default_rng(streams["task"]), training.n_trials
         )
         self.eval_set: Trials = self.task.eval_trials()
-        self.tape = Tape.build(self.segments())
+        self.tape = Tape.build(self.segments(), batch=training.batch)
         self.weights0: dict[str, np.ndarray] = self.model_spec.init_weights(
             weight_rng(protocol.seed),
             self.task.n_inputs,
@@ -82,9 +82,12 @@ class Experiment:
 
     def segments(self) -> list[Segment]:
         """The tape's trials in order: an evaluation set, then training trials with an
-        evaluation set after every ``training.eval_every``-th one and after the last."""
-        every = self.protocol.training.eval_every
-        n = self.protocol.training.n_trials
+        evaluation set after every ``training.eval_every``-th one and after the last.
+
+        With ``training.repeat`` each batch runs its first trial ``training.batch`` times."""
+        training = self.protocol.training
+        every, n = training.eval_every, training.n_trials
+        rows = [k - k % training.batch if training.repeat else k for k in range(n)]
         segs: list[Segment] = []
 
         def eval_block(done: int) -> None:
@@ -92,7 +95,7 @@ class Experiment:
 
         eval_block(0)
         for k in range(n):
-            segs.append(("train", k, None, self.train_trials, k))
+            segs.append(("train", k, None, self.train_trials, rows[k]))
             if (k + 1) % every == 0 or k + 1 == n:
                 eval_block(k + 1)
         return segs

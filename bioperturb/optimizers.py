@@ -13,9 +13,13 @@ Adam (Kingma & Ba 2015), with k the number of training updates so far::
     m ← β1 m + (1 − β1) acc,   v ← β2 v + (1 − β2) acc²
     Δw = −η · (m / (1 − β1^k)) / (√(v / (1 − β2^k)) + ε)
 
-``learn_at(t)`` is 1 on the last step of a training trial and 0 on evaluation trials, so
-an evaluation never moves a weight nor an Adam moment. The trial's estimate is kept in
-``acc_last`` (for update–gradient alignment) before ``acc`` is cleared. A change is
+``step_at(t)`` is 1 on the last step of a training trial that ends a batch
+(``training.batch`` trials; every training trial when batch = 1) and 0 elsewhere, so an
+evaluation never moves a weight nor an Adam moment; ``acc`` sums the batch's estimates
+and the step uses their mean (``batch_inv`` = 1/batch) with k counting steps. ``acc`` is
+kept over a batch's trials (``learn_at(t) − step_at(t)`` is 1 only at the end of a
+training trial inside a batch) and cleared at the end of every other trial. The trial's
+estimate so far is kept in ``acc_last`` (for update–gradient alignment). A change is
 optionally clipped to ±max_step per trial (a local guard against the learning-rate edge
 of TD-ANP).
 """
@@ -26,12 +30,18 @@ from typing import Any
 
 from brian2 import Equations
 
-__all__ = ["optimizer_equations", "optimizer_code", "optimizer_values", "OPTIMIZER_PARAMS"]
+__all__ = [
+    "optimizer_equations",
+    "optimizer_code",
+    "optimizer_values",
+    "OPTIMIZER_PARAMS",
+    "CLEAR_CODE",
+]
 
 #: the optimisers' hyperparameters (TrainingConfig fields); shared constant variables of
 #: every plastic Synapses object rather than namespace constants, so that a compiled
 #: standalone program takes new values as run arguments instead of being recompiled
-OPTIMIZER_PARAMS = ("lr", "beta1", "beta2", "adam_eps", "max_step")
+OPTIMIZER_PARAMS = ("lr", "beta1", "beta2", "adam_eps", "max_step", "batch_inv")
 
 
 def optimizer_equations(name: str) -> Equations:
@@ -43,30 +53,38 @@ def optimizer_equations(name: str) -> Equations:
 
 
 def optimizer_code(name: str, clip: bool, online: bool = False) -> str:
-    """Brian2 synapse code applying one trial's update and clearing ``acc``.
+    """Brian2 synapse code applying one batch's update at a trial's end.
 
     With ``online`` the rule has already applied its SGD steps during the trial; the
-    trial end only keeps the estimate and clears it.
+    trial end only keeps the estimate. :data:`CLEAR_CODE` then clears ``acc``.
     """
     if online:
         if name != "sgd":
             raise ValueError(f"online weight updates use plain SGD, not '{name}'")
-        return "acc_last = acc\nacc = 0"
+        return "acc_last = acc"
     if name == "sgd":
-        step = "dw = -lr * learn_at(t) * acc"
+        step = "dw = -lr * step_at(t) * batch_inv * acc"
     elif name == "adam":
         step = "\n".join(
             [
-                "m_adam = m_adam + learn_at(t) * (1 - beta1) * (acc - m_adam)",
-                "v_adam = v_adam + learn_at(t) * (1 - beta2) * (acc**2 - v_adam)",
-                "dw = -lr * learn_at(t) * (m_adam / (1 - beta1**n_updates(t)))"
+                "g_mean = batch_inv * acc",
+                "m_adam = m_adam + step_at(t) * (1 - beta1) * (g_mean - m_adam)",
+                "v_adam = v_adam + step_at(t) * (1 - beta2) * (g_mean**2 - v_adam)",
+                "dw = -lr * step_at(t) * (m_adam / (1 - beta1**n_updates(t)))"
                 " / (sqrt(v_adam / (1 - beta2**n_updates(t))) + adam_eps)",
             ]
         )
     else:
         raise ValueError(f"unknown optimizer '{name}' (known: adam, sgd)")
     apply = "w = w + clip(dw, -max_step, max_step)" if clip else "w = w + dw"
-    return f"{step}\n{apply}\nacc_last = acc\nacc = 0"
+    return f"{step}\n{apply}\nacc_last = acc"
+
+
+#: after the optimiser step (its own operation): ``acc`` is kept at the end of a training
+#: trial inside a batch and cleared at the end of every other trial. (In one code block
+#: with ``acc_last = acc``, Brian2 turns this line into an in-place ``acc *= …`` that its
+#: numpy target applies to ``acc_last`` too, the same array.)
+CLEAR_CODE = "acc = acc * (learn_at(t) - step_at(t))"
 
 
 def optimizer_values(training: Any) -> dict[str, float]:

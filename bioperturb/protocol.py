@@ -232,10 +232,35 @@ class TrainingConfig:
         nonnegative=True,
         doc="write <dir>/<name>.ckpt.npz every k training trials (0: never); see run --resume",
     )
+    batch: int = param(
+        1,
+        positive=True,
+        doc="training trials per weight update: the optimiser steps on the mean of their "
+        "estimates (variance ÷ batch, trials × batch per update; trial counts stay trials "
+        "simulated)",
+    )
+    repeat: bool = param(
+        False,
+        doc="the trials of a batch are one trial run batch times with fresh noise (batch "
+        "noisy twins of one trial) instead of batch different trials",
+    )
 
     def check(self) -> None:
         if self.beta1 >= 1 or self.beta2 >= 1:
             raise ValueError("beta1 and beta2 must be below 1")
+        if self.repeat and self.batch == 1:
+            raise ValueError("repeat: true needs batch > 1 (the number of noisy repeats)")
+        for name in ("n_trials", "eval_every", "checkpoint_every"):
+            if getattr(self, name) % self.batch:
+                raise ValueError(
+                    f"batch: {self.batch} must divide training.{name} = {getattr(self, name)} "
+                    f"(weights change only between batches)"
+                )
+
+    @property
+    def batch_inv(self) -> float:
+        """1 / batch: the optimiser's scale from the batch's summed estimate to its mean."""
+        return 1.0 / self.batch
 
 
 @dataclass(frozen=True)

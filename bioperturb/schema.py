@@ -246,7 +246,10 @@ def from_mapping(cls: type, data: Mapping[str, Any], where: str, prefix: str = "
     if check is not None:
         try:
             check()
-        except ValueError as err:
+        except ValueError as err:  # "field: reason" names the field's key
+            name, sep, reason = str(err).partition(": ")
+            if sep and name in fields:
+                raise ConfigError(where, prefix + name, reason) from None
             raise ConfigError(where, prefix.rstrip("."), str(err)) from None
     return obj
 

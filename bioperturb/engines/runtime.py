@@ -168,6 +168,8 @@ class RuntimeEngine(Engine):
         engine. The whole tape runs in one simulation; a monitor on the trial clock reads
         each plastic synapse's ``acc_last`` (the estimate the optimiser saw) at every trial
         end. Returns ``{matrix: array (n_train_trials, post, pre)}`` (ΔW = −η g for SGD).
+        With ``training.batch`` > 1, ``acc_last`` is the batch's running sum; each trial's
+        own estimate is its difference from the previous trial's in the batch.
         """
         p = self.protocol
         if p.training.lr != 0:
@@ -202,6 +204,8 @@ class RuntimeEngine(Engine):
         for name, mon in mons.items():
             syn = net.synapses[name]
             values = np.asarray(mon.acc_last)[:, rows].T  # (trials, synapses)
+            inside = np.arange(len(rows)) % p.training.batch > 0  # not a batch's first trial
+            values[inside] -= values[np.flatnonzero(inside) - 1]
             mat = np.zeros((len(rows), *net.shape[name]))
             mat[:, syn.j[:], syn.i[:]] = values
             out[name] = mat

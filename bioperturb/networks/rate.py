@@ -74,7 +74,12 @@ from brian2 import (
     second,
 )
 
-from bioperturb.optimizers import optimizer_code, optimizer_equations, optimizer_values
+from bioperturb.optimizers import (
+    CLEAR_CODE,
+    optimizer_code,
+    optimizer_equations,
+    optimizer_values,
+)
 
 
 class Fusion(Protocol):
@@ -108,7 +113,9 @@ class Tape:
     Attributes
     ----------
     inputs, targets : (rows, n_in), (rows, n_out)
-    mask, noise, learn, m_inv, n_updates : (rows,)
+    mask, noise, learn, step, m_inv, n_updates : (rows,); ``learn`` is 1 on the last step
+        of a training trial, ``step`` on the last step of one that ends a batch (an
+        optimiser step), ``n_updates`` counts the optimiser steps so far
     condition : (rows,), the condition label of the trial a row belongs to (0 in row 0)
     kinds : list of ("eval", condition, eval_index) or ("train", trial_index, None)
     n_steps : steps per trial
@@ -119,6 +126,7 @@ class Tape:
     mask: np.ndarray
     noise: np.ndarray
     learn: np.ndarray
+    step: np.ndarray
     m_inv: np.ndarray
     n_updates: np.ndarray
     kinds: list[tuple[str, int, int | None]] = field(default_factory=list)
@@ -126,24 +134,31 @@ class Tape:
     condition: np.ndarray | None = None
 
     @classmethod
-    def build(cls, segments: list[tuple[str, int, int | None, Any, int]]) -> Tape:
-        """Lay out ``(kind, index, eval_index, trials, row)`` segments in order."""
-        first = segments[0][3]
-        n_steps = first.n_steps
-        n_rows = 1 + n_steps * len(segments)
-        n_in, n_out = first.inputs.shape[2], first.targets.shape[2]
-        tape = cls(
+    def blank(cls, n_trials: int, n_steps: int, n_in: int, n_out: int) -> Tape:
+        """A tape of ``n_trials`` silent trials: no input, no loss, no noise, no learning."""
+        n_rows = 1 + n_steps * n_trials
+        return cls(
             inputs=np.zeros((n_rows, n_in)),
             targets=np.zeros((n_rows, n_out)),
             mask=np.zeros(n_rows),
             noise=np.zeros(n_rows),
             learn=np.zeros(n_rows),
+            step=np.zeros(n_rows),
             m_inv=np.zeros(n_rows),
             n_updates=np.ones(n_rows),
             n_steps=n_steps,
             condition=np.zeros(n_rows),
         )
-        updates = 0
+
+    @classmethod
+    def build(cls, segments: list[tuple[str, int, int | None, Any, int]], batch: int = 1) -> Tape:
+        """Lay out ``(kind, index, eval_index, trials, row)`` segments in order; the
+        optimiser steps after every ``batch``-th training trial."""
+        first = segments[0][3]
+        n_steps = first.n_steps
+        n_in, n_out = first.inputs.shape[2], first.targets.shape[2]
+        tape = cls.blank(len(segments), n_steps, n_in, n_out)
+        trained = updates = 0
         for k, (kind, index, eval_index, trials, row) in enumerate(segments):
             sl = slice(1 + k * n_steps, 1 + (k + 1) * n_steps)
             tape.inputs[sl] = trials.inputs[row]
@@ -153,9 +168,13 @@ class Tape:
             tape.condition[sl] = trials.conditions[row]
             if kind == "train":
                 tape.noise[sl] = 1.0
-                updates += 1
                 tape.learn[sl.stop - 1] = 1.0
-            tape.n_updates[sl] = max(updates, 1)
+                trained += 1
+                if trained % batch == 0:
+                    tape.step[sl.stop - 1] = 1.0
+                    updates += 1
+            # Adam's step count k (inside a batch: the coming step's; never 0, a divisor)
+            tape.n_updates[sl] = max(updates + (trained % batch > 0), 1)
             tape.kinds.append((kind, index, eval_index))
         return tape
 
@@ -420,7 +439,7 @@ def tape_namespace(model: Any, rule: Any, training: Any, tape: Tape):
     """(namespace, step clock, trial clock) of a network running ``tape``.
 
     The namespace holds the tape's TimedArrays (inputs ``stim``, ``target``, ``mask_at``,
-    ``noise_at``, ``learn_at``, ``minv_at``, ``n_updates``; ``cond_at``, the trial's
+    ``noise_at``, ``learn_at``, ``step_at``, ``minv_at``, ``n_updates``; ``cond_at``, the trial's
     condition label, for rules that read it), ``tau`` (the time constant of the noisy
     variable, for the Euler–Maruyama noise), ``state_gain`` (the model's ∂h_t/∂(W x_{t−1})),
     the optimiser's and the rule's constants.
@@ -436,6 +455,7 @@ def tape_namespace(model: Any, rule: Any, training: Any, tape: Tape):
         "mask_at": TimedArray(tape.mask, dt=tdt, name="tape_mask"),
         "noise_at": TimedArray(tape.noise, dt=tdt, name="tape_noise"),
         "learn_at": TimedArray(tape.learn, dt=tdt, name="tape_learn"),
+        "step_at": TimedArray(tape.step, dt=tdt, name="tape_step"),
         "minv_at": TimedArray(tape.m_inv, dt=tdt, name="tape_minv"),
         "n_updates": TimedArray(tape.n_updates, dt=tdt, name="tape_nupdates"),
     }
@@ -544,6 +564,13 @@ def add_weight_synapses(
             code = update + handle.constraints.get(name, "")
             syn.run_regularly(
                 code, clock=handle.trial_clock, when="end", order=0, name=f"{name.lower()}_update"
+            )
+            syn.run_regularly(
+                CLEAR_CODE,
+                clock=handle.trial_clock,
+                when="end",
+                order=1,
+                name=f"{name.lower()}_clear",
             )
 
 

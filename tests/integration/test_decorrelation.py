@@ -65,7 +65,7 @@ def fixed_lateral_trainer(seed: int = 0, **overrides) -> tuple[Trainer, dict[str
     [(["inputs"], "unknown entry 'inputs'"), (["input", "input"], "duplicate entry")],
 )
 def test_decorrelate_entries_are_validated(value, reason):
-    with pytest.raises(ConfigError, match=f"model: decorrelate: {reason}"):
+    with pytest.raises(ConfigError, match=f"model.decorrelate: {reason}"):
         make_protocol(model__decorrelate=value)
 
 

@@ -182,6 +182,15 @@ def test_build_cache_compiles_a_shape_once():
         {"rule__name": "wp"},
         {"rule__name": "online_anp"},
         {"rule__tau_e": "5 ms", "training__optimizer": "adam", "training__max_step": 1e-3},
+        # batches of noisy repeats (the program of the case above: batch is a run argument)
+        {
+            "rule__tau_e": "5 ms",
+            "training__optimizer": "adam",
+            "training__max_step": 1e-3,
+            "training__n_trials": 4,
+            "training__batch": 2,
+            "training__repeat": True,
+        },
         {"rule__signal": "trial_end"},
         {
             "rule__apply": "online",
@@ -214,6 +223,7 @@ def test_build_cache_compiles_a_shape_once():
         "wp",
         "online_anp",
         "trace-adam-clip",
+        "trace-adam-clip-batch",
         "trial_end",
         "online-decorrelate",
         "online_anp-trial",

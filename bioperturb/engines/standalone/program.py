@@ -94,6 +94,7 @@ TAPE_ARRAYS = {
     "mask_at": "mask",
     "noise_at": "noise",
     "learn_at": "learn",
+    "step_at": "step",
     "minv_at": "m_inv",
     "n_updates": "n_updates",
 }
@@ -217,17 +218,7 @@ class KernelSpec:
         training = dataclasses.replace(
             t, lr=0.0, beta1=0.0, beta2=0.0, adam_eps=1.0, max_step=1.0 if t.max_step > 0 else 0.0
         )
-        rows = 1 + self.capacity * self.n_steps
-        tape = Tape(
-            inputs=np.zeros((rows, self.n_in)),
-            targets=np.zeros((rows, self.n_out)),
-            mask=np.zeros(rows),
-            noise=np.zeros(rows),
-            learn=np.zeros(rows),
-            m_inv=np.zeros(rows),
-            n_updates=np.ones(rows),
-            n_steps=self.n_steps,
-        )
+        tape = Tape.blank(self.capacity, self.n_steps, self.n_in, self.n_out)
         return model, training, tape
 
 

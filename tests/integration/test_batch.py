@@ -1,0 +1,112 @@
+"""Batches of training trials per weight update (``training.batch``, ``training.repeat``).
+
+The optimiser steps on the mean of a batch's estimates; with ``repeat`` a batch is one trial
+run ``batch`` times with fresh noise (noisy twins of one trial, in sequence). The estimates
+are taken at the same weights (no step inside a batch), so the batched step equals the mean
+of the per-trial estimates of a frozen network on the same noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bioperturb.config import ConfigError
+from bioperturb.experiment import Experiment
+from bioperturb.training import Trainer
+from tests.conftest import make_protocol
+
+LR = 0.05
+
+
+def batched(**overrides):
+    base = dict(
+        training__n_trials=4,
+        training__eval_every=4,
+        training__lr=LR,
+        training__batch=2,
+        output__alignment=False,
+    )
+    return make_protocol(**{**base, **overrides})
+
+
+def frozen_estimates(protocol) -> dict[str, np.ndarray]:
+    """Each training trial's estimate at the initial weights (the same trials and noise)."""
+    frozen = protocol.replace(training=dataclasses.replace(protocol.training, lr=0.0))
+    return Trainer(frozen).engine.update_samples()
+
+
+@pytest.mark.parametrize("repeat", [False, True], ids=["trials", "repeat"])
+def test_a_batch_steps_on_the_mean_of_its_estimates(repeat):
+    """SGD, 2 trials per update: after the first batch, W = W0 − η (g1 + g2) / 2, where g_k
+    are the estimates of a frozen network on the same trials and the same noise."""
+    protocol = batched(training__n_trials=2, training__eval_every=2, training__repeat=repeat)
+    trainer = Trainer(protocol)
+    w0 = {m: w.copy() for m, w in trainer.weights0.items()}
+    ds = trainer.run(progress=False)
+    assert ds.attrs["status"] == "completed" and ds.attrs["trials_per_update"] == 2
+    w1 = trainer.network.get_weights()
+    samples = frozen_estimates(protocol)
+    for m, g in samples.items():
+        assert g.shape[0] == 2
+        assert not np.allclose(g[0], g[1])  # two noise draws, two estimates
+        np.testing.assert_allclose(w1[m], w0[m] - LR * g.mean(axis=0), rtol=1e-9, atol=1e-13)
+
+
+def test_repeat_runs_one_trial_per_batch_and_steps_once_per_batch():
+    exp = Experiment(batched(training__repeat=True, training__optimizer="adam"))
+    tape, n = exp.tape, exp.tape.n_steps
+    train = [k for k, (kind, _, _) in enumerate(tape.kinds) if kind == "train"]
+
+    def rows(k):
+        return slice(1 + k * n, 1 + (k + 1) * n)
+
+    assert len(train) == 4
+    for a, b in ((0, 1), (2, 3)):  # a batch: the same trial twice
+        np.testing.assert_array_equal(tape.inputs[rows(train[a])], tape.inputs[rows(train[b])])
+        np.testing.assert_array_equal(tape.targets[rows(train[a])], tape.targets[rows(train[b])])
+    ends = [rows(k).stop - 1 for k in train]
+    np.testing.assert_array_equal(tape.learn[ends], [1, 1, 1, 1])
+    np.testing.assert_array_equal(tape.step[ends], [0, 1, 0, 1])
+    assert tape.step.sum() == 2 and tape.learn.sum() == 4
+    # Adam's step count k at each trial end: the coming step's inside a batch
+    np.testing.assert_array_equal(tape.n_updates[ends], [1, 1, 2, 2])
+    # the rows of the task's training trials: each batch's first (without repeat: all)
+    assert [seg[4] for seg in exp.segments() if seg[0] == "train"] == [0, 0, 2, 2]
+    plain = Experiment(batched())
+    assert [seg[4] for seg in plain.segments() if seg[0] == "train"] == [0, 1, 2, 3]
+
+
+def test_batch_one_is_the_per_trial_run():
+    """batch = 1 is what every run did before batches existed: the same Dataset."""
+    a = Trainer(make_protocol(training__n_trials=4, training__eval_every=2)).run(progress=False)
+    b = Trainer(make_protocol(training__n_trials=4, training__eval_every=2, training__batch=1))
+    b = b.run(progress=False)
+    np.testing.assert_array_equal(a["W_rec"].values, b["W_rec"].values)
+    np.testing.assert_array_equal(a["eval_loss"].values, b["eval_loss"].values)
+
+
+def test_zero_noise_batch_gives_no_update():
+    ds = Trainer(batched(model__sigma=0.0, training__optimizer="adam")).run(progress=False)
+    for m in ("W_in", "W_rec", "W_out"):
+        values = ds[m].values
+        np.testing.assert_array_equal(values[-1], values[0])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "reason"),
+    [
+        ({"training__eval_every": 3, "training__n_trials": 6}, "training.batch", "eval_every"),
+        ({"training__n_trials": 5, "training__eval_every": 5}, "training.batch", "n_trials"),
+        ({"training__checkpoint_every": 3}, "training.batch", "checkpoint_every"),
+        ({"training__batch": 1, "training__repeat": True}, "training.repeat", "batch > 1"),
+        ({"rule__apply": "online"}, "training.batch", "apply = 'trial_end'"),
+    ],
+    ids=["eval_every", "n_trials", "checkpoint_every", "repeat-alone", "online"],
+)
+def test_impossible_batches_are_refused_by_key(overrides, key, reason):
+    with pytest.raises(ConfigError) as err:
+        batched(**overrides)
+    assert err.value.key == key and reason in err.value.reason
