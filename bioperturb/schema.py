@@ -19,6 +19,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "ConfigError",
     "param",
@@ -102,16 +104,88 @@ def _units() -> dict[str, Any]:
     return _UNITS
 
 
+#: the unit grammar: products and quotients of unit names, numbers and parenthesised
+#: groups, each optionally raised to a small integer power (``^`` or ``**``)
+_TOKEN = re.compile(r"\s*(?:(\*\*|[-*/^()])|([A-Za-z_][A-Za-z_0-9]*)|(\d+(?:\.\d*)?|\.\d+))")
+#: powers and nesting a unit can need; more is a typo or an attack, not a unit
+_MAX_POWER, _MAX_DEPTH = 8, 8
+
+
 def _unit_object(text: str):
-    """Evaluate a unit expression such as ``ms``, ``mV`` or ``1/s`` safely."""
-    if not re.fullmatch(r"[A-Za-z_0-9*/ ()^.]+", text):
-        raise ValueError(f"'{text}' is not a unit")
-    names = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text))
+    """Evaluate a unit expression such as ``ms``, ``mV``, ``1/s`` or ``m/s^2``.
+
+    A small parser, never ``eval``: names must be Brian2 units, powers small integers;
+    anything else raises ``ValueError`` with the reason.
+    """
+    tokens: list[str] = []
+    pos, text = 0, str(text)
+    while pos < len(text.rstrip()):
+        match = _TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            raise ValueError(f"'{text}' is not a unit (unexpected '{text[pos:].strip()[:10]}')")
+        tokens.append(next(g for g in match.groups() if g is not None))
+        pos = match.end()
+    if not tokens:
+        raise ValueError("empty unit")
     units = _units()
-    unknown = sorted(n for n in names if n not in units)
-    if unknown:
-        raise ValueError(f"unknown unit '{unknown[0]}'")
-    return eval(text.replace("^", "**"), {"__builtins__": {}}, units)  # noqa: S307
+    at = 0
+
+    def fail(reason: str):
+        raise ValueError(f"'{text}' is not a unit ({reason})")
+
+    def peek() -> str | None:
+        return tokens[at] if at < len(tokens) else None
+
+    def take() -> str:
+        nonlocal at
+        at += 1
+        return tokens[at - 1]
+
+    def product(depth: int):
+        value = power(depth)
+        while peek() in ("*", "/"):
+            op = take()
+            rhs = power(depth)
+            value = value * rhs if op == "*" else value / rhs
+        return value
+
+    def power(depth: int):
+        value = atom(depth)
+        if peek() in ("^", "**"):
+            take()
+            sign = -1 if peek() == "-" and take() else 1
+            exponent = take() if peek() is not None else fail("a power needs an exponent")
+            if not exponent.isdigit() or not 0 < int(exponent) <= _MAX_POWER:
+                fail(f"powers are whole numbers 1 … {_MAX_POWER}, got '{exponent}'")
+            value = value ** (sign * int(exponent))
+        return value
+
+    def atom(depth: int):
+        token = take() if peek() is not None else fail("ends too early")
+        if token == "(":
+            if depth >= _MAX_DEPTH:
+                fail(f"more than {_MAX_DEPTH} nested parentheses")
+            value = product(depth + 1)
+            if peek() != ")":
+                fail("a '(' is not closed")
+            take()
+            return value
+        if token[0].isalpha() or token[0] == "_":
+            if token not in units:
+                raise ValueError(f"unknown unit '{token}'")
+            return units[token]
+        if token[0].isdigit() or token[0] == ".":
+            return float(token)
+        return fail(f"unexpected '{token}'")
+
+    with np.errstate(all="raise"):
+        try:
+            value = product(0)
+        except (ArithmeticError, FloatingPointError) as err:  # 1/(0 ms), huge powers
+            fail(f"{type(err).__name__}: {err}")
+    if at != len(tokens):
+        fail(f"unexpected '{tokens[at]}'")
+    return value
 
 
 def parse_quantity(value: Any, unit: str) -> float:
