@@ -97,7 +97,7 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
         masks=connectivity(weights0, model),
         **kw,
     )
-    steps = _sample_steps(trainer)
+    steps = trainer.experiment.sample_steps
     traces = []
     for w in res["weights_eval"]:
         _, r, y = (np.asarray(x) for x in forward(w, ev.inputs, **kw))
@@ -116,12 +116,6 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
         )
     ds.attrs["rule"] = "bptt"
     return ds
-
-
-def _sample_steps(trainer: Trainer) -> np.ndarray:
-    """The time steps at which a run records (the last step of each ``record_dt`` window)."""
-    exp = trainer.experiment
-    return (np.arange(exp.samples_per_trial) + 1) * exp.record_step - 1
 
 
 def surrogate_dataset(
@@ -165,7 +159,7 @@ def surrogate_dataset(
         dynamics=dyn,
         masks=trainer.network.masks,
     )
-    steps = _sample_steps(trainer)
+    steps = trainer.experiment.sample_steps
     traces = []
     for w in res["weights_eval"]:
         v, r, y, s = (np.asarray(x) for x in lif_forward(w, eval_spikes, dyn))

@@ -94,7 +94,7 @@ def run_dataset(
     n_eval = len(rec.eval_trial)
     # eval blocks may be incomplete after an interruption: keep complete ones only
     n_cond = exp.eval_set.n_trials
-    times = (np.arange(exp.tape.n_steps // exp.record_step) + 1) * exp.record_step - 1
+    times = exp.sample_steps
     time = times * dt
     loss_t = np.array(rec.loss_t).reshape(n_done, len(time))
     acts = np.array(rec.activity[: n_eval * n_cond]).reshape(

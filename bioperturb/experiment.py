@@ -80,6 +80,11 @@ class Experiment:
         """Recorded time points per trial."""
         return self.tape.n_steps // self.record_step
 
+    @property
+    def sample_steps(self) -> np.ndarray:
+        """The steps of a trial that are recorded: the last of each ``record_dt`` window."""
+        return (np.arange(self.samples_per_trial) + 1) * self.record_step - 1
+
     def segments(self) -> list[Segment]:
         """The tape's trials in order: an evaluation set, then training trials with an
         evaluation set after every ``training.eval_every``-th one and after the last.

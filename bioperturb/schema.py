@@ -153,7 +153,10 @@ def _unit_object(text: str):
         value = atom(depth)
         if peek() in ("^", "**"):
             take()
-            sign = -1 if peek() == "-" and take() else 1
+            sign = 1
+            if peek() == "-":
+                take()
+                sign = -1
             exponent = take() if peek() is not None else fail("a power needs an exponent")
             if not exponent.isdigit() or not 0 < int(exponent) <= _MAX_POWER:
                 fail(f"powers are whole numbers 1 … {_MAX_POWER}, got '{exponent}'")
