@@ -170,7 +170,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndar
 
 
 #: keys that may differ between a checkpoint's protocol and the protocol resuming it
-RESUME_FREE = ("output.dir", "output.progress", "output.figures", "training.checkpoint_every")
+RESUME_FREE = (
+    "output.dir",
+    "output.progress",
+    "output.figures",
+    "training.checkpoint_every",
+    "engine.check_memory",
+)
 
 
 def protocol_difference(saved_toml: str, protocol: Any) -> tuple[str, Any, Any] | None:

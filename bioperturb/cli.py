@@ -86,6 +86,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{summary['initial_eval_loss']:.4g} -> {summary['final_eval_loss']:.4g}{accuracy}; "
         f"wrote {path}"
     )
+    if summary["status"] == "interrupted":
+        print(
+            f"interrupted ({ds.attrs.get('status_reason', '')}); run the same command with "
+            "--resume to go on",
+            file=sys.stderr,
+        )
+        return 130
     return 0 if summary["status"] == "completed" else 1
 
 
@@ -313,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"bioperturb: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the machine, not the input: a full disk, a vanished folder
+        if args.debug:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"bioperturb: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

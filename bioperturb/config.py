@@ -160,17 +160,31 @@ def _resolve_model(table: Any, where: str, base_dir: Path) -> dict[str, Any]:
         return {**base, **table}
     known = sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
     raise ConfigError(
-        where, "model.preset", f"unknown preset '{preset}' (known: {', '.join(known)})"
+        where,
+        "model.preset",
+        f"unknown preset '{preset}' (a name, known: {', '.join(known)}; or a path to a .toml file)",
     )
 
 
 def _preset_path(preset: str, base_dir: Path) -> Path | None:
     """The file of a model preset: a path, or a name looked up beside the protocol and in
-    ``models/`` folders (the protocol's, its parent's, the shipped one); None if absent."""
-    candidates = [base_dir / preset, base_dir / f"{preset}.toml"]
+    ``models/`` folders (the protocol's, its parent's, the shipped one); None if absent.
+
+    Only ``.toml`` files are presets: a path to anything else is never opened.
+    """
+    if Path(preset).suffix not in ("", ".toml"):
+        return None
+    candidates = [base_dir / preset] if preset.endswith(".toml") else []
+    candidates.append(base_dir / f"{preset}.toml")
     candidates += [d / f"{preset}.toml" for d in (base_dir / "models", base_dir.parent / "models")]
     candidates.append(MODELS_DIR / f"{preset}.toml")
     return next((path for path in candidates if path.is_file()), None)
+
+
+#: longest run name in bytes: <name>_compare_accuracy.png and temp names stay below 255
+MAX_NAME_BYTES = 200
+#: largest seed: it is stored as a 64-bit netCDF attribute
+MAX_SEED = 2**63 - 1
 
 
 def protocol_from_mapping(
@@ -187,9 +201,20 @@ def protocol_from_mapping(
     name = data.get("name", Path(where).stem if where != "<memory>" else "run")
     if not isinstance(name, str) or not name or any(c in name for c in "/\\\0"):
         raise ConfigError(where, "name", "must be a non-empty string usable as a file name")
+    if name.startswith(".") or not name.isprintable():
+        raise ConfigError(where, "name", "must not start with '.' or hold control characters")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise ConfigError(
+            where,
+            "name",
+            f"is {len(name.encode())} bytes long; at most {MAX_NAME_BYTES} (it names the "
+            "run's files, whose names the file system limits to 255 bytes)",
+        )
     seed = data.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(where, "seed", f"must be a non-negative integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(
+            where, "seed", f"must be a non-negative integer below 2**63 (int64), got {seed!r}"
+        )
 
     model_table = _resolve_model(data.get("model", {}), where, base_dir)
     model = from_mapping(model_class(model_table, where), model_table, where, "model.")
@@ -268,11 +293,21 @@ def _named_table(data: dict[str, Any], key: str, registry: Any, where: str):
 
 
 def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
+    from bioperturb import resources
+
+    resources.check_trial_length(protocol, where)
     try:
         task = task_cls(protocol.task, protocol.model.dt)
         task.n_steps  # noqa: B018 - validates duration against dt
     except ValueError as err:
         raise ConfigError(where, "task", str(err)) from None
+    if task.n_steps > resources.MAX_TRIAL_STEPS:
+        raise ConfigError(
+            where,
+            "model.dt",
+            f"a trial would have {task.n_steps:,} steps (at most "
+            f"{resources.MAX_TRIAL_STEPS:,}): use a larger model.dt or shorter periods",
+        )
     n_out = protocol.model.n_outputs
     if n_out is not None and n_out != task.n_outputs:
         raise ConfigError(
@@ -286,6 +321,9 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
         )
     _check_rule_support(protocol, where)
     _check_engine(protocol, where)
+    n_cond = task.eval_trials().n_trials
+    need = resources.estimate(protocol, task.n_steps, task.n_inputs, task.n_outputs, n_cond)
+    resources.check_memory(protocol, need, where)
     if protocol.output.record_dt < protocol.model.dt:
         raise ConfigError(where, "output.record_dt", "must not be smaller than model.dt")
     step = round(protocol.output.record_dt / protocol.model.dt)

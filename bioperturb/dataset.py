@@ -293,6 +293,13 @@ def score_dataset(ds: xr.Dataset, task: Task) -> xr.Dataset:
     return ds
 
 
+def _umask() -> int:
+    """This process's umask (read back by setting it, the only portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Create ``path`` atomically: ``write(tmp)`` fills a hidden temp file in the same
     folder, which is then renamed over ``path``.
@@ -306,6 +313,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would make it (mkstemp: 0600)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

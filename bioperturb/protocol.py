@@ -288,6 +288,11 @@ class EngineConfig:
         "update as one matrix product per trial (docs/engines.md); 'auto' where the rule "
         "allows, 'on' fails where it does not, 'off' keeps Brian2's code",
     )
+    check_memory: bool = param(
+        True,
+        doc="refuse, before any work, a run whose estimated memory (bioperturb.resources) "
+        "exceeds this machine's physical memory; false: run anyway",
+    )
 
 
 #: engine settings that older protocols kept in [training] (still read, with a note)

@@ -206,6 +206,15 @@ def plot_result(path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
         cannot support (e.g. PCA of a diverged run) is skipped with a logged warning.
     """
     ds = load_result(path)
+    if not ds.sizes.get("eval_trial", 0):
+        status = ds.attrs.get("status", "?")
+        reason = ds.attrs.get("status_reason", "")
+        raise ConfigError(
+            str(path),
+            "",
+            f"nothing to plot: the run recorded no evaluation (status {status}"
+            + (f": {reason})" if reason else ")"),
+        )
     out = _output_dir(Path(path).parent if out_dir is None else out_dir)
     return _save_all(standard_figures(ds), out, Path(path).stem)
 

@@ -9,6 +9,8 @@ a sweep (:func:`bioperturb.sweep.run_point`) and ``bioperturb compare``
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,15 +78,15 @@ def train(
     """Run ``protocol``; return the trainer and its Dataset (written to ``nc_path``, if given).
 
     ``checkpoint``: where to write a checkpoint every ``training.checkpoint_every``
-    training trials (none when that is 0); with ``resume`` the run continues from it when
-    it exists. A checkpoint that cannot be used raises :class:`ConfigError`, or, with
+    training trials (none when that is 0) and when a SIGINT or SIGTERM stops the run
+    between blocks; with ``resume`` the run continues from it when it exists. A
+    checkpoint that cannot be used raises :class:`ConfigError`, or, with
     ``restart_bad_checkpoint``, is ignored and the run starts afresh. Once a run is not
     interrupted (completed or diverged) and written, its checkpoint is removed.
     """
     trainer = Trainer(protocol)
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and protocol.training.checkpoint_every:
-        trainer.checkpoint_path = ckpt
+    trainer.checkpoint_path = ckpt  # every checkpoint_every trials, and on SIGINT/SIGTERM
     if resume and ckpt is not None and ckpt.exists():
         try:
             trainer.restore(ckpt)
@@ -99,6 +101,34 @@ def train(
         if ckpt is not None and ds.attrs["status"] != "interrupted":
             ckpt.unlink(missing_ok=True)  # the .nc is complete: the checkpoint is done
     return trainer, ds
+
+
+@contextlib.contextmanager
+def output_lock(nc_path: Path, where: str) -> Iterator[None]:
+    """Hold ``.<name>.nc.lock`` beside ``nc_path`` for a run; refuse if another run holds it.
+
+    Two runs that would write the same file (same name and folder) cannot both go on:
+    the second stops before any work with a one-line error. The lock is an advisory
+    ``flock``, released by the operating system when its process ends however it ends,
+    so a killed run leaves no stale lock (the empty lock file stays and is reused).
+    """
+    import fcntl
+
+    lock = nc_path.with_name(f".{nc_path.name}.lock")
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                where,
+                "name",
+                f"another run is writing {nc_path} now (it holds {lock.name}): wait for it, "
+                "or give this run another name or --out",
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def run_protocol(
@@ -117,9 +147,24 @@ def run_protocol(
     continues from that checkpoint if there is one; without one, a finished run of the
     same protocol in ``<dir>/<name>.nc`` is returned as it is, else the run starts afresh.
     """
+    from bioperturb.resources import check_disk, estimate_protocol
+
     nc_path, png_path = output_paths(protocol, out_dir)
     ckpt_path = checkpoint_path(protocol, out_dir)
+    check_disk(estimate_protocol(protocol), nc_path.parent, protocol.source, "output.dir")
     nc_path.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(nc_path, protocol.source):
+        return _run_locked(protocol, nc_path, png_path, ckpt_path, progress, resume)
+
+
+def _run_locked(
+    protocol: Protocol,
+    nc_path: Path,
+    png_path: Path,
+    ckpt_path: Path,
+    progress: bool | None,
+    resume: bool,
+) -> tuple[xr.Dataset, Path]:
     if resume:
         for name in (nc_path.name, ckpt_path.name):  # left by a killed process
             for stale in nc_path.parent.glob(f".{name}.*.tmp"):
@@ -129,7 +174,7 @@ def run_protocol(
             if done is not None:
                 return done, nc_path
     _, ds = train(protocol, nc_path, checkpoint=ckpt_path, resume=resume, progress=progress)
-    if protocol.output.figures:
+    if protocol.output.figures and ds.sizes["eval_trial"]:  # (interrupted at once: none)
         from bioperturb.plotting import plot_accuracy, plot_learning_curves, save_figure
 
         save_figure(plot_learning_curves({protocol.rule_name: ds}), png_path)

@@ -153,6 +153,13 @@ def _check_values(where: str, key: str, values: Any) -> list[Any]:
     return list(values)
 
 
+#: most grid points in one sweep (validating one takes milliseconds)
+MAX_POINTS = 100_000
+
+#: dask comm protocols a sweep connects to a scheduler with (ucx needs a GPU stack)
+SCHEDULER_SCHEMES = ("tcp", "tls")
+
+
 def load_sweep(
     path: str | Path,
     *,
@@ -205,6 +212,18 @@ def load_sweep(
             "sweep.scheduler",
             f"expected an address like 'tcp://host:8786', got {file_scheduler!r}",
         )
+    for address, at, key in (
+        (file_scheduler, where, "sweep.scheduler"),
+        (scheduler, "--scheduler", ""),
+    ):
+        scheme = address.split("://")[0] if address and "://" in address else "tcp"
+        if address is not None and scheme not in SCHEDULER_SCHEMES:
+            raise ConfigError(
+                at,
+                key,
+                f"{address}: the '{scheme}' protocol is not supported (use "
+                f"{' or '.join(s + '://host:port' for s in SCHEDULER_SCHEMES)})",
+            )
     file_out = options.get("out")
     if file_out is not None and (not isinstance(file_out, str) or not file_out):
         raise ConfigError(where, "sweep.out", f"expected a directory path, got {file_out!r}")
@@ -219,6 +238,14 @@ def load_sweep(
     if not grid:
         raise ConfigError(where, "grid", "is empty: give at least one key with a list of values")
 
+    n_points = math.prod(len(v) for v in grid.values())
+    if n_points > MAX_POINTS:
+        raise ConfigError(
+            where,
+            "grid",
+            f"{n_points:,} points (at most {MAX_POINTS:,} in one sweep; each is validated "
+            "before anything runs): split the grid into several sweeps",
+        )
     load_protocol(base)  # a problem of the base file itself names that file
     points: list[Point] = []
     by_hash: dict[str, dict[str, Any]] = {}
@@ -233,7 +260,9 @@ def load_sweep(
                 detail = f"{err.key}: {err.reason}" if err.key else err.reason
                 raise ConfigError(where, "grid", f"point {values}: {detail}") from None
             raise ConfigError(where, f"grid.{key}", reason) from None
-        output = replace(protocol.output, progress=False, figures=False)
+        # a sweep writes each run to <out>/runs/<hash>.nc: output.dir plays no part, and
+        # is normalised so that the hash depends only on what the run computes
+        output = replace(protocol.output, progress=False, figures=False, dir=".")
         protocol = protocol.replace(output=output, source=where)
         plugins.check_portable(protocol, where, "a sweep's worker processes")
         toml_text = protocol.to_toml()
@@ -277,6 +306,27 @@ def _record_failure(runs_dir: Path, run_hash: str, error: str, tb: str = "") -> 
     _write_atomic(runs_dir / f"{run_hash}.failed.json", json.dumps(record, indent=1))
 
 
+def run_file_problem(path: Path) -> str:
+    """Why the run file at ``path`` cannot be reused ("" when it can).
+
+    A usable file opens as netCDF and holds a finished run (status ``completed`` or
+    ``diverged``); a 0-byte, truncated or foreign file, or an interrupted run, does not.
+    """
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            status = ds.attrs.get("status")
+            has_config = "config" in ds.attrs
+    except Exception as err:  # noqa: BLE001 - whatever the netCDF library says
+        return f"unreadable: {_one_line(err)}"
+    if not has_config:
+        return "not a bioperturb run (no config attribute)"
+    if status not in ("completed", "diverged"):
+        return f"not a finished run (status {status!r})"
+    return ""
+
+
 def run_point(toml_text: str, runs_dir: str, run_hash: str) -> dict[str, Any]:
     """Run one resolved protocol into ``<runs_dir>/<hash>.nc`` (a dask task; never raises).
 
@@ -290,13 +340,17 @@ def run_point(toml_text: str, runs_dir: str, run_hash: str) -> dict[str, Any]:
     try:
         from bioperturb.runs import train
 
+        note = ""
         if nc_path.exists():
-            return {"hash": run_hash, "status": "exists", "reason": "", "seconds": 0.0}
+            problem = run_file_problem(nc_path)
+            if not problem:
+                return {"hash": run_hash, "status": "exists", "reason": "", "seconds": 0.0}
+            nc_path.unlink()
+            note = f"recomputed: {nc_path.name} was {problem}; "
         protocol = protocol_from_mapping(tomllib.loads(toml_text), f"<sweep run {run_hash}>")
         # a damaged or stale checkpoint: start afresh
-        saved = ckpt if protocol.training.checkpoint_every else None
         _, ds = train(
-            protocol, checkpoint=saved, resume=True, progress=False, restart_bad_checkpoint=True
+            protocol, checkpoint=ckpt, resume=True, progress=False, restart_bad_checkpoint=True
         )
         status = ds.attrs["status"]
         if status == "interrupted":
@@ -304,7 +358,7 @@ def run_point(toml_text: str, runs_dir: str, run_hash: str) -> dict[str, Any]:
         write_dataset(ds, nc_path)
         ckpt.unlink(missing_ok=True)
         (runs / f"{run_hash}.failed.json").unlink(missing_ok=True)
-        reason = ds.attrs.get("status_reason", "")
+        reason = note + ds.attrs.get("status_reason", "")
     except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - recorded, sweep goes on
         message = _one_line(err)
         with contextlib.suppress(OSError):
@@ -352,7 +406,7 @@ def _client(sweep: Sweep, n_tasks: int):
     if sweep.scheduler:
         try:
             client = Client(sweep.scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as err:
+        except (OSError, TimeoutError, ValueError, TypeError) as err:
             key = "sweep.scheduler" if sweep.scheduler_where != "--scheduler" else ""
             raise ConfigError(
                 sweep.scheduler_where,
@@ -398,7 +452,14 @@ def run_sweep(sweep: Sweep, *, progress: bool = True, collect_at_end: bool = Tru
     runs = sweep.runs_dir
     runs.mkdir(parents=True, exist_ok=True)
     _write_atomic(sweep.out / MANIFEST, json.dumps(_manifest(sweep), indent=1))
-    todo = [p for p in sweep.points if not (runs / f"{p.hash}.nc").exists()]
+    todo = []
+    for p in sweep.points:
+        path = runs / f"{p.hash}.nc"
+        problem = run_file_problem(path) if path.exists() else "missing"
+        if problem and problem != "missing":
+            print_note(f"{path} is {problem}: it is computed again")
+        if problem:
+            todo.append(p)
     results: list[dict[str, Any]] = []
     bar = None
     if progress:
@@ -486,7 +547,8 @@ def combine_runs(out_dir: str | Path):
         point = by_values[json.dumps(values)]
         path = runs / f"{point['hash']}.nc"
         run_ids[index], configs[index] = point["hash"], point["config"]
-        if path.is_file():
+        problem = run_file_problem(path) if path.is_file() else "missing"
+        if not problem:
             ds = xr.open_dataset(path, engine="netcdf4", chunks={})
             opened.append(ds)
             status[index] = ds.attrs.get("status", "")
@@ -496,6 +558,8 @@ def combine_runs(out_dir: str | Path):
             continue
         failed = runs / f"{point['hash']}.failed.json"
         status[index], reason[index] = "missing", "not run yet"
+        if problem != "missing":
+            status[index], reason[index] = "damaged", f"{path.name} is {problem}"
         if failed.is_file():
             with contextlib.suppress(OSError, ValueError):
                 status[index] = "failed"
@@ -504,9 +568,16 @@ def combine_runs(out_dir: str | Path):
         raise ConfigError(str(out_dir), "", "no finished runs to collect yet")
 
     blank = xr.full_like(template, np.nan, dtype=float).drop_attrs()
+    ragged = _ragged_sizes(list(cells.values()))
     nested: Any = np.empty(shape, dtype=object)
+    counts = {dim: np.zeros(shape, dtype=np.int64) for dim in ragged}
     for index in np.ndindex(*shape):
         ds = cells.get(index, blank)
+        for dim, longest in ragged.items():  # pad to the longest run: NaN, with a count
+            size = ds.sizes.get(dim, 0)
+            counts[dim][index] = size if index in cells else 0
+            if dim in ds.dims and size < longest:
+                ds = ds.pad({dim: (0, longest - size)})
         per_run = ("config", "status", "status_reason", "created", "seed")
         ds = ds.drop_attrs(deep=False).assign_attrs(
             {k: v for k, v in template.attrs.items() if k not in per_run}
@@ -516,8 +587,26 @@ def combine_runs(out_dir: str | Path):
         nested.tolist(), concat_dim=keys, join="outer", combine_attrs="override"
     )
     coords = {k: grid[k] for k in keys}
+    for dim, count in counts.items():
+        combined[f"{dim}_count"] = xr.DataArray(
+            count,
+            coords=coords,
+            dims=keys,
+            attrs={
+                "units": "1",
+                "long_name": f"entries of the ragged '{dim}' dimension in this run; "
+                f"the entries after them are padding (NaN)",
+            },
+        )
+    for var in combined.variables.values():
+        # a variable stored as integers in a run but padded or filled here is float with
+        # NaN: never write NaN back through the run's integer encoding (a fill value
+        # that looks like data)
+        if var.dtype.kind == "f" and np.dtype(var.encoding.get("dtype", "f8")).kind in "iu":
+            for key in ("dtype", "_FillValue", "missing_value"):
+                var.encoding.pop(key, None)
     for name, table, long_name in (
-        ("status", status, "completed, diverged, failed or missing"),
+        ("status", status, "completed, diverged, failed, damaged or missing"),
         ("status_reason", reason, "why a run diverged or failed"),
         ("run", run_ids, "hash of the resolved protocol; the run is runs/<run>.nc"),
         ("config", configs, "resolved protocol (TOML)"),
@@ -538,6 +627,20 @@ def combine_runs(out_dir: str | Path):
     combined.attrs.pop("status_reason", None)
     combined.set_close(lambda: [ds.close() for ds in opened])
     return combined
+
+
+def _ragged_sizes(runs: list[Any]) -> dict[str, int]:
+    """Dimensions without a coordinate whose length differs between runs -> longest.
+
+    Such a dimension (``spike``: one entry per recorded spike of a LIF run) cannot be
+    aligned by label; the runs are padded to the longest along it.
+    """
+    sizes: dict[str, set[int]] = {}
+    for ds in runs:
+        for dim, n in ds.sizes.items():
+            if dim not in ds.coords:
+                sizes.setdefault(dim, set()).add(n)
+    return {dim: max(ns) for dim, ns in sizes.items() if len(ns) > 1}
 
 
 def collect(out_dir: str | Path, path: str | Path | None = None) -> Path:

@@ -9,6 +9,11 @@ writes checkpoints and turns the records into a Dataset (:func:`bioperturb.datas
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +25,47 @@ from bioperturb.config import Protocol
 from bioperturb.dataset import ALIGN_MATRICES, Records, run_dataset
 from bioperturb.engines import Block, DivergedError, Engine, get_engine
 from bioperturb.experiment import Experiment
+from bioperturb.schema import ConfigError
 
-__all__ = ["Trainer", "DivergedError"]
+__all__ = ["Trainer", "DivergedError", "STOP_SIGNALS"]
+
+#: signals that stop a run after its current block (a second one stops it at once)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """Turn the first SIGINT or SIGTERM into a request to stop; a second one interrupts.
+
+    Yields a list that gets the number of the first signal received. While the context
+    is active the first signal is only recorded (the simulation goes on to the end of its
+    block, which can then be checkpointed); the second raises :class:`KeyboardInterrupt`
+    at once. Brian2's own SIGINT handler, which would end ``Network.run`` early without
+    an exception, is out of the way meanwhile. Outside the main thread, where Python
+    cannot install signal handlers, nothing is installed.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        received.append(signum)
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after the current block of trials "
+            "(send it again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class Trainer:
@@ -72,21 +116,40 @@ class Trainer:
                 desc=self.protocol.name,
             )
         try:
-            with self.engine.session():
+            with stop_requests() as received, self.engine.session():
                 while self.position < self.tape.n_trials:
                     n_train = self._run_block(self.position)
                     if bar is not None:
                         bar.update(n_train)
                         if self.records.loss:
                             bar.set_postfix(loss=f"{self.records.loss[-1]:.4g}", refresh=False)
+                    if received and self.position < self.tape.n_trials:
+                        self._stop(signal.Signals(received[0]).name)
+                        break
         except DivergedError as err:
             self.status, self.status_reason = "diverged", str(err)
-        except KeyboardInterrupt:
-            self.status, self.status_reason = "interrupted", "KeyboardInterrupt"
+        except KeyboardInterrupt as err:
+            # stopped in the middle of a block: the records end with the last whole block
+            # and the engine's state is not a trial boundary, so no checkpoint is written
+            why = str(err) or "KeyboardInterrupt"
+            self.status = "interrupted"
+            self.status_reason = f"{why} during a block; records end after trial {self._done()}"
         finally:
             if bar is not None:
                 bar.close()
         return self.to_dataset()
+
+    def _done(self) -> int:
+        """Training trials done (recorded)."""
+        return len(self.records.loss)
+
+    def _stop(self, why: str) -> None:
+        """Stop between blocks: status interrupted, and a checkpoint to resume from."""
+        self.status = "interrupted"
+        self.status_reason = f"{why} after {self._done()} training trials"
+        if self.checkpoint_path is not None:
+            self.save_checkpoint(self.checkpoint_path)
+            self.status_reason += f"; checkpoint {self.checkpoint_path}"
 
     def block_length(self, position: int) -> int:
         """Consecutive tape trials from ``position`` that run as one block.
@@ -273,9 +336,24 @@ class Trainer:
         where = str(path)
         meta, arrays = ckpt.read_checkpoint(path)
         ckpt.check_same_protocol(str(meta.get("config", "")), self.protocol, where)
+        position = meta.get("position")
+        n = self.tape.n_trials
+        if isinstance(position, bool) or not isinstance(position, int) or not 0 < position <= n:
+            raise ConfigError(
+                where, "position", f"must be a tape position 1..{n}, got {position!r}"
+            )
+        records = ckpt.records_from_arrays(Records, meta["records"], arrays)
+        trained = sum(kind == "train" for kind, _, _ in self.tape.kinds[:position])
+        if len(records.loss) != trained:
+            raise ConfigError(
+                where,
+                "records",
+                f"{len(records.loss)} training trials recorded, but position {position} "
+                f"follows {trained}: the checkpoint is inconsistent",
+            )
         self.engine.restore(meta, arrays, where)
-        self.records = ckpt.records_from_arrays(Records, meta["records"], arrays)
-        self.position = int(meta["position"])
+        self.records = records
+        self.position = position
 
     # -- the Dataset ----------------------------------------------------------------------
     def to_dataset(self) -> xr.Dataset:

@@ -68,8 +68,15 @@ class RuntimeEngine(Engine):
 
     def simulate(self, duration: float) -> None:
         """Run the network for ``duration`` seconds with the run's own random state."""
+        net = self.network.net
+        start = float(net.t_)
         with self.rng:
-            self.network.net.run(duration * second, namespace=self.network.namespace)
+            net.run(duration * second, namespace=self.network.namespace)
+        # Brian2's own SIGINT handler (active where the trainer's is not: outside the main
+        # thread) ends a run early without an exception: never take a short run as whole
+        ran = float(net.t_) - start
+        if abs(ran - duration) > 0.5 * self.protocol.model.dt:
+            raise KeyboardInterrupt(f"Brian2 stopped the run after {ran:.6g} s of {duration:.6g} s")
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:

@@ -179,6 +179,29 @@ PROTOCOL_CASES = [
         reason="is a file, not a directory",
         names="out",
     ),
+    # issue 17: inputs that used to pass validation and fail only after the work was done
+    Case("seed-too-large", ("seed = 2", "seed = 9223372036854775808"), "seed", "below 2**63"),
+    Case("name-too-long", ('name = "tiny"', f'name = "{"n" * 300}"'), "name", "at most 200"),
+    Case("name-hidden", ('name = "tiny"', 'name = ".tiny"'), "name", "start with '.'"),
+    Case(
+        "preset-not-toml",
+        ('preset = "rate_rnn"', 'preset = "../../etc/passwd"'),
+        "model.preset",
+        "unknown preset",
+    ),
+    Case("dt-absurd", ("n_hidden = 8", 'n_hidden = 8\ndt = "1e-9 ms"'), "model.dt", "at most"),
+    Case(
+        "memory-huge-n",
+        ("n_hidden = 8", "n_hidden = 1000000"),
+        "model.n_hidden",
+        "more than this machine's",
+    ),
+    Case(
+        "memory-huge-tape",
+        ("n_trials = 2", "n_trials = 2000000000"),
+        "training.n_trials",
+        "of memory",
+    ),
 ]
 
 SWEEP_CASES = [
@@ -340,6 +363,26 @@ SWEEP_CASES = [
         key="sweep.out",
         reason="not writable",
         names="out",
+    ),
+]
+
+SWEEP_CASES += [
+    Case(
+        "sweep-ucx-scheduler",
+        sweep=("workers = 1", 'scheduler = "ucx://10.0.0.1:8786"'),
+        key="sweep.scheduler",
+        reason="'ucx' protocol is not supported",
+        names="sweep",
+    ),
+    Case(
+        "sweep-too-many-points",
+        sweep=(
+            "seed = [0, 1]",
+            f'seed = {list(range(400))}\n"model.g" = {[1.0 + k / 1000 for k in range(400)]}',
+        ),
+        key="grid",
+        reason="320,000 points",
+        names="sweep",
     ),
 ]
 

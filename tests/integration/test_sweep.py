@@ -172,3 +172,120 @@ def test_collect_is_lazy_and_follows_the_manifest(sweep_file, tmp_path):
         combined.close()
     path = collect(out)
     assert path == out / "sweep.nc" and path.is_file()
+
+
+def _write_sweep(tmp_path: Path, base: str, grid: str) -> Path:
+    (tmp_path / "base.toml").write_text(base)
+    path = tmp_path / "sweep.toml"
+    path.write_text(f'base = "base.toml"\n[grid]\n{grid}\n')
+    return path
+
+
+def _run_all(sweep, out: Path, first: int | None = None) -> None:
+    """The points (the first ``first`` of them) in this process, as a dask worker runs them."""
+    from bioperturb.sweep import MANIFEST, _manifest
+
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).write_text(json.dumps(_manifest(sweep)))
+    for point in sweep.points[:first]:
+        result = run_point(point.toml, str(out / "runs"), point.hash)
+        assert result["status"] in ("completed", "diverged", "exists"), result
+
+
+def test_a_damaged_run_file_is_reported_and_computed_again(sweep_file, tmp_path):
+    from bioperturb.sweep import combine_runs, run_file_problem
+
+    out = tmp_path / "out"
+    sweep = load_sweep(sweep_file, out=out)
+    _run_all(sweep, out, first=2)  # the second keeps something to collect
+    point = sweep.points[0]
+    path = out / "runs" / f"{point.hash}.nc"
+    good = path.read_bytes()
+    assert run_file_problem(path) == ""
+    for damage in (b"", good[: len(good) // 2], b"not netcdf at all"):
+        path.write_bytes(damage)
+        assert run_file_problem(path).startswith("unreadable"), damage[:10]
+        combined = combine_runs(out)
+        try:
+            cell = {"seed": 0, "training.lr": 0.01}
+            assert combined["status"].sel(cell).item() == "damaged"
+            assert "unreadable" in combined["status_reason"].sel(cell).item()
+        finally:
+            combined.close()
+        result = run_point(point.toml, str(out / "runs"), point.hash)
+        assert result["status"] == "completed" and result["reason"].startswith("recomputed")
+        assert run_file_problem(path) == ""
+    # an interrupted run is not a finished one either
+    ds = read_dataset(path).assign_attrs(status="interrupted")
+    from bioperturb.dataset import write_dataset
+
+    write_dataset(ds, path)
+    assert "not a finished run" in run_file_problem(path)
+
+
+def test_a_sweep_says_which_damaged_runs_it_recomputes(sweep_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["sweep", str(sweep_file), "--out", str(out), "--quiet", "--workers", "1"]
+    sweep = load_sweep(sweep_file, out=out)
+    (out / "runs").mkdir(parents=True)
+    for point in sweep.points:  # every run on disk, one of them 0 bytes
+        run_point(point.toml, str(out / "runs"), point.hash)
+    (out / "runs" / f"{sweep.points[0].hash}.nc").write_bytes(b"")
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "3 reused, 1 completed" in captured.out, captured
+    assert f"{sweep.points[0].hash}.nc is unreadable" in captured.err
+
+
+def test_a_grid_over_the_output_folder_is_refused_not_computed_twice(tmp_path):
+    from bioperturb.schema import ConfigError
+
+    path = _write_sweep(tmp_path, BASE, 'output.dir = ["a", "b"]')
+    with pytest.raises(ConfigError, match="give the same protocol"):
+        load_sweep(path)
+    # ... and the folder a base protocol names does not change the runs' hashes
+    other = tiny_toml(training__n_trials=3, training__eval_every=2, output__dir="elsewhere")
+    assert [p.hash for p in load_sweep(_write_sweep(tmp_path, other, "seed = [0, 1]")).points] == [
+        p.hash for p in load_sweep(_write_sweep(tmp_path, BASE, "seed = [0, 1]")).points
+    ]
+
+
+def test_ragged_spike_lists_and_mixed_models_merge_without_fake_data(tmp_path):
+    """LIF runs record different numbers of spikes; rate runs have none (issue 17)."""
+    lif = tiny_toml(
+        training__n_trials=2,
+        training__eval_every=1,
+        model__preset="lif_rnn",
+        model__n_hidden=16,
+        model__input_scale=4.0,
+        task__input="poisson",
+        task__n_inputs=20,
+        task__input_rate="40 Hz",
+        task__duration="80 ms",
+    )
+    out = tmp_path / "out"
+    sweep = load_sweep(_write_sweep(tmp_path, lif, "seed = [0, 1]"), out=out)
+    _run_all(sweep, out)
+    sizes = [read_dataset(out / "runs" / f"{p.hash}.nc").sizes["spike"] for p in sweep.points]
+    assert sizes[0] != sizes[1], "the test needs runs with different spike counts"
+    merged = read_dataset(collect(out))
+    assert merged.sizes["spike"] == max(sizes)
+    assert list(merged["spike_count"].values) == sizes
+    for k, n in enumerate(sizes):
+        units = merged["spike_unit"].isel(seed=k).values
+        assert np.all(np.isnan(units[n:])) and np.all(units[:n] >= 0)
+        np.testing.assert_array_equal(
+            units[:n], read_dataset(out / "runs" / f"{sweep.points[k].hash}.nc")["spike_unit"]
+        )
+
+    # a grid over the model kind: rate runs have no spike variables at all
+    mixed = _write_sweep(tmp_path, lif, 'model.preset = ["lif_rnn", "rate_rnn"]')
+    out2 = tmp_path / "mixed"
+    sweep = load_sweep(mixed, out=out2)
+    _run_all(sweep, out2)
+    merged = read_dataset(collect(out2))
+    for name, var in merged.data_vars.items():
+        if var.dtype.kind in "iu":
+            assert not np.any(var.values == np.iinfo(var.dtype).min), name
+    rate = merged.sel({"model.preset": "rate_rnn"})
+    assert np.all(np.isnan(rate["spike_unit"].values))

@@ -580,7 +580,11 @@ class Kernel:
         tic = time.perf_counter()
         cmd = [*self.run_prefix, str(self.run_dir / "main"), "--results_dir"]
         cmd += [f"{results_dir}{os.sep}", *args]
-        proc = subprocess.run(cmd, cwd=self.run_dir, capture_output=True, text=True, check=False)
+        # its own process group: a Ctrl-C at the terminal reaches only this process, whose
+        # trainer lets the block finish (a second one kills the program: subprocess.run)
+        proc = subprocess.run(
+            cmd, cwd=self.run_dir, capture_output=True, text=True, check=False, process_group=0
+        )
         if proc.returncode or proc.stderr.strip():
             raise RuntimeError(
                 f"standalone program failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}"

@@ -1,0 +1,177 @@
+"""Memory and disk a run will need, estimated from its protocol before any work is done.
+
+A protocol that passes validation should not fail after hours for want of memory or
+disk. :func:`estimate` adds up the large arrays a run allocates: the task's training
+trials and the tape that lays them end to end (held twice, as arrays and as the
+network's TimedArrays), the per-synapse state of the network (its weights, their
+accumulators, eligibilities and optimiser moments) and the records kept for the Dataset
+(weights at every evaluation, sampled traces, per-trial losses). The per-synapse cost is
+an upper bound measured on each engine (Brian2's runtime objects keep indices and
+several variables per synapse), not an exact count; everything else is exact to within
+small terms. :func:`check_memory` refuses a run whose estimate exceeds the machine's
+physical memory (``engine.check_memory = false`` lets it go ahead), and
+:func:`check_disk` one whose Dataset cannot fit on the output folder's disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bioperturb.schema import ConfigError
+
+if TYPE_CHECKING:
+    from bioperturb.protocol import Protocol
+
+__all__ = [
+    "BYTES_PER_SYNAPSE",
+    "MAX_TRIAL_STEPS",
+    "Estimate",
+    "estimate",
+    "estimate_protocol",
+    "physical_memory",
+    "check_memory",
+    "check_disk",
+    "human_bytes",
+]
+
+#: upper bound of the bytes of state per synapse of W_rec, by engine (measured: Brian2's
+#: runtime Synapses keep int32 indices and several float64 variables per synapse, the
+#: standalone program about 80 B; the estimate leaves room for the rule's extras)
+BYTES_PER_SYNAPSE = {"runtime": 200, "standalone": 120}
+
+#: most steps one trial may have (the task's arrays are built per step)
+MAX_TRIAL_STEPS = 1_000_000
+
+#: tape columns besides inputs and targets (mask, noise, learn, step, m_inv, n_updates,
+#: condition)
+_TAPE_EXTRA = 7
+
+
+#: the protocol key that sets the size of each part of the estimate
+_KEY_OF_PART = {
+    "training trials": "training.n_trials",
+    "tape": "training.n_trials",
+    "synapses": "model.n_hidden",
+    "weights recorded": "training.eval_every",
+    "traces recorded": "output.record_dt",
+}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Bytes a run needs: ``memory`` in all (``parts`` by what), ``output`` on disk."""
+
+    memory: int
+    output: int
+    parts: dict[str, int]
+
+    def describe(self) -> str:
+        biggest = sorted(self.parts.items(), key=lambda kv: -kv[1])[:3]
+        return ", ".join(f"{name} {human_bytes(n)}" for name, n in biggest)
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def longest_period(task_params: object) -> float:
+    """The task's longest duration parameter (in s): a trial has at least that many seconds."""
+    import dataclasses
+
+    longest = 0.0
+    for f in dataclasses.fields(task_params):  # type: ignore[arg-type]
+        value = getattr(task_params, f.name)
+        if f.metadata.get("unit") == "second" and isinstance(value, int | float):
+            longest = max(longest, float(value))
+    return longest
+
+
+def check_trial_length(protocol: Protocol, where: str) -> None:
+    """Refuse, before the task is built, a period of more than :data:`MAX_TRIAL_STEPS` steps."""
+    seconds = longest_period(protocol.task)
+    steps = seconds / protocol.model.dt
+    if steps > MAX_TRIAL_STEPS:
+        raise ConfigError(
+            where,
+            "model.dt",
+            f"{protocol.model.dt:g} s makes the task's {seconds:g} s period about {steps:.3g} "
+            f"steps (a trial may have at most {MAX_TRIAL_STEPS:,}): use a larger model.dt",
+        )
+
+
+def estimate(protocol: Protocol, n_steps: int, n_in: int, n_out: int, n_cond: int) -> Estimate:
+    """What a run of ``protocol`` needs, given its task's trial shape."""
+    t, o, m = protocol.training, protocol.output, protocol.model
+    n = m.n_hidden
+    n_evals = t.n_trials // t.eval_every + 1
+    samples = max(1, round(n_steps * m.dt / o.record_dt))
+    rows = 1 + (t.n_trials + n_evals * n_cond) * n_steps  # row 0: the reset step
+    f8 = 8
+    weights = n * n + n * n_in + n_out * n
+    parts = {
+        "training trials": t.n_trials * n_steps * (n_in + n_out + 1) * f8,
+        "tape": 2 * rows * (n_in + n_out + _TAPE_EXTRA) * f8,
+        "synapses": n * n * BYTES_PER_SYNAPSE[protocol.engine.name]
+        + (n * n_in + n_out * n) * BYTES_PER_SYNAPSE[protocol.engine.name],
+        "weights recorded": n_evals * weights * f8,
+        "traces recorded": n_evals * n_cond * samples * (o.n_record_units + n_out) * f8
+        + t.n_trials * (samples + 3) * f8,
+    }
+    output = parts["weights recorded"] + parts["traces recorded"]
+    return Estimate(memory=sum(parts.values()), output=output, parts=parts)
+
+
+def estimate_protocol(protocol: Protocol) -> Estimate:
+    """:func:`estimate` for a validated protocol (its task is built to learn its shape)."""
+    from bioperturb.tasks import get_task
+
+    task = get_task(protocol.task_name)(protocol.task, protocol.model.dt)
+    n_cond = task.eval_trials().n_trials
+    return estimate(protocol, task.n_steps, task.n_inputs, task.n_outputs, n_cond)
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_memory(protocol: Protocol, need: Estimate, where: str) -> None:
+    """Refuse a run that needs more memory than the machine has (unless told not to)."""
+    have = physical_memory()
+    if not protocol.engine.check_memory or have is None or need.memory <= have:
+        return
+    biggest = max(need.parts, key=need.parts.__getitem__)
+    raise ConfigError(
+        where,
+        _KEY_OF_PART[biggest],
+        f"the run would need about {human_bytes(need.memory)} of memory "
+        f"({need.describe()}), more than this machine's {human_bytes(have)}: use fewer "
+        f"units, trials or evaluations (or set engine.check_memory = false)",
+    )
+
+
+def check_disk(need: Estimate, out_dir: Path, where: str, key: str) -> None:
+    """Refuse a run whose Dataset will not fit on the disk of ``out_dir``."""
+    probe = Path(out_dir).resolve()
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need.output > free:
+        raise ConfigError(
+            where,
+            key,
+            f"the run's Dataset would take about {human_bytes(need.output)}, but only "
+            f"{human_bytes(free)} is free on {probe}",
+        )

@@ -1,0 +1,196 @@
+"""SIGINT and SIGTERM stop a run between blocks, keep its data and tell the truth (issue 17)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+import xarray as xr
+
+from bioperturb.checkpoint import read_checkpoint
+from bioperturb.dataset import read_dataset
+from bioperturb.runs import run_protocol
+from bioperturb.training import Trainer
+from tests.conftest import BASE, make_protocol
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def signalling_engine(trainer: Trainer, after_blocks: int, signals: list[int]):
+    """Make the engine raise ``signals`` in this process during block ``after_blocks``."""
+    engine = trainer.engine
+    original = engine.run_block
+    calls = {"n": 0}
+
+    def run_block(position, n):
+        calls["n"] += 1
+        if calls["n"] == after_blocks:
+            for sig in signals:
+                signal.raise_signal(sig)
+        return original(position, n)
+
+    engine.run_block = run_block
+    return calls
+
+
+def protocol(**extra):
+    return make_protocol(
+        training__n_trials=6, training__eval_every=2, training__optimizer="adam", **extra
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_first_signal_stops_after_the_block_with_a_checkpoint_and_resume_is_identical(
+    tmp_path, sig
+):
+    p = protocol()
+    reference = Trainer(p).run()
+    trainer = Trainer(p)
+    trainer.checkpoint_path = tmp_path / "run.ckpt.npz"
+    calls = signalling_engine(trainer, after_blocks=2, signals=[sig])
+    ds = trainer.run()
+    assert calls["n"] == 2, "the run went on after the block in which the signal came"
+    assert ds.attrs["status"] == "interrupted"
+    assert signal.Signals(sig).name in ds.attrs["status_reason"]
+    done = ds.sizes["trial"]
+    assert 0 < done < 6
+    # the records are those of the uninterrupted run so far
+    np.testing.assert_array_equal(ds["loss"].values, reference["loss"].values[:done])
+    meta, _ = read_checkpoint(trainer.checkpoint_path)
+    assert meta["trials_done"] == done
+    again = Trainer(p)
+    again.restore(trainer.checkpoint_path)
+    resumed = again.run()
+    assert resumed.attrs["status"] == "completed"
+    xr.testing.assert_identical(
+        resumed.drop_vars("wall_time").assign_attrs(created=""),
+        reference.drop_vars("wall_time").assign_attrs(created=""),
+    )
+    # the handlers are given back: Python's default for SIGINT, the default for SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_second_signal_stops_at_once_and_keeps_the_whole_blocks(tmp_path):
+    p = protocol()
+    trainer = Trainer(p)
+    trainer.checkpoint_path = tmp_path / "run.ckpt.npz"
+    signalling_engine(trainer, after_blocks=3, signals=[signal.SIGINT, signal.SIGINT])
+    ds = trainer.run()
+    assert ds.attrs["status"] == "interrupted"
+    assert "during a block" in ds.attrs["status_reason"]
+    # the records end with the second block: the third was cut short
+    first = trainer.block_length(0)
+    two = first + trainer.block_length(first)
+    expected = sum(kind == "train" for kind, _, _ in trainer.tape.kinds[:two])
+    assert ds.sizes["trial"] == expected
+    assert not trainer.checkpoint_path.exists()  # mid-block state is no place to resume
+
+
+def test_a_brian2_run_that_ends_early_is_an_interruption_not_a_short_result():
+    """Where Brian2's own handler is active it ends net.run early without an exception."""
+    from brian2 import Network
+
+    trainer = Trainer(protocol())
+    net = trainer.network.net
+    original = Network.run
+
+    calls = {"n": 0}
+
+    def stopping_run(duration, **kw):
+        calls["n"] += 1
+        return original(net, duration * (0.5 if calls["n"] == 3 else 1.0), **kw)
+
+    net.run = stopping_run
+    ds = trainer.run()
+    assert ds.attrs["status"] == "interrupted"
+    assert "Brian2 stopped the run" in ds.attrs["status_reason"]
+
+
+def _cli_toml(tmp_path: Path, engine: str) -> Path:
+    """A long run of the tests' shared network shape (standalone: its cached program)."""
+    data = copy.deepcopy(BASE)
+    data["training"].update(n_trials=4000)  # eval_every as BASE: the same program
+    data["engine"] = {"name": engine} if engine == "standalone" else dict(data["engine"])
+    data["output"]["progress"] = True
+    path = tmp_path / "test.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "engine, sig, group",
+    [
+        ("runtime", signal.SIGTERM, False),  # what `timeout` and job schedulers send
+        pytest.param(
+            "standalone",
+            signal.SIGINT,
+            True,  # Ctrl-C at a terminal: the whole foreground process group
+            marks=[pytest.mark.slow, pytest.mark.standalone],
+        ),
+    ],
+)
+def test_cli_run_stopped_by_a_signal_writes_the_dataset_a_checkpoint_and_exits_130(
+    tmp_path, engine, sig, group
+):
+    """The real thing: `bioperturb run` in a child process, the signal from outside."""
+    path = _cli_toml(tmp_path, engine)
+    out = tmp_path / "out"
+    with (tmp_path / "log.txt").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bioperturb.cli", "run", str(path), "--out", str(out)],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    # the progress bar shows some training trials done
+    deadline = time.monotonic() + 600
+    text = ""
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = (tmp_path / "log.txt").read_text()
+        if re.search(r"\b[1-9]\d*/4000\b", text):
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, text
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    rc = proc.wait(timeout=300)
+    text = (tmp_path / "log.txt").read_text()
+    assert rc == 130, text
+    assert "--resume" in text
+    ds = read_dataset(out / "test.nc")
+    assert ds.attrs["status"] == "interrupted", text
+    assert signal.Signals(sig).name in ds.attrs["status_reason"]
+    assert 0 < ds.sizes["trial"] < 4000
+    meta, _ = read_checkpoint(out / "test.ckpt.npz")
+    assert meta["trials_done"] == ds.sizes["trial"]
+
+
+def test_run_protocol_keeps_the_checkpoint_of_an_interrupted_run(tmp_path, monkeypatch):
+    p = protocol()
+    calls = {}
+
+    class Signalling(Trainer):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            calls.update(signalling_engine(self, after_blocks=2, signals=[signal.SIGINT]))
+
+    monkeypatch.setattr("bioperturb.runs.Trainer", Signalling)
+    ds, _ = run_protocol(p, out_dir=tmp_path, progress=False)
+    monkeypatch.undo()
+    assert ds.attrs["status"] == "interrupted"
+    assert (tmp_path / "test.ckpt.npz").exists()
+    ds2, _ = run_protocol(p, out_dir=tmp_path, progress=False, resume=True)
+    assert ds2.attrs["status"] == "completed" and ds2.sizes["trial"] == 6
+    assert not (tmp_path / "test.ckpt.npz").exists()

@@ -1,0 +1,167 @@
+"""Reliability round 2 (issue 17): what used to fail late, lose data or tell a lie."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import stat
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+from bioperturb import resources
+from bioperturb.checkpoint import read_checkpoint, write_checkpoint
+from bioperturb.cli import main
+from bioperturb.config import load_protocol
+from bioperturb.dataset import write_dataset
+from bioperturb.schema import ConfigError
+from bioperturb.training import Trainer
+from tests.conftest import make_protocol, tiny_toml
+
+GOOD = tiny_toml(output__figures=False)
+
+
+@pytest.fixture
+def protocol_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(GOOD)
+    return path
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_a_second_run_writing_the_same_file_is_refused_before_any_work(
+    protocol_file, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".tiny.nc.lock", "a") as held:  # another process's run holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert main(["run", str(protocol_file), "--out", str(out), "--quiet"]) == 2
+        err = one_line(capsys)
+        assert "another run is writing" in err and "name" in err
+        assert not (out / "tiny.nc").exists()
+    # released (as when that process ends, however it ends): the run goes ahead
+    assert main(["run", str(protocol_file), "--out", str(out), "--quiet"]) == 0
+    assert (out / "tiny.nc").is_file()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_get_the_umask_mode(protocol_file, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        out = tmp_path / f"out{umask:o}"
+        assert main(["run", str(protocol_file), "--out", str(out), "--quiet"]) == 0
+        write_checkpoint(out / "x.ckpt.npz", {"format": 1}, {"a": np.zeros(2)})
+    finally:
+        os.umask(old)
+    for name in ("tiny.nc", "x.ckpt.npz"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_a_run_that_cannot_fit_on_the_disk_is_refused_before_any_work(
+    protocol_file, tmp_path, capsys, monkeypatch
+):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(resources.shutil, "disk_usage", lambda path: usage(10**6, 10**6, 100))
+    out = tmp_path / "out"
+    assert main(["run", str(protocol_file), "--out", str(out), "--quiet"]) == 2
+    err = one_line(capsys)
+    assert "output.dir" in err and "only 100 B is free" in err
+    assert not out.exists()
+
+
+def test_a_failed_write_is_one_line_and_exit_1(protocol_file, tmp_path, capsys, monkeypatch):
+    def full(ds, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr("bioperturb.runs.write_dataset", full)
+    assert main(["run", str(protocol_file), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    err = one_line(capsys)
+    assert "No space left on device" in err and "tiny.nc" in err
+
+
+def test_memory_estimate_counts_what_the_run_allocates():
+    """The estimate's exact parts against the arrays a real run builds."""
+    p = make_protocol(training__n_trials=6, training__eval_every=2)
+    trainer = Trainer(p)
+    exp = trainer.experiment
+    need = resources.estimate_protocol(p)
+    tape_bytes = (
+        sum(
+            getattr(exp.tape, name).nbytes
+            for name in (
+                "inputs",
+                "targets",
+                "mask",
+                "noise",
+                "learn",
+                "step",
+                "m_inv",
+                "n_updates",
+            )
+        )
+        + exp.tape.condition.nbytes
+    )
+    assert need.parts["tape"] == 2 * tape_bytes  # the arrays and the TimedArrays' copy
+    trials = exp.train_trials
+    assert need.parts["training trials"] == (
+        trials.inputs.nbytes + trials.targets.nbytes + trials.mask.nbytes
+    )
+    ds = trainer.run(progress=False)
+    weights = sum(ds[m].nbytes for m in ("W_in", "W_rec", "W_out"))
+    assert need.parts["weights recorded"] == weights
+    assert need.output >= weights
+
+
+def test_check_memory_false_lets_a_big_run_through_validation(protocol_file):
+    with pytest.raises(ConfigError, match="more than this machine's"):
+        load_protocol(protocol_file, {"model.n_hidden": 100_000})
+    p = load_protocol(protocol_file, {"model.n_hidden": 100_000, "engine.check_memory": False})
+    assert p.model.n_hidden == 100_000
+
+
+def test_plot_of_a_run_with_no_evaluation_is_one_line(tmp_path, capsys):
+    trainer = Trainer(make_protocol())
+    original = trainer.engine.run_block
+
+    def interrupted(position, n):  # Ctrl-C twice in the very first block
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        return original(position, n)
+
+    trainer.engine.run_block = interrupted
+    ds = trainer.run(progress=False)
+    assert ds.sizes["eval_trial"] == 0 and ds.attrs["status"] == "interrupted"
+    write_dataset(ds, tmp_path / "empty.nc")
+    capsys.readouterr()  # the trainer's note on the first signal
+    assert main(["plot", str(tmp_path / "empty.nc")]) == 2
+    err = one_line(capsys)
+    assert "nothing to plot" in err and "interrupted" in err
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"position": 10_000}, "tape position"),
+        ({"position": 0}, "tape position"),
+        ({"position": "3"}, "tape position"),
+        ({"trials_done": None, "position": 1}, "inconsistent"),
+    ],
+)
+def test_a_checkpoint_past_the_end_or_inconsistent_is_refused(tmp_path, change, match):
+    p = make_protocol(training__n_trials=4, training__checkpoint_every=1)
+    trainer = Trainer(p)
+    trainer.checkpoint_path = tmp_path / "c.npz"
+    trainer.run(progress=False)  # the last checkpoint: after 4 trials
+    meta, arrays = read_checkpoint(tmp_path / "c.npz")
+    meta.update({k: v for k, v in change.items() if v is not None})
+    write_checkpoint(tmp_path / "bad.npz", meta, arrays)
+    with pytest.raises(ConfigError, match=match):
+        Trainer(p).restore(tmp_path / "bad.npz")
