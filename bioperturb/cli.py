@@ -135,6 +135,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     )
     for method in ds["method"].values:
         ev = ds["eval_loss"].sel({"method": method}).values
+        if not ev.size:
+            continue
         accuracy = ""
         if "eval_accuracy" in ds:
             final = ds["eval_accuracy"].sel({"method": method}).values[-1]
@@ -147,6 +149,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         )
         print(f"credit (W_rec, cosine of the mean update with): {pairs}")
     print(f"wrote {path}")
+    if ds.attrs.get("status") == "interrupted":
+        why = ds.attrs.get("status_reason", "")
+        print(f"interrupted ({why}): the BPTT reference was not trained", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -249,6 +249,9 @@ def compare_protocol(
 ):
     """Train the protocol's rule and the BPTT reference; write ``<name>_compare.nc``.
 
+    A rule run that is interrupted (SIGINT, SIGTERM) is written alone, with its
+    ``status``; the reference is not trained.
+
     Returns the combined Dataset (``method`` = [rule name, "bptt"], plus
     "bptt_surrogate" for a LIF protocol with current-based synapses: surrogate-gradient
     BPTT of the LIF network itself) and its path. With ``output.figures`` also
@@ -271,6 +274,9 @@ def compare_protocol(
 
     out = Path(out_dir if out_dir is not None else protocol.output.dir)
     trainer, rule_ds = train(protocol, progress=progress)
+    if rule_ds.attrs["status"] == "interrupted":  # keep the rule's trials; no reference
+        ds = combine_methods({protocol.rule_name: rule_ds})
+        return ds, write_dataset(ds, out / f"{protocol.name}_compare.nc")
     bptt_ds = reference_dataset(trainer, optimizer=bptt_optimizer, lr=bptt_lr)
     bptt_ds.attrs["bptt_optimizer"] = bptt_optimizer or protocol.training.optimizer
     bptt_ds.attrs["bptt_lr"] = protocol.training.lr if bptt_lr is None else bptt_lr

@@ -194,3 +194,23 @@ def test_run_protocol_keeps_the_checkpoint_of_an_interrupted_run(tmp_path, monke
     ds2, _ = run_protocol(p, out_dir=tmp_path, progress=False, resume=True)
     assert ds2.attrs["status"] == "completed" and ds2.sizes["trial"] == 6
     assert not (tmp_path / "test.ckpt.npz").exists()
+
+
+def test_compare_interrupted_writes_the_rule_alone_and_exits_130(tmp_path, monkeypatch, capsys):
+    from bioperturb.cli import main
+
+    class Signalling(Trainer):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            signalling_engine(self, after_blocks=2, signals=[signal.SIGTERM])
+
+    monkeypatch.setattr("bioperturb.runs.Trainer", Signalling)
+    data = copy.deepcopy(BASE)
+    data["training"].update(n_trials=6)
+    path = tmp_path / "test.toml"
+    path.write_text(tomli_w.dumps(data))
+    assert main(["compare", str(path), "--out", str(tmp_path), "--quiet"]) == 130
+    assert "BPTT reference was not trained" in capsys.readouterr().err
+    ds = read_dataset(tmp_path / "test_compare.nc")
+    assert list(ds["method"].values) == ["td_anp"]
+    assert ds.attrs["status"] == "interrupted" and 0 < ds.sizes["trial"] < 6
