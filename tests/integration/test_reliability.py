@@ -165,3 +165,15 @@ def test_a_checkpoint_past_the_end_or_inconsistent_is_refused(tmp_path, change, 
     write_checkpoint(tmp_path / "bad.npz", meta, arrays)
     with pytest.raises(ConfigError, match=match):
         Trainer(p).restore(tmp_path / "bad.npz")
+
+
+def test_compare_with_a_diverging_rule_writes_both_methods(tmp_path, capsys):
+    path = tmp_path / "tiny.toml"
+    path.write_text(tiny_toml(training__n_trials=4, training__eval_every=2, training__lr=1e6))
+    assert main(["compare", str(path), "--out", str(tmp_path), "--quiet"]) == 0
+    from bioperturb.dataset import read_dataset
+
+    ds = read_dataset(tmp_path / "tiny_compare.nc")
+    assert list(ds["method"].values) == ["td_anp", "bptt"]
+    assert ds.attrs["status"] == "diverged" and "max_weight" in ds.attrs["status_reason"]
+    assert "td_anp: eval loss" in capsys.readouterr().out
