@@ -162,8 +162,10 @@ def check_memory(protocol: Protocol, need: Estimate, where: str) -> None:
     )
 
 
-def check_disk(need: Estimate, out_dir: Path, where: str, key: str) -> None:
-    """Refuse a run whose Dataset will not fit on the disk of ``out_dir``."""
+def check_disk(
+    need: Estimate, out_dir: Path, where: str, key: str, what: str = "the run's Dataset"
+) -> None:
+    """Refuse a run whose Dataset (``what``) will not fit on the disk of ``out_dir``."""
     probe = Path(out_dir).resolve()
     while not probe.exists():
         probe = probe.parent
@@ -172,6 +174,6 @@ def check_disk(need: Estimate, out_dir: Path, where: str, key: str) -> None:
         raise ConfigError(
             where,
             key,
-            f"the run's Dataset would take about {human_bytes(need.output)}, but only "
+            f"{what} would take about {human_bytes(need.output)}, but only "
             f"{human_bytes(free)} is free on {probe}",
         )

@@ -442,6 +442,18 @@ def _manifest(sweep: Sweep) -> dict[str, Any]:
     }
 
 
+def _check_sweep_disk(sweep: Sweep) -> None:
+    """Refuse, before any run, a sweep whose missing runs cannot fit on the output disk."""
+    from bioperturb.resources import Estimate, check_disk, estimate_protocol
+
+    todo = [p for p in sweep.points if not (sweep.runs_dir / f"{p.hash}.nc").exists()]
+    # the runs, and the merged file about as large again
+    total = 2 * sum(estimate_protocol(p.protocol).output for p in todo)
+    need = Estimate(memory=0, output=total, parts={})
+    what = f"the {len(todo)} runs still to do and the merged file"
+    check_disk(need, sweep.out, str(sweep.path), "", what)
+
+
 def run_sweep(sweep: Sweep, *, progress: bool = True, collect_at_end: bool = True) -> dict:
     """Run every grid point whose result is missing; then merge into ``<out>/sweep.nc``.
 
@@ -450,6 +462,7 @@ def run_sweep(sweep: Sweep, *, progress: bool = True, collect_at_end: bool = Tru
     """
     tic = time.perf_counter()
     runs = sweep.runs_dir
+    _check_sweep_disk(sweep)
     runs.mkdir(parents=True, exist_ok=True)
     _write_atomic(sweep.out / MANIFEST, json.dumps(_manifest(sweep), indent=1))
     todo = []

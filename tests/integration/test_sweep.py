@@ -289,3 +289,19 @@ def test_ragged_spike_lists_and_mixed_models_merge_without_fake_data(tmp_path):
             assert not np.any(var.values == np.iinfo(var.dtype).min), name
     rate = merged.sel({"model.preset": "rate_rnn"})
     assert np.all(np.isnan(rate["spike_unit"].values))
+
+
+def test_a_sweep_that_cannot_fit_on_the_disk_is_refused_before_any_run(
+    sweep_file, tmp_path, capsys, monkeypatch
+):
+    from collections import namedtuple
+
+    from bioperturb import resources
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(resources.shutil, "disk_usage", lambda path: usage(10**6, 10**6, 1000))
+    out = tmp_path / "out"
+    assert main(["sweep", str(sweep_file), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "only 1000 B is free" in err, err
+    assert str(sweep_file) in err and not (out / "runs").exists()
