@@ -25,9 +25,14 @@ class Trials:
     inputs : ndarray, shape (n_trials, n_steps, n_inputs), float64
     targets : ndarray, shape (n_trials, n_steps, n_outputs), float64
     mask : ndarray, shape (n_trials, n_steps), float64, 1 where the loss counts
-    periods : dict name -> (start_step, stop_step), half-open, shared by all trials
+    periods : dict name -> (start_step, stop_step), half-open: the layout of every trial
+        or, where the timing varies per trial, of the longest one
     conditions : ndarray, shape (n_trials,), int, the condition label of each trial
     dt : float, step in seconds
+    trial_periods : dict name -> ndarray (n_trials, 2) of each trial's own (start, stop),
+        for tasks whose timing varies per trial (None where every trial has ``periods``);
+        a trial shorter than ``n_steps`` is padded at its end with steps that have no
+        input, no target and no loss
     """
 
     inputs: np.ndarray
@@ -36,6 +41,15 @@ class Trials:
     periods: dict[str, tuple[int, int]]
     conditions: np.ndarray
     dt: float
+    trial_periods: dict[str, np.ndarray] | None = None
+
+    def periods_of(self, index: int) -> dict[str, tuple[int, int]]:
+        """The periods of trial ``index`` (its own where the timing varies per trial)."""
+        if self.trial_periods is None:
+            return dict(self.periods)
+        return {
+            name: (int(a[index, 0]), int(a[index, 1])) for name, a in self.trial_periods.items()
+        }
 
     @property
     def n_trials(self) -> int:
@@ -48,6 +62,9 @@ class Trials:
     def __getitem__(self, index) -> Trials:
         """Select trials (an int keeps a trial axis of length 1)."""
         sel = np.atleast_1d(np.arange(self.n_trials)[index])
+        own = None
+        if self.trial_periods is not None:
+            own = {name: a[sel] for name, a in self.trial_periods.items()}
         return Trials(
             self.inputs[sel],
             self.targets[sel],
@@ -55,6 +72,7 @@ class Trials:
             dict(self.periods),
             self.conditions[sel],
             self.dt,
+            own,
         )
 
 

@@ -7,13 +7,14 @@ channels (Miller, Erickson & Desimone 1996; neurogym's DelayMatchSample).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from bioperturb.schema import param
-from bioperturb.tasks.base import Task, Trials, consecutive_periods
+from bioperturb.tasks.base import Task, Trials, consecutive_periods, whole_steps
 
 __all__ = ["DelayedMatchTask"]
 
@@ -68,6 +69,14 @@ class DelayedMatchTask(Task):
         mask_all_periods: bool = param(
             False, doc="count the loss in every period (else only during decision)"
         )
+        delay_jitter: float = param(
+            0.0,
+            unit="second",
+            nonnegative=True,
+            doc="variable timing: each training trial's delay is delay_duration plus a "
+            "whole number of steps drawn uniformly from [0, delay_jitter]; evaluation "
+            "trials use the longest delay",
+        )
 
         def check(self) -> None:
             """Cross-field constraints (raise ``ValueError("key: reason")``)."""
@@ -97,7 +106,13 @@ class DelayedMatchTask(Task):
     def __init__(self, params: DelayedMatchTask.Params, dt: float):
         super().__init__(params, dt)
         params.check()
-        self._periods, self._n_steps = consecutive_periods(params, _PERIODS, self.dt)
+        longest = dataclasses.replace(
+            params, delay_duration=params.delay_duration + params.delay_jitter
+        )
+        # the longest trial's layout: whole steps of the jitter are checked with it
+        self._jitter = whole_steps(params.delay_jitter, self.dt, "delay_jitter")
+        self._periods, self._n_steps = consecutive_periods(longest, _PERIODS, self.dt)
+        consecutive_periods(params, _PERIODS, self.dt)  # each duration whole steps
 
     @property
     def n_inputs(self) -> int:
@@ -115,31 +130,58 @@ class DelayedMatchTask(Task):
         """Sample and test stimulus indices of condition labels."""
         return np.divmod(np.asarray(conditions), self.params.n_stimuli)
 
-    def _batch(self, sample: np.ndarray, test: np.ndarray, noise: np.ndarray | None) -> Trials:
+    def _trial_periods(self, extra: np.ndarray) -> dict[str, np.ndarray]:
+        """Each trial's periods when its delay is ``extra`` steps shorter than the longest."""
+        out = {}
+        for name, (start, stop) in self._periods.items():
+            shift = {"delay": (0, 1), "test": (1, 1), "decision": (1, 1)}.get(name, (0, 0))
+            out[name] = np.stack([start - shift[0] * extra, stop - shift[1] * extra], axis=1)
+        return out
+
+    def _batch(
+        self,
+        sample: np.ndarray,
+        test: np.ndarray,
+        noise: np.ndarray | None,
+        shorter: np.ndarray | None = None,
+    ) -> Trials:
+        """Trials of ``sample``/``test``; ``shorter``: steps by which each trial's delay is
+        shorter than the longest (variable timing; the trial's end is then padded)."""
         n = sample.shape[0]
         trial = np.arange(n)
-        per = self._periods
+        extra = np.zeros(n, dtype=np.int64) if shorter is None else shorter
+        per = self._trial_periods(extra)
+        step = np.arange(self._n_steps)
+
+        def during(name: str) -> np.ndarray:  # (n, n_steps): the steps of each trial's period
+            return (step >= per[name][:, :1]) & (step < per[name][:, 1:])
+
         inputs = np.zeros((n, self._n_steps, self.n_inputs))
-        inputs[:, : per["decision"][0], 0] = 1.0
-        inputs[trial, slice(*per["sample"]), 1 + sample] = 1.0
-        inputs[trial, slice(*per["test"]), 1 + test] = 1.0
+        inputs[..., 0] = step < per["decision"][:, :1]
+        inputs[during("sample"), :] += np.eye(self.n_inputs)[1 + sample].repeat(
+            per["sample"][:, 1] - per["sample"][:, 0], axis=0
+        )
+        inputs[during("test"), :] += np.eye(self.n_inputs)[1 + test].repeat(
+            per["test"][:, 1] - per["test"][:, 0], axis=0
+        )
         if noise is not None:
-            inputs += noise
-        targets = np.zeros((n, self._n_steps, self.n_outputs))
+            inputs += noise * (step < per["decision"][:, 1:])[..., None]
         answer = np.where(sample == test, 0, 1) if self.params.report == "match" else sample
-        targets[trial, slice(*per["decision"]), answer] = 1.0
+        targets = np.zeros((n, self._n_steps, self.n_outputs))
+        decision = during("decision")
+        targets[decision] = np.eye(self.n_outputs)[answer].repeat(decision.sum(axis=1), axis=0)
         if self.params.mask_all_periods:
-            mask = np.ones((n, self._n_steps))
+            mask = (step < per["decision"][:, 1:]).astype(float)
         else:
-            mask = np.zeros((n, self._n_steps))
-            mask[:, slice(*per["decision"])] = 1.0
+            mask = decision.astype(float)
         return Trials(
             inputs=inputs,
             targets=targets,
             mask=mask,
-            periods=dict(per),
+            periods=dict(self._periods),
             conditions=(sample * self.params.n_stimuli + test).astype(np.int64),
             dt=self.dt,
+            trial_periods=per if shorter is not None else None,
         )
 
     def trials(self, rng: np.random.Generator, n: int) -> Trials:
@@ -152,7 +194,10 @@ class DelayedMatchTask(Task):
         noise = None
         if self.params.input_noise > 0:
             noise = self.params.input_noise * rng.standard_normal((n, self._n_steps, self.n_inputs))
-        return self._batch(sample, test, noise)
+        shorter = None
+        if self._jitter:  # drawn last: without jitter the trials are those of before
+            shorter = self._jitter - rng.integers(self._jitter + 1, size=n)
+        return self._batch(sample, test, noise, shorter)
 
     def eval_trials(self) -> Trials:
         """Every (sample, test) pair once, noise-free, in condition order."""

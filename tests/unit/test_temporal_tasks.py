@@ -410,3 +410,59 @@ def test_decision_eval_set_is_noisy_and_in_condition_order():
 def test_decision_bad_params_name_the_key(overrides, key):
     with pytest.raises(ValueError, match=f"^{key}: "):
         make(PerceptualDecisionTask, **overrides)
+
+
+def test_delayed_match_with_variable_delays_names_each_trials_periods():
+    """delay_jitter: per-trial delays, each trial's own periods, padding without loss."""
+    from bioperturb.tasks.delayed_match import DelayedMatchTask
+
+    dt = 0.01
+    base = dict(
+        fixation_duration=0.02,
+        sample_duration=0.02,
+        delay_duration=0.03,
+        test_duration=0.02,
+        decision_duration=0.02,
+        n_stimuli=3,
+        input_noise=0.1,
+    )
+    fixed = DelayedMatchTask(DelayedMatchTask.Params(**base), dt)
+    task = DelayedMatchTask(DelayedMatchTask.Params(**base, delay_jitter=0.05), dt)
+    assert task.n_steps == fixed.n_steps + 5
+    trials = task.trials(np.random.default_rng(4), 400)
+    same_draws = fixed.trials(np.random.default_rng(4), 400)
+    # the jitter is drawn last: the same samples, tests and noise as without it
+    np.testing.assert_array_equal(trials.conditions, same_draws.conditions)
+    delays = trials.trial_periods["delay"] @ np.array([-1, 1])
+    assert set(delays) == {3, 4, 5, 6, 7, 8}  # 30 ms plus 0 … 50 ms, whole steps
+    sample, test = task.decode(trials.conditions)
+    answer = np.where(sample == test, 0, 1)
+    for i in range(trials.n_trials):
+        per = trials.periods_of(i)
+        assert list(per) == ["fixation", "sample", "delay", "test", "decision"]
+        assert all(per[a][1] == per[b][0] for a, b in zip(per, list(per)[1:], strict=False))
+        end = per["decision"][1]
+        assert end == task.n_steps - (8 - delays[i])
+        np.testing.assert_array_equal(
+            trials.mask[i], np.r_[np.zeros(end - 2), 1, 1, np.zeros(task.n_steps - end)]
+        )
+        assert not trials.inputs[i, end:].any() and not trials.targets[i, end:].any()
+        s0, s1 = per["sample"]
+        t0, t1 = per["test"]
+        assert np.all(trials.inputs[i, s0:s1, 1 + sample[i]] > 0.5)
+        assert np.all(trials.inputs[i, t0:t1, 1 + test[i]] > 0.5)
+        assert np.all(trials.targets[i, end - 2 : end, answer[i]] == 1)
+        assert np.all(np.abs(trials.inputs[i, : end - 2, 0] - 1) < 0.6)  # fixation (noisy)
+    one = trials[7]
+    assert one.periods_of(0) == trials.periods_of(7)
+    # the evaluation set: the longest delay, one layout
+    ev = task.eval_trials()
+    assert ev.trial_periods is None and ev.periods["delay"] == (4, 12)
+    assert fixed.trials(np.random.default_rng(0), 3).trial_periods is None
+
+
+def test_delay_jitter_must_be_whole_steps():
+    from bioperturb.tasks.delayed_match import DelayedMatchTask
+
+    with pytest.raises(ValueError, match="delay_jitter"):
+        DelayedMatchTask(DelayedMatchTask.Params(delay_jitter=0.0015), 0.001)
