@@ -148,7 +148,6 @@ class DelayedMatchTask(Task):
         """Trials of ``sample``/``test``; ``shorter``: steps by which each trial's delay is
         shorter than the longest (variable timing; the trial's end is then padded)."""
         n = sample.shape[0]
-        trial = np.arange(n)
         extra = np.zeros(n, dtype=np.int64) if shorter is None else shorter
         per = self._trial_periods(extra)
         step = np.arange(self._n_steps)
