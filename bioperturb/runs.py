@@ -19,7 +19,7 @@ import xarray as xr
 from bioperturb.config import Protocol
 from bioperturb.dataset import write_dataset
 from bioperturb.schema import ConfigError
-from bioperturb.training import Trainer
+from bioperturb.training import Trainer, stop_requests
 
 __all__ = [
     "train",
@@ -97,7 +97,8 @@ def train(
             trainer.checkpoint_path = ckpt
     ds = trainer.run(progress=progress)
     if nc_path is not None:
-        write_dataset(ds, nc_path)
+        with stop_requests():  # a Ctrl-C now waits for the file (the run is over anyway)
+            write_dataset(ds, nc_path)
         if ckpt is not None and ds.attrs["status"] != "interrupted":
             ckpt.unlink(missing_ok=True)  # the .nc is complete: the checkpoint is done
     return trainer, ds

@@ -27,7 +27,7 @@ from bioperturb.engines import Block, DivergedError, Engine, get_engine
 from bioperturb.experiment import Experiment
 from bioperturb.schema import ConfigError
 
-__all__ = ["Trainer", "DivergedError", "STOP_SIGNALS"]
+__all__ = ["Trainer", "DivergedError", "STOP_SIGNALS", "stop_requests"]
 
 #: signals that stop a run after its current block (a second one stops it at once)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

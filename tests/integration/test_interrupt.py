@@ -214,3 +214,18 @@ def test_compare_interrupted_writes_the_rule_alone_and_exits_130(tmp_path, monke
     ds = read_dataset(tmp_path / "test_compare.nc")
     assert list(ds["method"].values) == ["td_anp"]
     assert ds.attrs["status"] == "interrupted" and 0 < ds.sizes["trial"] < 6
+
+
+def test_a_signal_while_the_result_is_written_waits_for_the_file(tmp_path, monkeypatch):
+    import bioperturb.runs as runs
+
+    written = runs.write_dataset
+
+    def slow_write(ds, path):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C while the file is being written
+        return written(ds, path)
+
+    monkeypatch.setattr(runs, "write_dataset", slow_write)
+    ds, path = run_protocol(protocol(), out_dir=tmp_path, progress=False)
+    assert ds.attrs["status"] == "completed"
+    assert read_dataset(path).sizes["trial"] == 6
