@@ -101,3 +101,13 @@ def kept_registries():
 def clean_registries():
     with kept_registries():
         yield
+
+
+def pretend_free_disk(monkeypatch: pytest.MonkeyPatch, free: int) -> None:
+    """Make every disk look as if it had only ``free`` bytes left (bioperturb.resources)."""
+    from collections import namedtuple
+
+    from bioperturb import resources
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(resources.shutil, "disk_usage", lambda path: usage(10**6, 10**6, free))

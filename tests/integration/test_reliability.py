@@ -6,7 +6,6 @@ import fcntl
 import os
 import signal
 import stat
-from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from bioperturb.config import load_protocol
 from bioperturb.dataset import write_dataset
 from bioperturb.schema import ConfigError
 from bioperturb.training import Trainer
-from tests.conftest import make_protocol, tiny_toml
+from tests.conftest import make_protocol, pretend_free_disk, tiny_toml
 
 GOOD = tiny_toml(output__figures=False)
 
@@ -68,8 +67,7 @@ def test_files_get_the_umask_mode(protocol_file, tmp_path, umask):
 def test_a_run_that_cannot_fit_on_the_disk_is_refused_before_any_work(
     protocol_file, tmp_path, capsys, monkeypatch
 ):
-    usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(resources.shutil, "disk_usage", lambda path: usage(10**6, 10**6, 100))
+    pretend_free_disk(monkeypatch, 100)
     out = tmp_path / "out"
     assert main(["run", str(protocol_file), "--out", str(out), "--quiet"]) == 2
     err = one_line(capsys)

@@ -17,7 +17,7 @@ from bioperturb.config import protocol_from_mapping
 from bioperturb.dataset import read_dataset
 from bioperturb.sweep import collect, load_sweep, protocol_hash, run_point
 from bioperturb.training import Trainer
-from tests.conftest import tiny_toml
+from tests.conftest import pretend_free_disk, tiny_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -294,12 +294,7 @@ def test_ragged_spike_lists_and_mixed_models_merge_without_fake_data(tmp_path):
 def test_a_sweep_that_cannot_fit_on_the_disk_is_refused_before_any_run(
     sweep_file, tmp_path, capsys, monkeypatch
 ):
-    from collections import namedtuple
-
-    from bioperturb import resources
-
-    usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(resources.shutil, "disk_usage", lambda path: usage(10**6, 10**6, 1000))
+    pretend_free_disk(monkeypatch, 1000)
     out = tmp_path / "out"
     assert main(["sweep", str(sweep_file), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
