@@ -48,21 +48,32 @@ def protocol(**extra):
     )
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "sig, block",
+    [
+        (signal.SIGINT, 1),  # during the first evaluation
+        (signal.SIGINT, 2),  # during a block of training trials
+        (signal.SIGTERM, 3),
+    ],
+)
 def test_first_signal_stops_after_the_block_with_a_checkpoint_and_resume_is_identical(
-    tmp_path, sig
+    tmp_path, sig, block
 ):
     p = protocol()
     reference = Trainer(p).run()
     trainer = Trainer(p)
     trainer.checkpoint_path = tmp_path / "run.ckpt.npz"
-    calls = signalling_engine(trainer, after_blocks=2, signals=[sig])
+    kind = trainer.tape.kinds[0][0]
+    calls = signalling_engine(trainer, after_blocks=block, signals=[sig])
     ds = trainer.run()
-    assert calls["n"] == 2, "the run went on after the block in which the signal came"
+    assert calls["n"] == block, "the run went on after the block in which the signal came"
     assert ds.attrs["status"] == "interrupted"
     assert signal.Signals(sig).name in ds.attrs["status_reason"]
     done = ds.sizes["trial"]
-    assert 0 < done < 6
+    assert done < 6 and ds.sizes["eval_trial"] >= 1
+    if block == 1:
+        assert kind == "eval" and done == 0  # the evaluation finished, then the run stopped
+        np.testing.assert_array_equal(ds["eval_loss"], reference["eval_loss"][:1])
     # the records are those of the uninterrupted run so far
     np.testing.assert_array_equal(ds["loss"].values, reference["loss"].values[:done])
     meta, _ = read_checkpoint(trainer.checkpoint_path)
