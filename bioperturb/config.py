@@ -201,8 +201,12 @@ def protocol_from_mapping(
     name = data.get("name", Path(where).stem if where != "<memory>" else "run")
     if not isinstance(name, str) or not name or any(c in name for c in "/\\\0"):
         raise ConfigError(where, "name", "must be a non-empty string usable as a file name")
-    if name.startswith(".") or not name.isprintable():
-        raise ConfigError(where, "name", "must not start with '.' or hold control characters")
+    if name.startswith(".") or not name.isprintable() or name != name.strip():
+        raise ConfigError(
+            where,
+            "name",
+            "must not start with '.' or a space, end with a space or hold control characters",
+        )
     if len(name.encode()) > MAX_NAME_BYTES:
         raise ConfigError(
             where,
@@ -326,6 +330,12 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
     resources.check_memory(protocol, need, where)
     if protocol.output.record_dt < protocol.model.dt:
         raise ConfigError(where, "output.record_dt", "must not be smaller than model.dt")
+    if protocol.output.record_dt > task.n_steps * protocol.model.dt * (1 + 1e-9):
+        raise ConfigError(
+            where,
+            "output.record_dt",
+            f"must not be longer than a trial ({task.n_steps * protocol.model.dt:g} s)",
+        )
     step = round(protocol.output.record_dt / protocol.model.dt)
     if not math.isclose(step * protocol.model.dt, protocol.output.record_dt) or (
         task.n_steps % step

@@ -183,6 +183,13 @@ PROTOCOL_CASES = [
     Case("seed-too-large", ("seed = 2", "seed = 9223372036854775808"), "seed", "below 2**63"),
     Case("name-too-long", ('name = "tiny"', f'name = "{"n" * 300}"'), "name", "at most 200"),
     Case("name-hidden", ('name = "tiny"', 'name = ".tiny"'), "name", "start with '.'"),
+    Case("name-blank", ('name = "tiny"', 'name = " "'), "name", "a space"),
+    Case(
+        "record-dt-huge",
+        ('record_dt = "2 ms"', 'record_dt = "1e308 s"'),
+        "output.record_dt",
+        "longer than a trial",
+    ),
     Case(
         "preset-not-toml",
         ('preset = "rate_rnn"', 'preset = "../../etc/passwd"'),
