@@ -106,13 +106,13 @@ class DelayedMatchTask(Task):
     def __init__(self, params: DelayedMatchTask.Params, dt: float):
         super().__init__(params, dt)
         params.check()
+        consecutive_periods(params, _PERIODS, self.dt)  # each duration whole steps
+        self._jitter = whole_steps(params.delay_jitter, self.dt, "delay_jitter")
+        # every trial has the steps of the longest one (the shorter ones are padded)
         longest = dataclasses.replace(
             params, delay_duration=params.delay_duration + params.delay_jitter
         )
-        # the longest trial's layout: whole steps of the jitter are checked with it
-        self._jitter = whole_steps(params.delay_jitter, self.dt, "delay_jitter")
         self._periods, self._n_steps = consecutive_periods(longest, _PERIODS, self.dt)
-        consecutive_periods(params, _PERIODS, self.dt)  # each duration whole steps
 
     @property
     def n_inputs(self) -> int:
