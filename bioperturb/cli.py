@@ -332,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"bioperturb: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # outside a run's trial loop (e.g. while a program compiles)
+        if args.debug:
+            raise
+        print("bioperturb: interrupted (files written so far are complete)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

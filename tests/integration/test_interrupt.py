@@ -240,3 +240,19 @@ def test_a_signal_while_the_result_is_written_waits_for_the_file(tmp_path, monke
     ds, path = run_protocol(protocol(), out_dir=tmp_path, progress=False)
     assert ds.attrs["status"] == "completed"
     assert read_dataset(path).sizes["trial"] == 6
+
+
+def test_ctrl_c_before_the_first_trial_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    """While the network is built (or a standalone program compiles): no traceback."""
+    from bioperturb.cli import main
+
+    def building(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bioperturb.runs.Trainer", building)
+    path = tmp_path / "test.toml"
+    path.write_text(tomli_w.dumps(BASE))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == "bioperturb: interrupted (files written so far are complete)"
+    assert not (tmp_path / "out" / "test.nc").exists()
