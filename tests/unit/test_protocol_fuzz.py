@@ -134,9 +134,9 @@ def test_generated_tables_cover_every_schema_field():
             for table, cls in tables(rule, task).items():
                 for name, f, hint in fields_of(cls, table):
                     if valid_value(f, hint) is None:
-                        assert isinstance(f.default, str | type(None)) or f.default_factory, (
-                            f"{table}.{name}"
-                        )
+                        assert isinstance(f.default, str | type(None)) or (
+                            f.default_factory is not dataclasses.MISSING
+                        ), f"{table}.{name}"
 
 
 @FUZZ
