@@ -306,8 +306,8 @@ def _record_failure(runs_dir: Path, run_hash: str, error: str, tb: str = "") -> 
     _write_atomic(runs_dir / f"{run_hash}.failed.json", json.dumps(record, indent=1))
 
 
-def run_file_problem(path: Path) -> str:
-    """Why the run file at ``path`` cannot be reused ("" when it can).
+def _open_run(path: Path, **kwargs: Any) -> tuple[Any, str]:
+    """(the run file at ``path`` opened with ``kwargs``, "") or (None, why it is unusable).
 
     A usable file opens as netCDF and holds a finished run (status ``completed`` or
     ``diverged``); a 0-byte, truncated or foreign file, or an interrupted run, does not.
@@ -315,16 +315,27 @@ def run_file_problem(path: Path) -> str:
     import xarray as xr
 
     try:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
-            status = ds.attrs.get("status")
-            has_config = "config" in ds.attrs
+        ds = xr.open_dataset(path, engine="netcdf4", **kwargs)
     except Exception as err:  # noqa: BLE001 - whatever the netCDF library says
-        return f"unreadable: {_one_line(err)}"
-    if not has_config:
-        return "not a bioperturb run (no config attribute)"
-    if status not in ("completed", "diverged"):
-        return f"not a finished run (status {status!r})"
-    return ""
+        return None, f"unreadable: {_one_line(err)}"
+    status = ds.attrs.get("status")
+    problem = ""
+    if "config" not in ds.attrs:
+        problem = "not a bioperturb run (no config attribute)"
+    elif status not in ("completed", "diverged"):
+        problem = f"not a finished run (status {status!r})"
+    if problem:
+        ds.close()
+        return None, problem
+    return ds, ""
+
+
+def run_file_problem(path: Path) -> str:
+    """Why the run file at ``path`` cannot be reused ("" when it can); see :func:`_open_run`."""
+    ds, problem = _open_run(path)
+    if ds is not None:
+        ds.close()
+    return problem
 
 
 def run_point(toml_text: str, runs_dir: str, run_hash: str) -> dict[str, Any]:
@@ -560,9 +571,8 @@ def combine_runs(out_dir: str | Path):
         point = by_values[json.dumps(values)]
         path = runs / f"{point['hash']}.nc"
         run_ids[index], configs[index] = point["hash"], point["config"]
-        problem = run_file_problem(path) if path.is_file() else "missing"
-        if not problem:
-            ds = xr.open_dataset(path, engine="netcdf4", chunks={})
+        ds, problem = _open_run(path, chunks={}) if path.is_file() else (None, "missing")
+        if ds is not None:
             opened.append(ds)
             status[index] = ds.attrs.get("status", "")
             reason[index] = ds.attrs.get("status_reason", "")
