@@ -23,10 +23,10 @@ class UsageError(Exception):
 
 def _check_writable(path: Path, where: str = "", key: str = "") -> None:
     """Raise a one-line UsageError (naming ``where`` and ``key``) if ``path`` cannot be made."""
+    from bioperturb.resources import existing_ancestor
+
     path = path.resolve()
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
+    probe = existing_ancestor(path)
     if not probe.is_dir():
         why = f"{probe} is a file, not a directory"
     elif not os.access(probe, os.W_OK):

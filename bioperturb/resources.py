@@ -35,6 +35,7 @@ __all__ = [
     "physical_memory",
     "check_memory",
     "check_disk",
+    "existing_ancestor",
     "human_bytes",
 ]
 
@@ -120,8 +121,7 @@ def estimate(protocol: Protocol, n_steps: int, n_in: int, n_out: int, n_cond: in
     parts = {
         "training trials": t.n_trials * n_steps * (n_in + n_out + 1) * f8,
         "tape": 2 * rows * (n_in + n_out + _TAPE_EXTRA) * f8,
-        "synapses": n * n * BYTES_PER_SYNAPSE[protocol.engine.name]
-        + (n * n_in + n_out * n) * BYTES_PER_SYNAPSE[protocol.engine.name],
+        "synapses": weights * BYTES_PER_SYNAPSE[protocol.engine.name],
         "weights recorded": n_evals * weights * f8,
         "traces recorded": n_evals * n_cond * samples * (o.n_record_units + n_out) * f8
         + t.n_trials * (samples + 3) * f8,
@@ -162,13 +162,19 @@ def check_memory(protocol: Protocol, need: Estimate, where: str) -> None:
     )
 
 
+def existing_ancestor(path: Path) -> Path:
+    """``path`` resolved, or its nearest parent that exists (a folder not made yet)."""
+    probe = path.resolve()
+    while not probe.exists():
+        probe = probe.parent
+    return probe
+
+
 def check_disk(
     need: Estimate, out_dir: Path, where: str, key: str, what: str = "the run's Dataset"
 ) -> None:
     """Refuse a run whose Dataset (``what``) will not fit on the disk of ``out_dir``."""
-    probe = Path(out_dir).resolve()
-    while not probe.exists():
-        probe = probe.parent
+    probe = existing_ancestor(Path(out_dir))
     free = shutil.disk_usage(probe).free
     if need.output > free:
         raise ConfigError(
