@@ -453,11 +453,10 @@ def _manifest(sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def _check_sweep_disk(sweep: Sweep) -> None:
-    """Refuse, before any run, a sweep whose missing runs cannot fit on the output disk."""
+def _check_sweep_disk(sweep: Sweep, todo: list[Point]) -> None:
+    """Refuse, before any run, a sweep whose runs to do cannot fit on the output disk."""
     from bioperturb.resources import Estimate, check_disk, estimate_protocol
 
-    todo = [p for p in sweep.points if not (sweep.runs_dir / f"{p.hash}.nc").exists()]
     # the runs, and the merged file about as large again
     total = 2 * sum(estimate_protocol(p.protocol).output for p in todo)
     need = Estimate(memory=0, output=total, parts={})
@@ -473,17 +472,19 @@ def run_sweep(sweep: Sweep, *, progress: bool = True, collect_at_end: bool = Tru
     """
     tic = time.perf_counter()
     runs = sweep.runs_dir
-    _check_sweep_disk(sweep)
-    runs.mkdir(parents=True, exist_ok=True)
-    _write_atomic(sweep.out / MANIFEST, json.dumps(_manifest(sweep), indent=1))
-    todo = []
+    todo, damaged = [], []
     for p in sweep.points:
         path = runs / f"{p.hash}.nc"
         problem = run_file_problem(path) if path.exists() else "missing"
-        if problem and problem != "missing":
-            print_note(f"{path} is {problem}: it is computed again")
         if problem:
             todo.append(p)
+        if problem not in ("", "missing"):
+            damaged.append(f"{path} is {problem}: it is computed again")
+    _check_sweep_disk(sweep, todo)
+    for note in damaged:
+        print_note(note)
+    runs.mkdir(parents=True, exist_ok=True)
+    _write_atomic(sweep.out / MANIFEST, json.dumps(_manifest(sweep), indent=1))
     results: list[dict[str, Any]] = []
     bar = None
     if progress:
