@@ -22,7 +22,8 @@ Usage::
 
 Tasks: ``recall``, ``dnms``, ``mackey_glass`` (the default), ``copy``, ``recall_jitter``
 (variable delay), ``perceptual`` and ``dnms_miconi`` (Miconi's DNMS, trial-end reward);
-rules: the default six and ``miconi`` (runtime engine).
+rules: the default six, ``miconi`` and the per-neuron-signal comparators ``rflo`` and
+``rflo_symmetric`` (runtime engine).
 
 Finished runs are kept in ``<out>/runs/*.json``, so the same command computes only what is
 missing. Writes ``<out>/temporal_credit.md`` (tables), ``temporal_credit.nc`` (all curves) and
@@ -76,6 +77,9 @@ RULES: dict[str, dict[str, Any]] = {
     "readout_only": {"name": "np", "tau_e": _WHOLE, "tau_e_out": "0 s", "train": ["W_out"]},
     # Miconi (2017) as published, kicks at 30 Hz; runtime engine only
     "miconi": {"name": "miconi", "kick_rate": "30 Hz"},
+    # comparators with a per-neuron learning signal (Murray 2019); runtime engine only
+    "rflo": {"name": "rflo"},
+    "rflo_symmetric": {"name": "rflo", "feedback": "symmetric"},
 }
 #: the rules of the committed table (--rules adds the others)
 DEFAULT_RULES = ["td_anp", "td_anp_trace", "np", "np_trace", "np_trace_trial_end", "readout_only"]
@@ -88,6 +92,8 @@ WHAT = {
     "np_trace_trial_end": "NP, whole-trial trace, one signal at trial end (REINFORCE)",
     "readout_only": "control: only W_out plastic (NP readout, no memory learned)",
     "miconi": "Miconi 2017: sparse kicks, cubed trace, trial-end reward (W_rec)",
+    "rflo": "RFLO (Murray 2019): random feedback B, leak-only trace; per-neuron signal",
+    "rflo_symmetric": "RFLO with symmetric feedback B = W_outᵀ; per-neuron signal",
 }
 LEVEL = 0.9
 
@@ -97,6 +103,7 @@ def make_protocol(task: str, rule: str | None, seed: int, quick: bool, trials: i
     import tomllib
 
     from bioperturb.config import protocol_from_mapping
+    from bioperturb.rules import get_rule
 
     path = TASKS[task]
     data = tomllib.loads(path.read_text())
@@ -110,8 +117,8 @@ def make_protocol(task: str, rule: str | None, seed: int, quick: bool, trials: i
         "progress": False,
         "alignment": False,
     }
-    if rule == "miconi":  # its condition baselines are not part of the standalone program
-        data["engine"] = {"name": "runtime"}
+    if rule is not None and not get_rule(data["rule"]["name"]).standalone:
+        data["engine"] = {"name": "runtime"}  # e.g. Miconi's baselines, RFLO's feedback
     if quick:
         data["model"].update(n_hidden=12)
         data["training"].update(n_trials=20, eval_every=10)

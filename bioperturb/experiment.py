@@ -24,7 +24,7 @@ Segment = tuple[str, int, int | None, Trials, int]
 
 def seed_streams(seed: int) -> dict[str, np.random.SeedSequence]:
     """The independent random streams of a run with ``seed``."""
-    names = ("task", "weights", "brian2", "record")
+    names = ("task", "weights", "brian2", "record", "rule")
     return dict(zip(names, np.random.SeedSequence(seed).spawn(len(names)), strict=True))
 
 
@@ -52,6 +52,7 @@ class Experiment:
         self.model_spec = model_spec(model.kind)
         self.task: Task = get_task(protocol.task_name)(protocol.task, model.dt)
         self.rule: Rule = get_rule(protocol.rule_name)(protocol.rule)
+        self.rule.seed_sequence = streams["rule"]
         self.train_trials: Trials = self.task.trials(
             np.random.default_rng(streams["task"]), training.n_trials
         )

@@ -551,6 +551,7 @@ def add_weight_synapses(
     )
     for name, (pre, post, lines, kwargs) in specs.items():
         eqs = Equations("w : 1") + Equations("\n".join(lines)) + plastic
+        eqs += rule.matrix_equations(name)
         syn = Synapses(pre, post, eqs, clock=handle.clock, name=name.lower(), **kwargs)
         if name in handle.masks:  # sparse: only the existing synapses (post, pre)
             post_idx, pre_idx = np.nonzero(handle.masks[name])

@@ -9,6 +9,7 @@ from bioperturb.rules.miconi import Miconi
 from bioperturb.rules.none import NoPlasticity
 from bioperturb.rules.np import NodePerturbation
 from bioperturb.rules.online_anp import OnlineANP
+from bioperturb.rules.rflo import RFLO
 from bioperturb.rules.td_anp import TDANP
 from bioperturb.rules.wp import WeightPerturbation
 
@@ -21,7 +22,15 @@ RULES = Registry(
     "bioperturb.rules",
     {
         cls.name: cls
-        for cls in (TDANP, NodePerturbation, WeightPerturbation, OnlineANP, Miconi, NoPlasticity)
+        for cls in (
+            TDANP,
+            NodePerturbation,
+            WeightPerturbation,
+            OnlineANP,
+            Miconi,
+            RFLO,
+            NoPlasticity,
+        )
     },
 )
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 from brian2 import Equations
 
 __all__ = ["Rule"]
@@ -54,6 +55,9 @@ class Rule:
 
     def __init__(self, params: Any):
         self.params = params
+        #: the run's stream for what a rule draws once at build time (e.g. a fixed
+        #: feedback matrix); :class:`~bioperturb.experiment.Experiment` sets it from the seed
+        self.seed_sequence = np.random.SeedSequence(0)
 
     def group_equations(self, group: str) -> Equations:
         """Extra equations of the network group ``group`` (hidden, readout, loss)."""
@@ -62,6 +66,10 @@ class Rule:
     def synapse_equations(self) -> Equations:
         """Extra per-synapse variables of every plastic weight matrix."""
         return Equations("acc : 1\nacc_last : 1")
+
+    def matrix_equations(self, matrix: str) -> Equations:
+        """Extra equations of one weight matrix's Synapses (``W_in``, ``W_rec``, ``W_out``)."""
+        return Equations("")
 
     def namespace(self, n_in: int, n_hidden: int, n_out: int) -> dict[str, Any]:
         """Constants the rule's equations refer to."""
