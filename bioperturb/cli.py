@@ -107,6 +107,23 @@ def _report_resume(protocol, out_dir: Path) -> None:
         print(f"resuming from {path} ({done} of {total} trials done)", flush=True)
 
 
+def _check_comparators(protocol, names: list[str]) -> None:
+    """Each ``--with`` rule runs on the protocol (one-line UsageError if not); notes."""
+    from bioperturb.compare import comparator_protocol
+    from bioperturb.config import print_note
+    from bioperturb.schema import ConfigError
+
+    if len(set(names)) < len(names):
+        raise UsageError(f"--with: a rule is named twice: {' '.join(names)}")
+    for name in names:
+        try:
+            other = comparator_protocol(protocol, name)
+        except ConfigError as err:
+            raise UsageError(f"--with {name}: {err.reason}") from None
+        if other.engine.name != protocol.engine.name:
+            print_note(f"--with {name}: runs on the {other.engine.name} engine")
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from bioperturb.compare import compare_protocol
 
@@ -124,6 +141,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             check_credit(protocol)
         except ValueError as err:
             raise UsageError(f"--credit: {err}") from None
+    _check_comparators(protocol, args.with_rules)
     ds, path = compare_protocol(
         protocol,
         out_dir=out_dir,
@@ -132,6 +150,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         bptt_lr=args.bptt_lr,
         credit_draws=args.credit,
         horizons=tuple(args.horizons),
+        with_rules=tuple(args.with_rules),
     )
     for method in ds["method"].values:
         ev = ds["eval_loss"].sel({"method": method}).values
@@ -281,6 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=[1, 10],
         metavar="K",
         help="BPTT truncations (steps) for --credit besides the full gradient (default: 1 10)",
+    )
+    cmp.add_argument(
+        "--with",
+        dest="with_rules",
+        nargs="+",
+        default=[],
+        metavar="RULE",
+        help="also train these rules (their defaults) from the same start on the same trials, "
+        "e.g. --with rflo (a comparator with a per-neuron learning signal)",
     )
     cmp.set_defaults(func=_cmd_compare)
     swp = sub.add_parser(

@@ -16,7 +16,7 @@ from bioperturb.modelspec import model_family
 from bioperturb.networks.rate import connectivity
 from bioperturb.training import Trainer
 
-__all__ = ["reference_dataset", "combine_methods", "compare_protocol"]
+__all__ = ["reference_dataset", "combine_methods", "compare_protocol", "comparator_protocol"]
 
 
 def _train_reference(trainer, weights0, make_trial, eval_batch, optimizer, lr, **kw):
@@ -238,6 +238,37 @@ def combine_methods(datasets: dict[str, xr.Dataset]) -> xr.Dataset:
     return out
 
 
+def comparator_protocol(protocol, rule_name: str):
+    """``protocol`` with its rule replaced by ``rule_name`` with that rule's defaults.
+
+    The seed, model, task and training settings stay, so the comparator starts from the
+    same initial weights and sees the same trials; its run is named
+    ``<name>_with_<rule>``. Where the rule is not built into standalone programs it runs
+    on the runtime engine. Raises :class:`~bioperturb.schema.ConfigError` (e.g. a rule
+    that does not run on the protocol's model kind, or the protocol's own rule).
+    """
+    import tomllib
+
+    from bioperturb.config import protocol_from_mapping
+    from bioperturb.rules import get_rule
+    from bioperturb.schema import ConfigError
+
+    where = protocol.source
+    try:
+        rule_cls = get_rule(rule_name)
+    except (KeyError, ValueError) as err:
+        raise ConfigError(where, "rule.name", str(err).strip("'\"")) from None
+    if rule_cls.name == protocol.rule_name:
+        raise ConfigError(where, "rule.name", f"'{rule_name}' is the protocol's own rule")
+    data = tomllib.loads(protocol.to_toml())
+    data["rule"] = {"name": rule_name}
+    data["name"] = f"{protocol.name}_with_{rule_cls.name}"
+    if data["engine"]["name"] == "standalone" and not rule_cls.standalone:
+        data["engine"]["name"] = "runtime"
+        data["engine"]["fuse"] = "auto"
+    return protocol_from_mapping(data, where)
+
+
 def compare_protocol(
     protocol,
     out_dir=None,
@@ -246,13 +277,18 @@ def compare_protocol(
     bptt_lr: float | None = None,
     credit_draws: int = 0,
     horizons: tuple[int, ...] = (1, 10),
+    with_rules: tuple[str, ...] = (),
 ):
     """Train the protocol's rule and the BPTT reference; write ``<name>_compare.nc``.
 
-    A rule run that is interrupted (SIGINT, SIGTERM) is written alone, with its
-    ``status``; the reference is not trained.
+    ``with_rules``: more rules (registered names, with their defaults) trained from the
+    same start on the same trials with the same optimiser, between the rule and the
+    reference (:func:`comparator_protocol`), e.g. ``("rflo",)``.
 
-    Returns the combined Dataset (``method`` = [rule name, "bptt"], plus
+    A run that is interrupted (SIGINT, SIGTERM) is written with the runs before it and
+    its ``status``; the reference is not trained.
+
+    Returns the combined Dataset (``method`` = [rule name, *with_rules, "bptt"], plus
     "bptt_surrogate" for a LIF protocol with current-based synapses: surrogate-gradient
     BPTT of the LIF network itself) and its path. With ``output.figures`` also
     ``<name>_compare_trials.png``, ``<name>_compare_time.png`` (learning curves against
@@ -272,15 +308,22 @@ def compare_protocol(
 
     from bioperturb.runs import train
 
+    others = [comparator_protocol(protocol, name) for name in with_rules]  # before any work
     out = Path(out_dir if out_dir is not None else protocol.output.dir)
-    trainer, rule_ds = train(protocol, progress=progress)
-    if rule_ds.attrs["status"] == "interrupted":  # keep the rule's trials; no reference
-        ds = combine_methods({protocol.rule_name: rule_ds})
+    trainer, last = train(protocol, progress=progress)
+    runs = {protocol.rule_name: last}
+    pending = list(others)
+    while pending and last.attrs["status"] != "interrupted":
+        other = pending.pop(0)
+        last = runs[other.rule_name] = train(other, progress=progress)[1]
+    if last.attrs["status"] == "interrupted":  # keep the trials so far; no reference
+        ds = combine_methods(runs)
+        ds.attrs.update(status="interrupted", status_reason=last.attrs["status_reason"])
         return ds, write_dataset(ds, out / f"{protocol.name}_compare.nc")
     bptt_ds = reference_dataset(trainer, optimizer=bptt_optimizer, lr=bptt_lr)
     bptt_ds.attrs["bptt_optimizer"] = bptt_optimizer or protocol.training.optimizer
     bptt_ds.attrs["bptt_lr"] = protocol.training.lr if bptt_lr is None else bptt_lr
-    runs = {protocol.rule_name: rule_ds, "bptt": bptt_ds}
+    runs["bptt"] = bptt_ds
     if not trainer.experiment.model_spec.exact_gradient and (
         getattr(protocol.model, "synapse", None) == "current"
     ):

@@ -8,6 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -128,6 +129,41 @@ def test_compare_takes_set_and_writes_engines(protocol, tmp_path, capsys):
     assert config["rule"]["name"] == "np" and config["training"]["lr"] == 0.002
     doc = (REPO / "docs" / "data-model.md").read_text()
     assert "`engines`" in doc and "`methods`" in doc
+
+
+def test_compare_with_trains_more_rules_from_the_same_start(protocol, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["compare", str(protocol), "--out", str(out), "--quiet", "--with", "rflo", "np"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "rflo: eval loss" in printed and "np: eval loss" in printed
+    with xr.open_dataset(out / "tiny_compare.nc") as ds:
+        assert list(ds["method"].values) == ["td_anp", "rflo", "np", "bptt"]
+        assert "rflo: brian2" in ds.attrs["engines"]
+        start = ds["W_rec"].isel(eval_trial=0)
+        for method in ("td_anp", "rflo", "np"):  # one start, and every method trained
+            np.testing.assert_array_equal(start.sel(method=method), start.sel(method="bptt"))
+            moved = ds["W_rec"].sel(method=method).isel(eval_trial=-1) - start.sel(method=method)
+            assert float(np.abs(moved).max()) > 0, method
+    assert not list(out.glob("*_with_*"))  # the comparators' runs live in the compare file
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "rule.name=rflo", "--with", "rflo"], "--with rflo: 'rflo' is the protocol"),
+        (["--with", "rflo", "rflo"], "--with: a rule is named twice"),
+        (["--with", "rfl"], "--with rfl: unknown rule 'rfl' (did you mean 'rflo'?"),
+        (["--set", "model.preset=lif_rnn", "--with", "rflo"], "runs on model.kind = 'rate'"),
+    ],
+    ids=["own", "twice", "unknown", "lif"],
+)
+def test_compare_with_refuses_before_any_work(protocol, tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    assert main(["compare", str(protocol), "--out", str(out), "--quiet", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # notes on dropped keys, then the error
+    assert message in err[-1] and sum("error" in line for line in err) == 1, err
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_sweep_grid_over_rule_name_drops_keys_with_one_note(tmp_path, capsys):

@@ -227,6 +227,32 @@ def test_compare_interrupted_writes_the_rule_alone_and_exits_130(tmp_path, monke
     assert ds.attrs["status"] == "interrupted" and 0 < ds.sizes["trial"] < 6
 
 
+def test_compare_with_an_interrupted_comparator_keeps_the_runs_before_it(
+    tmp_path, monkeypatch, capsys
+):
+    from bioperturb.cli import main
+
+    class SignallingComparator(Trainer):  # the protocol's rule finishes; RFLO is stopped
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            if self.protocol.rule_name == "rflo":
+                signalling_engine(self, after_blocks=2, signals=[signal.SIGINT])
+
+    monkeypatch.setattr("bioperturb.runs.Trainer", SignallingComparator)
+    data = copy.deepcopy(BASE)
+    data["training"].update(n_trials=6)
+    path = tmp_path / "test.toml"
+    path.write_text(tomli_w.dumps(data))
+    args = ["compare", str(path), "--out", str(tmp_path), "--quiet", "--with", "rflo", "np"]
+    assert main(args) == 130
+    assert "BPTT reference was not trained" in capsys.readouterr().err
+    ds = read_dataset(tmp_path / "test_compare.nc")
+    assert list(ds["method"].values) == ["td_anp", "rflo"]  # np and BPTT never started
+    assert ds.attrs["status"] == "interrupted"
+    done = dict(zip(ds["method"].values, ds["loss"].notnull().sum("trial").values, strict=True))
+    assert done["td_anp"] == 6 and 0 < done["rflo"] < 6, done
+
+
 def test_a_signal_while_the_result_is_written_waits_for_the_file(tmp_path, monkeypatch):
     import bioperturb.runs as runs
 
