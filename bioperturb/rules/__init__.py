@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bioperturb.registry import Registry, decorator_for
 from bioperturb.rules.base import Rule
+from bioperturb.rules.eprop import EProp
 from bioperturb.rules.miconi import Miconi
 from bioperturb.rules.none import NoPlasticity
 from bioperturb.rules.np import NodePerturbation
@@ -29,6 +30,7 @@ RULES = Registry(
             OnlineANP,
             Miconi,
             RFLO,
+            EProp,
             NoPlasticity,
         )
     },

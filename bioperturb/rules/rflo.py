@@ -115,6 +115,19 @@ class RFLO(Rule):
         rng = np.random.default_rng(self.seed_sequence)
         return rng.normal(0.0, self.params.feedback_scale / np.sqrt(n_hidden), (n_hidden, n_out))
 
+    def step_code(self, matrix: str) -> str:
+        """Per-step code of one plastic matrix (start of the step, after the feedback)."""
+        if matrix == "W_out":
+            return "acc += minv_at(t) * err_post * r_pre"
+        return (
+            f"elig = (1 - state_gain) * elig + state_gain * {self.PRESYNAPTIC[matrix]}\n"
+            "acc += minv_at(t) * (1 - r_post**2) * fb_post * elig"
+        )
+
+    def trial_reset_code(self) -> str:
+        """Per-synapse code at every trial boundary, after the optimiser step."""
+        return "elig = 0"
+
     def install(self, network: Any) -> list[Any]:
         out_syn = network.synapses["W_out"]
         if self.params.feedback == "random":
@@ -125,20 +138,17 @@ class RFLO(Rule):
         objs = []
         for matrix in self.params.train:
             syn = network.synapses[matrix]
-            if matrix == "W_out":
-                code = "acc += minv_at(t) * err_post * r_pre"
-            else:
-                pre = self.PRESYNAPTIC[matrix]
-                code = (
-                    f"elig = (1 - state_gain) * elig + state_gain * {pre}\n"
-                    "acc += minv_at(t) * (1 - r_post**2) * fb_post * elig"
-                )
             objs.append(
-                syn.run_regularly(code, when="start", order=4, name=f"rule_step_{matrix.lower()}")
+                syn.run_regularly(
+                    self.step_code(matrix),
+                    when="start",
+                    order=4,
+                    name=f"rule_step_{matrix.lower()}",
+                )
             )
             objs.append(
                 syn.run_regularly(
-                    "elig = 0",
+                    self.trial_reset_code(),
                     clock=network.trial_clock,
                     when="end",
                     order=1,

@@ -72,10 +72,13 @@ def test_task_contract(name):
 
 
 def silent(name: str, **overrides):
-    """The shared tiny protocol with the rule's exploration switched off."""
+    """The shared tiny protocol with the rule's exploration switched off (a LIF network
+    for a rule that does not run on the rate network)."""
     cls = get_rule(name)
     keys = {k.replace(".", "__"): v for k, v in cls.silent.items()}
+    lif = {"preset": "lif_rnn", "n_hidden": 12}
     return make_protocol(
+        model=None if "rate" in cls.model_kinds else lif,
         rule={"name": name},
         **{"training__lr": 1.0, "output__alignment": False, **overrides, **keys},
     )
