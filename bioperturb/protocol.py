@@ -10,6 +10,7 @@ below them, so that each of them can name these types without an import circle.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,11 +180,37 @@ class LIFConfig:
     frac_exc: float = param(0.8, positive=True, doc="fraction of excitatory neurons (dale)")
     decorrelate: tuple[str, ...] = _decorrelate()
     decor_lr: float = _decor_lr()
+    integration: str = param(
+        "euler",
+        choices=("euler", "exact"),
+        doc="'euler': one Euler step per dt (the BPTT reference's too); 'exact': the "
+        "exact propagators of the linear dynamics between spikes, as NEST's iaf_psc_exp "
+        "(current synapses, no decorrelation)",
+    )
 
     @property
     def state_gain(self) -> float:
         """∂h_t/∂(W x)_t: the synaptic current is W r itself, so a weight acts with gain 1."""
         return 1.0
+
+    def propagators(self) -> dict[str, float]:
+        """Per-step factors of the subthreshold dynamics (see docs/network-spiking.md)::
+
+            v ← v + (p22 − 1)(v − b) + p21 h        (not refractory)
+            h ← ps h,  r ← ps r,  u ← ps u
+
+        Euler: p22 − 1 = −dt/τ_m, p21 = dt/τ_m, ps = 1 − dt/τ_s. Exact: p22 = e^(−dt/τ_m),
+        ps = e^(−dt/τ_s), p21 = τ_s/(τ_s − τ_m) (e^(−dt/τ_s) − e^(−dt/τ_m)) (dt/τ_m e^(−dt/τ_m)
+        when τ_s = τ_m).
+        """
+        dt, tm, ts = self.dt, self.tau_m, self.tau_syn
+        if self.integration == "euler":
+            return {"p22m1": -dt / tm, "p21": dt / tm, "ps": 1.0 - dt / ts}
+        if math.isclose(tm, ts, rel_tol=1e-9):
+            p21 = dt / tm * math.exp(-dt / tm)
+        else:
+            p21 = ts / (ts - tm) * (math.exp(-dt / ts) - math.exp(-dt / tm))
+        return {"p22m1": math.expm1(-dt / tm), "p21": p21, "ps": math.exp(-dt / ts)}
 
     @property
     def tau(self) -> float:
@@ -203,6 +230,11 @@ class LIFConfig:
                 raise ValueError("decorrelate needs synapse = 'current' (a conductance is ≥ 0)")
         if self.dale and not 0 < self.frac_exc < 1:
             raise ValueError(f"frac_exc must be between 0 and 1, got {self.frac_exc}")
+        if self.integration == "exact" and (self.synapse != "current" or self.decorrelate):
+            raise ValueError(
+                "integration = 'exact' needs synapse = 'current' and no decorrelate (the "
+                "current must be a decaying state variable)"
+            )
         _check_network(self)
 
 

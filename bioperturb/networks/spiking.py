@@ -74,6 +74,11 @@ __all__ = ["SpikingNetwork", "build_spiking_network", "init_spiking_weights", "d
 #: projection of a W_rec weight onto its presynaptic neuron's sign (Dale's law)
 DALE_CODE = "\nw = dale_pre * clip(dale_pre * w, 0, inf)"
 
+#: 1 when the membrane integrates in this step, 0 while it is held at v_reset: a spike
+#: decided in step k (time stamp t_k) holds v for the round(t_ref/dt) steps after it,
+#: k+1 … k+round(t_ref/dt), as NEST's iaf_psc_exp does
+ACTIVE = "int(t - t_spk{s} > t_ref + 0.5 * dt)"
+
 
 def dale_signs(model: Any) -> np.ndarray:
     """+1 for excitatory, −1 for inhibitory neurons (all +1 without Dale's law)."""
@@ -153,12 +158,18 @@ def build_spiking_network(
         "dale : 1 (constant)",
         f"r_prev = {rvar} : 1",
     ]
+    exact = model.integration == "exact"  # (config: current synapses, no decorrelation)
+    ns.update({f"lif_{k}": v for k, v in model.propagators().items()})
     for s in suffixes:
-        lines += [
-            f"dv{s}/dt = int(t - t_spk{s} > t_ref - 0.5 * dt) * (-v{s} + h{s} + b) / tau_m : 1",
-            f"dr{s}/dt = -r{s} / tau_syn : 1",
-            f"t_spk{s} : second",
-        ]
+        active = ACTIVE.format(s=s)
+        if exact:  # plain variables, moved by the propagators in ``hidden_exact`` below
+            lines += [f"v{s} : 1", f"r{s} : 1", f"h{s} : 1"]
+        else:
+            lines += [
+                f"dv{s}/dt = {active} * (-v{s} + h{s} + b) / tau_m : 1",
+                f"dr{s}/dt = -r{s} / tau_syn : 1",
+            ]
+        lines.append(f"t_spk{s} : second")
         noise = " + eta" + s if s == suffixes[-1] else ""
         if cond:
             lines += [
@@ -168,7 +179,7 @@ def build_spiking_network(
             ]
         elif dense:
             lines += [f"h{s} = I_rec{s} + I_in{s}{noise} : 1", f"I_rec{s} : 1", f"I_in{s} : 1"]
-        else:
+        elif not exact:
             lines.append(f"dh{s}/dt = -h{s} / tau_syn : 1")
     if separate_noise:
         lines.append(f"deta{suffixes[-1]}/dt = -eta{suffixes[-1]} / tau_syn : 1")
@@ -187,6 +198,15 @@ def build_spiking_network(
     )
     if twin:
         hidden.run_on_event("spike_n", "v_n = v_reset\nt_spk_n = t\nr_n += 1")
+    if exact:
+        step = []
+        for s in suffixes:  # v first: it integrates the current the step starts with
+            step += [
+                f"v{s} += {ACTIVE.format(s=s)} * (lif_p22m1 * (v{s} - b) + lif_p21 * h{s})",
+                f"h{s} *= lif_ps",
+                f"r{s} *= lif_ps",
+            ]
+        hidden.run_regularly("\n".join(step), when="groups", name="hidden_exact")
     hidden.b = model.bias
     hidden.sigma = model.sigma
     hidden.dale = dale_signs(model)
@@ -209,13 +229,16 @@ def build_spiking_network(
         fire = "stim(t, i) >= 0.5"
     else:
         fire = "rand() < input_rate * clip(stim(t, i), 0, inf) * dt"
-    input_eqs = f"du/dt = -u / tau_syn : 1\nu_prev = {uvar} : 1"
+    decay = "u : 1" if exact else "du/dt = -u / tau_syn : 1"
+    input_eqs = f"{decay}\nu_prev = {uvar} : 1"
     if "input" in decor:
         input_eqs += "\nuhat : 1"
     inputs = NeuronGroup(
         n_in, input_eqs, threshold=fire, reset="u += 1", method="euler", clock=clock, name="inputs"
     )
     inputs.run_regularly("u = 0", clock=trial_clock, when="end", order=1, name="inputs_reset")
+    if exact:
+        inputs.run_regularly("u *= lif_ps", when="groups", name="inputs_exact")
     handle.hidden, handle.inputs = hidden, inputs
     add_readout_and_loss(handle, rule)
 

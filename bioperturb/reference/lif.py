@@ -8,9 +8,10 @@ The same discrete dynamics as :mod:`bioperturb.networks.spiking` (one Euler step
         L_t = ½ m_t ‖y_t − y*_t‖²
         v ← v + dt · a · (−v + h + b)/τ_m           a = 1 unless refractory
         h ← h − dt · h/τ_s;  r ← r − dt · r/τ_s;  u ← u − dt · u/τ_s
+        (integration = "exact": v ← v + a((p22 − 1)(v − b) + p21 h); h, r, u ← ps ·)
         s = H(v − v_th)                             (spikes; input spikes s_in from the task)
         h ← h + W s + U s_in;  r ← r + s;  u ← u + s_in
-        v ← v (1 − s) + v_reset s;  refractory for round(t_ref/dt) steps after a spike
+        v ← v (1 − s) + v_reset s;  a = 0 in the round(t_ref/dt) steps after a spike
 
 The Heaviside step has the SuperSpike surrogate derivative
 ``∂s/∂v ≈ 1 / (1 + β |v − v_th|)²`` (Zenke & Ganguli 2018; Neftci, Mostafa & Zenke
@@ -52,7 +53,7 @@ def _spike_jvp(primals, tangents):
 def _scan(weights, s_in, p):
     """Time-major outputs (T, B, ·): v, r, y at each step's start, the step's spikes."""
     W_in, W_rec, W_out = weights["W_in"], weights["W_rec"], weights["W_out"]
-    dt, tau_m, tau_s, t_ref, v_th, v_reset, b, beta = p
+    dt, tau_m, tau_s, t_ref, v_th, v_reset, b, beta, exact, p22m1, p21, ps = p
     n_b, n = s_in.shape[0], W_rec.shape[0]
     zeros = jnp.zeros((n_b, n))
     n_in = W_in.shape[1]
@@ -62,11 +63,14 @@ def _scan(weights, s_in, p):
         v, h, r, u, since = state
         v_start, r_start = v, r
         y = r @ W_out.T
-        active = (since * dt > t_ref - 0.5 * dt).astype(v.dtype)
-        v = v + dt * (active * (-v + h + b) / tau_m)
-        h = h - dt * h / tau_s
-        r = r - dt * r / tau_s
-        u = u - dt * u / tau_s
+        active = (since * dt > t_ref + 0.5 * dt).astype(v.dtype)
+        # Euler exactly as before (bit for bit), or the exact propagators (a traced flag)
+        v = jnp.where(
+            exact > 0.5,
+            v + active * (p22m1 * (v - b) + p21 * h),
+            v + dt * (active * (-v + h + b) / tau_m),
+        )
+        h, r, u = (jnp.where(exact > 0.5, x * ps, x - dt * x / tau_s) for x in (h, r, u))
         s = spike_fn(v - v_th, beta)
         h = h + s @ W_rec.T + x @ W_in.T
         r = r + s
@@ -113,6 +117,7 @@ class LIFDynamics:
     beta: float = 10.0
     input_coding: str = "spikes"
     input_rate: float = 100.0
+    integration: str = "euler"
 
     @classmethod
     def from_model(cls, model: Any, beta: float = 10.0) -> LIFDynamics:
@@ -127,13 +132,22 @@ class LIFDynamics:
             beta=beta,
             input_coding=model.input_coding,
             input_rate=model.input_rate,
+            integration=getattr(model, "integration", "euler"),
         )
 
     @property
     def params(self) -> tuple[np.ndarray, ...]:
         """The traced parameter tuple of the compiled functions."""
+        from bioperturb.protocol import LIFConfig
+
         values = (self.dt, self.tau_m, self.tau_syn, self.t_ref, self.v_th, self.v_reset)
-        return tuple(np.float64(x) for x in (*values, self.bias, self.beta))
+        model = LIFConfig(
+            dt=self.dt, tau_m=self.tau_m, tau_syn=self.tau_syn, integration=self.integration
+        )
+        prop = model.propagators()
+        exact = float(self.integration == "exact")
+        extra = (self.bias, self.beta, exact, prop["p22m1"], prop["p21"], prop["ps"])
+        return tuple(np.float64(x) for x in (*values, *extra))
 
     def input_spikes(self, inputs, rng: np.random.Generator | None = None) -> np.ndarray:
         """0/1 input spikes of a batch of task inputs (n_trials, T, n_in)."""

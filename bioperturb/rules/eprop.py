@@ -47,6 +47,7 @@ from typing import Any
 
 from brian2 import Equations
 
+from bioperturb.networks.spiking import ACTIVE
 from bioperturb.rules.rflo import RFLO, RFLOParams
 from bioperturb.schema import param
 
@@ -104,9 +105,9 @@ class EProp(RFLO):
                 fb : 1
                 psi : 1
                 n_spk : 1
-                nonref = int(t - t_spk > t_ref - 0.5 * dt) : 1
+                nonref = {active} : 1
                 spiked = int(abs(t - t_spk - dt) < 0.5 * dt) : 1
-                """
+                """.format(active=ACTIVE.format(s=""))
             )
         return super().group_equations(group)
 
@@ -128,11 +129,11 @@ class EProp(RFLO):
             return super().step_code(matrix)
         pre = self.PRESYNAPTIC[matrix]
         return (
-            "ebar = (1 - dt / tau_syn) * ebar + psi_post * eps\n"
+            "ebar = lif_ps * ebar + psi_post * eps\n"
             "esum += psi_post * eps\n"
             "acc += minv_at(t) * fb_post * ebar\n"
             "eps = eps * (1 - eprop_reset * spiked_post)\n"
-            f"eps += nonref_post * dt / tau_m * ({pre} - eps)"
+            f"eps += nonref_post * (lif_p22m1 * eps + lif_p21 * {pre})"
         )
 
     def trial_reset_code(self) -> str:

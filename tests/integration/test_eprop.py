@@ -69,7 +69,7 @@ def eprop_numpy(weights, B, s_in, targets, mask, model, rule):
     acc["W_out"] = np.zeros_like(W_out)
     minv = 1.0 / max(mask.sum(), 1.0)
     for t in range(T):
-        active = (since * dt > model.t_ref - 0.5 * dt).astype(float)
+        active = (since * dt > model.t_ref + 0.5 * dt).astype(float)
         err = mask[t] * (W_out @ r - targets[t])
         signal = B @ err  # L_i,t
         acc["W_out"] += minv * np.outer(err, r)
