@@ -38,3 +38,18 @@ def test_temporal_credit_quick_writes_tables_curves_and_is_resumable(tmp_path, c
     assert bench.main(argv) == 0  # everything is reused, nothing recomputed
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()} == stamp
     assert (tmp_path / "temporal_credit.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_nest_speed_quick_times_both_simulators(capsys, monkeypatch):
+    import importlib
+
+    pytest.importorskip("nest")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # spawned workers import the script by name
+    bench = importlib.import_module("nest_speed")
+    assert bench.main(["--quick"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 20 |")]
+    assert [row.split("|")[2].strip() for row in rows[-2:]] == ["forward", "eprop"]
+    for row in rows[-2:]:
+        ours, theirs, ratio = (float(x) for x in row.split("|")[3:6])
+        assert ours > 0 and theirs > 0 and ratio > 0
