@@ -368,11 +368,18 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(args.out / "temporal_credit.nc")
     figure(ds, args.out / "temporal_credit.png")
+    command = f"--seeds {' '.join(map(str, args.seeds))}"
+    if args.tasks != DEFAULT_TASKS:
+        command += f" --tasks {' '.join(args.tasks)}"
+    if args.rules != DEFAULT_RULES:
+        command += f" --rules {' '.join(args.rules)}"
+    run_minutes = sum(float(r.get("wall", 0.0)) for r in results) / 60
     header = (
         f"## Temporal credit: rule x memory task, beside BPTT\n\n"
-        f"`python benchmarks/temporal_credit.py --seeds {' '.join(map(str, args.seeds))}"
+        f"`python benchmarks/temporal_credit.py {command}"
         f"{' --quick' if args.quick else ''}` ({args.workers} worker processes, "
-        f"{(time.perf_counter() - tic) / 60:.1f} min; training trials per task in its "
+        f"{(time.perf_counter() - tic) / 60:.1f} min, the runs {run_minutes:.0f} min of "
+        f"process time in all, cached runs included; training trials per task in its "
         f"heading); seeds {args.seeds}; accuracy = argmax of the mean output over the "
         f"decision period, "
         f"NRMSE over the forecast period (docs/metrics.md)."
