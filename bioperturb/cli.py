@@ -54,16 +54,19 @@ def _overrides(items: list[str]) -> dict[str, Any]:
 def _load(args: argparse.Namespace):
     """The protocol of ``args.protocol`` with the ``--set`` overrides; an error about an
     overridden key names ``--set`` instead of the file."""
-    from bioperturb.config import blame_override, load_protocol
+    from bioperturb.config import blame_override, load_protocol, print_note
 
     overrides = _overrides(args.set)
     try:
-        return load_protocol(args.protocol, overrides)
+        protocol = load_protocol(args.protocol, overrides)
     except ConfigError as err:
         key, reason = blame_override(err, overrides, str(args.protocol))
         if key:
             raise ConfigError("--set", key, reason) from None
         raise
+    for note in protocol.notes:  # e.g. which engine 'auto' chose, and why
+        print_note(note)
+    return protocol
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -232,11 +232,13 @@ def protocol_from_mapping(
     engine = from_mapping(EngineConfig, engine_table, where, "engine.")
     output = from_mapping(OutputConfig, data.get("output", {}), where, "output.")
 
-    protocol = Protocol(
-        name, seed, model, task_name, task, rule_name, rule, training, output, engine, where
+    protocol = resolve_engine(
+        Protocol(
+            name, seed, model, task_name, task, rule_name, rule, training, output, engine, where
+        )
     )
     _check_cross(protocol, task_cls, where)
-    if engine.name == "standalone":  # built by another process
+    if protocol.engine.name == "standalone":  # built by another process
         from bioperturb.plugins import check_portable
 
         check_portable(protocol, where, "the standalone build process")
@@ -346,6 +348,32 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
             f"must be a whole number of model.dt steps that divides the trial's "
             f"{task.n_steps} steps",
         )
+
+
+def resolve_engine(protocol: Protocol) -> Protocol:
+    """``engine.name = "auto"`` made concrete: ``"standalone"`` where the protocol runs there
+    (its model kind, rule, connectivity and plugins), else ``"runtime"`` with a note on why
+    (:attr:`Protocol.notes`). Other names are returned unchanged."""
+    from bioperturb.engines import get_engine
+    from bioperturb.plugins import check_portable
+
+    if protocol.engine.name != "auto":
+        return protocol
+    trial = protocol.replace(engine=dataclasses.replace(protocol.engine, name="standalone"))
+    where = protocol.source
+    try:
+        if "standalone" not in model_spec(protocol.model.kind).engines:
+            raise ConfigError(where, "model.kind", f"'{protocol.model.kind}' runs on runtime only")
+        get_engine("standalone").check_protocol(trial, where)
+        check_portable(trial, where, "the standalone build process")
+    except ConfigError as err:
+        why = err.reason.split("; use ")[0]
+        note = f"engine 'auto' runs '{protocol.name}' on the runtime engine ({why})"
+        return protocol.replace(
+            engine=dataclasses.replace(protocol.engine, name="runtime"),
+            notes=(*protocol.notes, note),
+        )
+    return trial
 
 
 def _check_engine(protocol: Protocol, where: str) -> None:

@@ -193,6 +193,8 @@ def run_dataset(
         "bioperturb_version": __version__,
         "seed": p.seed,
         "engine": engine,
+        # what resolving the protocol decided (e.g. why engine 'auto' chose runtime)
+        "notes": "; ".join(p.notes),
         "task": p.task_name,
         "rule": p.rule_name,
         # trials simulated per weight update (training.batch; `trial` counts trials simulated)

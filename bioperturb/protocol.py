@@ -300,10 +300,12 @@ class EngineConfig:
     """Which engine simulates the network, and its settings (docs/engines.md)."""
 
     name: str = param(
-        "runtime",
-        choices=("runtime", "standalone"),
-        doc="Brian2 runtime mode (interactive, per-block net.run), or cpp_standalone: the network "
-        "compiled once (cached per shape) and run per block of trials with run arguments",
+        "auto",
+        choices=("auto", "runtime", "standalone"),
+        doc="'auto': standalone where the protocol runs there, else runtime (said once, "
+        "recorded in the run); 'runtime': Brian2 runtime mode (per-block net.run); "
+        "'standalone': cpp_standalone, the network compiled once (cached per shape) and run "
+        "per block of trials with run arguments",
     )
     codegen: str = param(
         "cython", choices=("cython", "numpy"), doc="Brian2 code-generation target (runtime mode)"
@@ -363,6 +365,9 @@ class Protocol:
     output: OutputConfig
     engine: EngineConfig = dataclasses.field(default_factory=EngineConfig)
     source: str = "<memory>"
+    #: what resolving the protocol decided for the user (e.g. why engine 'auto' chose the
+    #: runtime engine); not part of the protocol's identity or its TOML
+    notes: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
     def to_toml(self) -> str:
         """The resolved protocol as TOML text (reloads to an equal Protocol)."""

@@ -81,6 +81,10 @@ class Trainer:
     max_block: int | None = None
 
     def __init__(self, protocol: Protocol, experiment: Experiment | None = None):
+        if protocol.engine.name == "auto":  # a Protocol built in code, not read by config
+            from bioperturb.config import resolve_engine
+
+            protocol = resolve_engine(protocol)
         self.protocol = protocol
         exp = self.experiment = experiment if experiment is not None else Experiment(protocol)
         self.task, self.rule = exp.task, exp.rule

@@ -19,7 +19,7 @@ BASE: dict[str, Any] = {
     "task": {"name": "pattern", "duration": "60 ms", "pulse_duration": "10 ms"},
     "rule": {"name": "td_anp"},
     "training": {"n_trials": 3, "eval_every": 2, "lr": 0.01},
-    "engine": {"codegen": "numpy"},
+    "engine": {"name": "runtime", "codegen": "numpy"},
     "output": {"record_dt": "2 ms", "n_record_units": 4, "figures": False, "progress": False},
 }
 
@@ -50,7 +50,7 @@ TINY: dict[str, Any] = {
     "task": {"name": "pattern", "duration": "40 ms", "pulse_duration": "10 ms"},
     "rule": {"name": "td_anp"},
     "training": {"n_trials": 2, "eval_every": 1},
-    "engine": {"codegen": "numpy"},
+    "engine": {"name": "runtime", "codegen": "numpy"},
     "output": {"record_dt": "2 ms", "n_record_units": 3},
 }
 

@@ -84,8 +84,11 @@ def test_resume_in_process_is_identical_numpy(tmp_path, optimizer):
     ids=[*sorted(RULES), "td_anp-decorrelate"],
 )
 def test_resume_is_identical_for_every_rule(tmp_path, rule, extra):
-    """Whatever state a rule or decorrelation layer keeps is in the checkpoint."""
+    """Whatever state a rule or decorrelation layer keeps is in the checkpoint (a LIF
+    network for a rule that does not run on the rate network)."""
+    lif = {"preset": "lif_rnn", "n_hidden": 12, "input_scale": 4.0}
     protocol = make_protocol(
+        model=None if "rate" in RULES[rule].model_kinds else lif,
         rule__name=rule,
         task__duration="40 ms",
         training__n_trials=3,

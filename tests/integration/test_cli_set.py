@@ -188,3 +188,18 @@ def test_sweep_grid_still_rejects_a_key_no_rule_takes(tmp_path, capsys):
     assert main(["sweep", str(sweep_file), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "rule.normalis: unknown key" in err[0], err
+
+
+def test_engine_auto_says_once_why_it_runs_on_runtime_and_records_it(protocol, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", str(protocol), "--out", str(out), "--quiet"]
+    assert main([*args, "--set", "engine.name=auto", "--set", "rule.name=rflo"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "engine 'auto'" in line]
+    assert notes == [
+        "note: engine 'auto' runs 'tiny' on the runtime engine (rule 'rflo' is "
+        "not built into standalone programs)"
+    ]
+    with xr.open_dataset(out / "tiny.nc") as ds:
+        assert ds.attrs["notes"] == notes[0].removeprefix("note: ")
+        assert "runtime" in ds.attrs["engine"]
+        assert tomllib.loads(ds.attrs["config"])["engine"]["name"] == "runtime"

@@ -208,3 +208,32 @@ def test_result_and_checkpoint_of_an_older_protocol_count_as_the_same_run():
     assert protocol_difference(other, now) == ("engine.codegen", "cython", "numpy")
     with pytest.raises(ConfigError, match="engine.codegen"):
         check_same_protocol(other, now, "ckpt")
+
+
+@pytest.mark.parametrize(
+    ("text", "engine", "why"),
+    [
+        (GOOD, "standalone", None),
+        (GOOD.replace('name = "td_anp"', 'name = "rflo"'), "runtime", "rule 'rflo' is not built"),
+        (GOOD.replace('"rate_rnn"', '"lif_rnn"'), "runtime", "'lif' runs on runtime only"),
+        (GOOD + '[engine]\nname = "runtime"\n', "runtime", None),
+        (
+            GOOD.replace("n_hidden = 20", "n_hidden = 20\np_connect = 0.5")
+            + '[engine]\nfuse = "off"\n',
+            "runtime",
+            "runs sparse W_rec (model.p_connect < 1) only fully fused",
+        ),
+    ],
+    ids=["rate", "rule", "lif", "explicit", "sparse_unfused"],
+)
+def test_engine_auto_is_standalone_where_the_protocol_runs_there(tmp_path, text, engine, why):
+    protocol = load_protocol(write(tmp_path, text))
+    assert protocol.engine.name == engine
+    if why is None:
+        assert protocol.notes == ()
+    else:
+        (note,) = protocol.notes
+        assert note.startswith("engine 'auto' runs 'cfg' on the runtime engine (") and why in note
+    # the TOML holds the engine that was chosen, and reads back to the same protocol
+    data = __import__("tomllib").loads(protocol.to_toml())
+    assert protocol_from_mapping(data, protocol.source) == protocol
