@@ -9,7 +9,8 @@ by 100 frozen 10 Hz Poisson inputs (the pattern task's), with the same initial w
 * e-prop: bioperturb's ``eprop`` rule (random feedback, trial-end Adam step) against NEST's
   ``eprop_iaf_bsshslm_2020`` + ``eprop_readout_bsshslm_2020`` + ``eprop_synapse_bsshslm_2020``
   (update interval = one trial, gradient descent). The two e-prop networks are not the same
-  dynamics (NEST: delta synapses, reset by subtraction, a leaky readout neuron; see
+  dynamics (NEST: delta synapses, here with weights w·τ_s/τ_m, the same charge as our
+  exponential current's jump w; reset by subtraction; a leaky readout neuron; see
   docs/rules/eprop.md), so the mean firing rates are printed beside the times.
 
 Each figure is the median wall time per trial over ``--trials`` trials after one warm-up
@@ -130,8 +131,11 @@ def nest_trial(kind: str, spec: dict, n_trials: int) -> dict:
             {"optimizer": {"type": "gradient_descent", "eta": 1e-4, "batch_size": 1}},
         )
         syn = {"synapse_model": "eprop_synapse_bsshslm_2020", "delay": dt, "tau_m_readout": 10.0}
-        nest.Connect(parrots, rec, "all_to_all", {**syn, "weight": w["W_in"]})
-        nest.Connect(rec, rec, "all_to_all", {**syn, "weight": w["W_rec"]})
+        # NEST's e-prop neurons take delta currents: a jump of w in our exponential current
+        # moves the membrane by w τ_s/τ_m in all, so that is the delta weight of equal charge
+        charge = m["tau_syn"] / m["tau_m"]
+        nest.Connect(parrots, rec, "all_to_all", {**syn, "weight": w["W_in"] * charge})
+        nest.Connect(rec, rec, "all_to_all", {**syn, "weight": w["W_rec"] * charge})
         nest.Connect(rec, out, "all_to_all", {**syn, "weight": w["W_out"]})
         feedback = {"synapse_model": "eprop_learning_signal_connection_bsshslm_2020"}
         nest.Connect(out, rec, "all_to_all", {**feedback, "delay": dt, "weight": w["W_out"].T})
