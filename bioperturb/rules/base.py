@@ -78,3 +78,27 @@ class Rule:
     def install(self, network: Any) -> list[Any]:
         """Create the rule's Brian2 objects on a built network; return them."""
         raise NotImplementedError
+
+    @staticmethod
+    def synapse_operations(
+        network: Any,
+        matrix: str,
+        step: str | None = None,
+        end: str | None = None,
+        reset: str | None = None,
+        prefix: str = "rule",
+    ) -> list[Any]:
+        """The per-synapse operations of one plastic matrix, in the slots every rule uses:
+        ``step`` at each step's start after the sums and broadcasts (order 4), ``end`` at
+        the trial's last step before the optimiser step (order −1), ``reset`` after it
+        (order 1). Named ``<prefix>_step_<matrix>`` etc."""
+        syn, tag = network.synapses[matrix], matrix.lower()
+        objs = []
+        if step is not None:
+            objs.append(syn.run_regularly(step, when="start", order=4, name=f"{prefix}_step_{tag}"))
+        trial = {"clock": network.trial_clock, "when": "end"}
+        if end is not None:
+            objs.append(syn.run_regularly(end, order=-1, name=f"{prefix}_end_{tag}", **trial))
+        if reset is not None:
+            objs.append(syn.run_regularly(reset, order=1, name=f"{prefix}_reset_{tag}", **trial))
+        return objs

@@ -161,19 +161,11 @@ class EProp(RFLO):
             )
         )
         if self.params.reg_rate > 0:
+            rate = "(n_spk_post * eprop_n_inv - eprop_target)"
+            reg = f"acc += eprop_reg * {rate} * esum * eprop_n_inv"
             for matrix in self.params.train:
-                if matrix == "W_out":
-                    continue
-                objs.append(
-                    network.synapses[matrix].run_regularly(
-                        "acc += eprop_reg * (n_spk_post * eprop_n_inv - eprop_target)"
-                        " * esum * eprop_n_inv",
-                        clock=trial,
-                        when="end",
-                        order=-1,  # before the optimiser step (0)
-                        name=f"eprop_reg_{matrix.lower()}",
-                    )
-                )
+                if matrix != "W_out":
+                    objs += self.synapse_operations(network, matrix, end=reg, prefix="eprop_reg")
         objs.append(
             hidden.run_regularly(
                 "psi = 0\nn_spk = 0", clock=trial, when="end", order=1, name="eprop_reset"

@@ -238,34 +238,8 @@ class PerturbationRule(Rule):
         for matrix in self.params.train:
             if matrix in network.batched:
                 continue  # accumulated by the fused engine (engines/standalone/fused.py)
-            syn = network.synapses[matrix]
             step, end = self.trace_code(matrix, dt)
-            if step is not None:
-                objs.append(
-                    syn.run_regularly(
-                        step, when="start", order=4, name=f"rule_step_{matrix.lower()}"
-                    )
-                )
-            if end is not None:
-                # before the optimiser step (order 0) at the trial's last step
-                objs.append(
-                    syn.run_regularly(
-                        end,
-                        clock=network.trial_clock,
-                        when="end",
-                        order=-1,
-                        name=f"rule_end_{matrix.lower()}",
-                    )
-                )
-            objs.append(
-                syn.run_regularly(
-                    self.trial_reset_code(),
-                    clock=network.trial_clock,
-                    when="end",
-                    order=1,
-                    name=f"rule_reset_{matrix.lower()}",
-                )
-            )
+            objs += self.synapse_operations(network, matrix, step, end, self.trial_reset_code())
         return objs
 
     def trial_loss_code(self) -> tuple[str, str]:

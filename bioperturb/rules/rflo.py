@@ -137,22 +137,7 @@ class RFLO(Rule):
         updater.when, updater.order = "start", 2  # after y (0) and the loss (1)
         objs = []
         for matrix in self.params.train:
-            syn = network.synapses[matrix]
-            objs.append(
-                syn.run_regularly(
-                    self.step_code(matrix),
-                    when="start",
-                    order=4,
-                    name=f"rule_step_{matrix.lower()}",
-                )
-            )
-            objs.append(
-                syn.run_regularly(
-                    self.trial_reset_code(),
-                    clock=network.trial_clock,
-                    when="end",
-                    order=1,
-                    name=f"rule_reset_{matrix.lower()}",
-                )
+            objs += self.synapse_operations(
+                network, matrix, self.step_code(matrix), reset=self.trial_reset_code()
             )
         return objs

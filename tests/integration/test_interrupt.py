@@ -207,50 +207,38 @@ def test_run_protocol_keeps_the_checkpoint_of_an_interrupted_run(tmp_path, monke
     assert not (tmp_path / "test.ckpt.npz").exists()
 
 
-def test_compare_interrupted_writes_the_rule_alone_and_exits_130(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    ("stopped", "sig", "extra", "methods"),
+    [
+        ("td_anp", signal.SIGTERM, [], ["td_anp"]),
+        # the rule finishes, RFLO is stopped: np and BPTT never start
+        ("rflo", signal.SIGINT, ["--with", "rflo", "np"], ["td_anp", "rflo"]),
+    ],
+    ids=["rule", "comparator"],
+)
+def test_compare_interrupted_keeps_the_runs_before_it_and_exits_130(
+    tmp_path, monkeypatch, capsys, stopped, sig, extra, methods
+):
     from bioperturb.cli import main
 
     class Signalling(Trainer):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
-            signalling_engine(self, after_blocks=2, signals=[signal.SIGTERM])
+            if self.protocol.rule_name == stopped:
+                signalling_engine(self, after_blocks=2, signals=[sig])
 
     monkeypatch.setattr("bioperturb.runs.Trainer", Signalling)
     data = copy.deepcopy(BASE)
     data["training"].update(n_trials=6)
     path = tmp_path / "test.toml"
     path.write_text(tomli_w.dumps(data))
-    assert main(["compare", str(path), "--out", str(tmp_path), "--quiet"]) == 130
+    assert main(["compare", str(path), "--out", str(tmp_path), "--quiet", *extra]) == 130
     assert "BPTT reference was not trained" in capsys.readouterr().err
     ds = read_dataset(tmp_path / "test_compare.nc")
-    assert list(ds["method"].values) == ["td_anp"]
-    assert ds.attrs["status"] == "interrupted" and 0 < ds.sizes["trial"] < 6
-
-
-def test_compare_with_an_interrupted_comparator_keeps_the_runs_before_it(
-    tmp_path, monkeypatch, capsys
-):
-    from bioperturb.cli import main
-
-    class SignallingComparator(Trainer):  # the protocol's rule finishes; RFLO is stopped
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            if self.protocol.rule_name == "rflo":
-                signalling_engine(self, after_blocks=2, signals=[signal.SIGINT])
-
-    monkeypatch.setattr("bioperturb.runs.Trainer", SignallingComparator)
-    data = copy.deepcopy(BASE)
-    data["training"].update(n_trials=6)
-    path = tmp_path / "test.toml"
-    path.write_text(tomli_w.dumps(data))
-    args = ["compare", str(path), "--out", str(tmp_path), "--quiet", "--with", "rflo", "np"]
-    assert main(args) == 130
-    assert "BPTT reference was not trained" in capsys.readouterr().err
-    ds = read_dataset(tmp_path / "test_compare.nc")
-    assert list(ds["method"].values) == ["td_anp", "rflo"]  # np and BPTT never started
+    assert list(ds["method"].values) == methods
     assert ds.attrs["status"] == "interrupted"
     done = dict(zip(ds["method"].values, ds["loss"].notnull().sum("trial").values, strict=True))
-    assert done["td_anp"] == 6 and 0 < done["rflo"] < 6, done
+    assert all(done[m] == 6 for m in methods[:-1]) and 0 < done[methods[-1]] < 6, done
 
 
 def test_a_signal_while_the_result_is_written_waits_for_the_file(tmp_path, monkeypatch):

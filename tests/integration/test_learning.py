@@ -45,17 +45,25 @@ def test_td_anp_learns_pattern_task():
 #:   np:         .37 .24 .16 .12 .11 .087 .070 .059 .047 .042
 #:   wp:         .79 .66 .59 .52 .46 .40 .37 .33 .31 .29   (variance grows with #weights)
 #:   online_anp: .44 .29 .28 .37 .28 .24 .21 .19 .17 .17   (τ_avg = 5 ms; biased, noisy)
+#:   rflo:       .41 .28 .22 .19 (40 trials)                (random feedback B)
+#:   rflo, B = W_outᵀ: .21 .10 .053 .034 (40 trials)
 #: Thresholds leave a margin of about 1.5–2× over the calibrated values.
 RULES = [
     ({"name": "np"}, 40, 0.3),
     ({"name": "wp", "sigma_w": 1e-3}, 60, 0.65),
     ({"name": "online_anp", "tau_avg": "5 ms"}, 60, 0.5),
+    ({"name": "rflo"}, 40, 0.3),
+    ({"name": "rflo", "feedback": "symmetric"}, 40, 0.1),
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.cython
-@pytest.mark.parametrize(("rule", "n_trials", "bound"), RULES, ids=[r[0]["name"] for r in RULES])
+@pytest.mark.parametrize(
+    ("rule", "n_trials", "bound"),
+    RULES,
+    ids=["np", "wp", "online_anp", "rflo", "rflo-symmetric"],
+)
 def test_rule_learns_pattern_task(rule, n_trials, bound):
     protocol = make_protocol(
         seed=3,
