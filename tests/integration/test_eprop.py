@@ -1,5 +1,6 @@
 """E-prop (Bellec et al. 2020) on the LIF network: surrogate BPTT in its limiting case, the
-formula recomputed on a numpy LIF forward pass, and one learning curve."""
+formula recomputed on a numpy LIF forward pass, and `compare --with eprop` (its learning
+curve is in tests/integration/test_learning.py)."""
 
 from __future__ import annotations
 
@@ -115,32 +116,6 @@ def test_eprop_update_is_the_formula_with_random_feedback_and_regularisation():
 def test_eprop_needs_a_lif_network():
     with pytest.raises(ConfigError, match="'eprop' runs on model.kind = 'lif'"):
         make_protocol(rule={"name": "eprop"})
-
-
-@pytest.mark.slow
-@pytest.mark.cython
-def test_eprop_learns_pattern_task():
-    # N = 50 LIF, frozen Poisson input (20 channels, 40 Hz), 300 ms target pattern.
-    # Calibrated here: eval loss relative to its start after 10, 20, 30, 40 trials
-    #   eprop (random B): .51 .32 .30 .20   symmetric: .31 .25 .17 .18   td_anp: .58 .47 .37 .33
-    protocol = make_protocol(
-        model={**LIF_MODEL, "n_hidden": 50},
-        rule={"name": "eprop"},
-        seed=3,
-        training__n_trials=40,
-        training__eval_every=20,
-        training__optimizer="adam",
-        training__lr=3e-3,
-        engine__codegen="cython",
-        output__alignment=False,
-        **{**LIF, "task__duration": "300 ms"},
-    )
-    ds = Trainer(protocol).run(progress=False)
-    ev = ds["eval_loss"].values
-    assert ds.attrs["status"] == "completed"
-    assert ev[-1] < 0.35 * ev[0], ev
-    change = ds["W_rec"].isel(eval_trial=-1) - ds["W_rec"].isel(eval_trial=0)
-    assert float(np.abs(change).max()) > 1e-3
 
 
 def test_compare_with_eprop_beside_a_lif_rule_and_the_surrogate_reference(tmp_path):
