@@ -11,7 +11,8 @@ weight, kept local: through the membrane's own leak only (no recurrent path). Wi
 network's Euler step v ← v + a_t dt/τ_m (−v + h + b) (a_t = 0 while refractory) and
 h = W r + U u (r, u: the presynaptic synaptic traces)::
 
-    ε_ij ← ε_ij + a_t dt/τ_m (r_j − ε_ij)            (∂v_i/∂W_ij through the leak; r → u for W_in)
+    ε_ij ← ε_ij + a_t dt/τ_m (r_j − ε_ij)            (∂v_i/∂W_ij through the leak; r → u for W_in;
+                                                      exact: ε + a_t((p22 − 1)ε + p21 r_j))
     ψ_i,t = pseudo-derivative of the spike at the membrane v_i that decided it (0 while
             refractory): "triangle" γ/v_th max(0, 1 − |v − v_th|/v_th) (Bellec et al.), or
             "superspike" 1/(1 + β|v − v_th|)² (the surrogate of bioperturb's BPTT reference)
