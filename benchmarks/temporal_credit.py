@@ -23,7 +23,7 @@ Usage::
 Tasks: ``recall``, ``dnms``, ``mackey_glass`` (the default), ``copy``, ``recall_jitter``
 (variable delay), ``perceptual`` and ``dnms_miconi`` (Miconi's DNMS, trial-end reward);
 rules: the default six, ``miconi`` and the per-neuron-signal comparators ``rflo`` and
-``rflo_symmetric`` (runtime engine).
+``rflo_symmetric``.
 
 Finished runs are kept in ``<out>/runs/*.json``, so the same command computes only what is
 missing. Writes ``<out>/temporal_credit.md`` (tables), ``temporal_credit.nc`` (all curves) and
@@ -77,7 +77,7 @@ RULES: dict[str, dict[str, Any]] = {
     "readout_only": {"name": "np", "tau_e": _WHOLE, "tau_e_out": "0 s", "train": ["W_out"]},
     # Miconi (2017) as published, kicks at 30 Hz; runtime engine only
     "miconi": {"name": "miconi", "kick_rate": "30 Hz"},
-    # comparators with a per-neuron learning signal (Murray 2019); runtime engine only
+    # comparators with a per-neuron learning signal (Murray 2019)
     "rflo": {"name": "rflo"},
     "rflo_symmetric": {"name": "rflo", "feedback": "symmetric"},
 }
@@ -118,7 +118,7 @@ def make_protocol(task: str, rule: str | None, seed: int, quick: bool, trials: i
         "alignment": False,
     }
     if rule is not None and not get_rule(data["rule"]["name"]).standalone:
-        data["engine"] = {"name": "runtime"}  # e.g. Miconi's baselines, RFLO's feedback
+        data["engine"] = {"name": "runtime"}  # e.g. Miconi's baselines
     if quick:
         data["model"].update(n_hidden=12)
         data["training"].update(n_trials=20, eval_every=10)

@@ -71,6 +71,14 @@ class Rule:
         """Extra equations of one weight matrix's Synapses (``W_in``, ``W_rec``, ``W_out``)."""
         return Equations("")
 
+    def initial_state(self, shape: dict[str, tuple[int, int]]) -> dict[str, dict[str, Any]]:
+        """Per-synapse values the rule draws once for a run (e.g. a fixed feedback matrix),
+        as ``{matrix: {variable: (post, pre) array}}`` for matrices of ``shape``. The
+        standalone engine passes them as the program's initial state, so that a program
+        does not depend on the seed; the runtime engine's network sets them in
+        :meth:`install`."""
+        return {}
+
     def namespace(self, n_in: int, n_hidden: int, n_out: int) -> dict[str, Any]:
         """Constants the rule's equations refer to."""
         return {}

@@ -73,9 +73,9 @@ class RFLO(Rule):
     twin = False
     node_noise = False
     model_kinds = ("rate",)
-    # B is drawn from the run's seed at build time; a standalone program must not
-    # depend on the seed (engines/standalone), so the runtime engine runs this rule
-    standalone = False
+    # B is drawn from the run's seed: on the standalone engine it is part of the program's
+    # initial state (:meth:`initial_state`), not of the program
+    standalone = True
     # no feedback: the hidden matrices get no credit (the readout's delta rule is exact
     # and is not exploration, so it is left out)
     silent = {"rule.feedback_scale": 0.0, "rule.train": ["W_in", "W_rec"]}
@@ -105,7 +105,8 @@ class RFLO(Rule):
             return Equations("")
         if self.params.feedback == "symmetric":
             return Equations("fb_pre = rflo_scale * w * err_post : 1 (summed)")
-        return Equations("B_fb : 1 (constant)\nfb_pre = B_fb * err_post : 1 (summed)")
+        # B_fb is constant in use but not declared so: the standalone engine sets it as state
+        return Equations("B_fb : 1\nfb_pre = B_fb * err_post : 1 (summed)")
 
     def namespace(self, n_in: int, n_hidden: int, n_out: int) -> dict[str, Any]:
         return {"rflo_scale": self.params.feedback_scale}
@@ -128,11 +129,19 @@ class RFLO(Rule):
         """Per-synapse code at every trial boundary, after the optimiser step."""
         return "elig = 0"
 
+    def initial_state(self, shape: dict[str, tuple[int, int]]) -> dict[str, dict[str, Any]]:
+        if self.params.feedback != "random":
+            return {}
+        n_out, n_hidden = shape["W_out"]
+        return {"W_out": {"B_fb": self.feedback_matrix(n_hidden, n_out).T}}
+
     def install(self, network: Any) -> list[Any]:
+        from brian2.devices.device import RuntimeDevice, get_device
+
         out_syn = network.synapses["W_out"]
-        if self.params.feedback == "random":
-            n_out, n_hidden = network.shape["W_out"]
-            out_syn.B_fb[:] = self.feedback_matrix(n_hidden, n_out)[out_syn.i[:], out_syn.j[:]]
+        if isinstance(get_device(), RuntimeDevice):  # a standalone program takes B as state
+            for var, values in self.initial_state(network.shape).get("W_out", {}).items():
+                getattr(out_syn, var)[:] = values[out_syn.j[:], out_syn.i[:]]
         updater = out_syn.summed_updaters["fb_pre"]
         updater.when, updater.order = "start", 2  # after y (0) and the loss (1)
         objs = []

@@ -193,10 +193,10 @@ def test_sweep_grid_still_rejects_a_key_no_rule_takes(tmp_path, capsys):
 def test_engine_auto_says_once_why_it_runs_on_runtime_and_records_it(protocol, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["run", str(protocol), "--out", str(out), "--quiet"]
-    assert main([*args, "--set", "engine.name=auto", "--set", "rule.name=rflo"]) == 0
+    assert main([*args, "--set", "engine.name=auto", "--set", "rule.name=miconi"]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if "engine 'auto'" in line]
     assert notes == [
-        "note: engine 'auto' runs 'tiny' on the runtime engine (rule 'rflo' is "
+        "note: engine 'auto' runs 'tiny' on the runtime engine (rule 'miconi' is "
         "not built into standalone programs)"
     ]
     with xr.open_dataset(out / "tiny.nc") as ds:

@@ -208,6 +208,8 @@ def test_build_cache_compiles_a_shape_once():
         # 16 units: whole 4 x 8 tiles of the fused GEMM (12 units also run its edges)
         {"model__n_hidden": 16, "rule__signal": "trial_end", "rule__tau_e": "4 ms"},
         {"engine__fuse": "off"},
+        # RFLO: a per-neuron signal, its random feedback matrix part of the initial state
+        {"rule__name": "rflo", "training__optimizer": "adam"},
         # sparse W_rec: dense storage, the fused C++ skips absent synapses (exists = 0)
         # (300 steps: the sparse update runs in blocks of 128 steps)
         {
@@ -231,6 +233,7 @@ def test_build_cache_compiles_a_shape_once():
         "decorrelate-trace",
         "tiles-trial_end-trace",
         "unfused",
+        "rflo",
         "sparse",
     ],
 )
@@ -247,7 +250,9 @@ def test_every_rule_matches_runtime(overrides):
     # what is fused: WP's twin sees w + ψ; online SGD changes W_rec every step
     if overrides.get("rule__name") == "wp" or overrides.get("engine__fuse") == "off":
         expect = "unfused"
-    elif overrides.get("rule__name") == "none" or overrides.get("rule__apply") == "online":
+    elif (
+        overrides.get("rule__name") in ("none", "rflo") or overrides.get("rule__apply") == "online"
+    ):
         expect = "fused-currents"
     else:
         expect = "fused-currents+gemm"

@@ -214,7 +214,11 @@ def test_result_and_checkpoint_of_an_older_protocol_count_as_the_same_run():
     ("text", "engine", "why"),
     [
         (GOOD, "standalone", None),
-        (GOOD.replace('name = "td_anp"', 'name = "rflo"'), "runtime", "rule 'rflo' is not built"),
+        (
+            GOOD.replace('name = "td_anp"', 'name = "miconi"'),
+            "runtime",
+            "rule 'miconi' is not built",
+        ),
         (GOOD.replace('"rate_rnn"', '"lif_rnn"'), "runtime", "'lif' runs on runtime only"),
         (GOOD + '[engine]\nname = "runtime"\n', "runtime", None),
         (

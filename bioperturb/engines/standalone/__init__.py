@@ -150,11 +150,14 @@ class StandaloneEngine(Engine):
             synapses=dict(meta["matrices"]),
             masks=connectivity(exp.weights0, p.model),
         )
-        # initial state: the weights and D = I; everything else starts from its
-        # build-time value (zero)
+        # initial state: the weights, D = I and what the rule draws for the run (e.g.
+        # RFLO's feedback matrix); everything else starts from its build-time value (zero)
         net.state = {
             f"{obj}/w": net._vector(exp.weights0[name], obj) for name, obj in net.synapses.items()
         }
+        for name, variables in exp.rule.initial_state(net.shape).items():
+            for var, values in variables.items():
+                net.state[f"{net.synapses[name]}/{var}"] = net._vector(values, net.synapses[name])
         for name, obj in net.lateral.items():
             net.state[f"{obj}/d"] = net._vector(np.eye(net.shape[name][0]), obj)
         #: (tape trials, wall seconds incl. process and I/O, seconds simulating) per block
