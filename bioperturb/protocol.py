@@ -203,14 +203,7 @@ class LIFConfig:
         ps = e^(−dt/τ_s), p21 = τ_s/(τ_s − τ_m) (e^(−dt/τ_s) − e^(−dt/τ_m)) (dt/τ_m e^(−dt/τ_m)
         when τ_s = τ_m).
         """
-        dt, tm, ts = self.dt, self.tau_m, self.tau_syn
-        if self.integration == "euler":
-            return {"p22m1": -dt / tm, "p21": dt / tm, "ps": 1.0 - dt / ts}
-        if math.isclose(tm, ts, rel_tol=1e-9):
-            p21 = dt / tm * math.exp(-dt / tm)
-        else:
-            p21 = ts / (ts - tm) * (math.exp(-dt / ts) - math.exp(-dt / tm))
-        return {"p22m1": math.expm1(-dt / tm), "p21": p21, "ps": math.exp(-dt / ts)}
+        return lif_propagators(self.dt, self.tau_m, self.tau_syn, self.integration)
 
     @property
     def tau(self) -> float:
@@ -236,6 +229,17 @@ class LIFConfig:
                 "current must be a decaying state variable)"
             )
         _check_network(self)
+
+
+def lif_propagators(dt: float, tm: float, ts: float, integration: str) -> dict[str, float]:
+    """:meth:`LIFConfig.propagators` of a time step ``dt`` and time constants τ_m, τ_s."""
+    if integration == "euler":
+        return {"p22m1": -dt / tm, "p21": dt / tm, "ps": 1.0 - dt / ts}
+    if math.isclose(tm, ts, rel_tol=1e-9):
+        p21 = dt / tm * math.exp(-dt / tm)
+    else:
+        p21 = ts / (ts - tm) * (math.exp(-dt / ts) - math.exp(-dt / tm))
+    return {"p22m1": math.expm1(-dt / tm), "p21": p21, "ps": math.exp(-dt / ts)}
 
 
 #: the former name of :class:`RateConfig` (kept for scripts written against it)

@@ -304,8 +304,21 @@ class RateNetwork:
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         for name, w in weights.items():
-            syn = self.synapses[name]
-            syn.w[:] = np.asarray(w)[syn.j[:], syn.i[:]]
+            self.set_matrix(name, "w", w)
+
+    def set_matrix(self, name: str, var: str, values: np.ndarray) -> None:
+        """Set a per-synapse variable of matrix ``name`` from a (post, pre) array."""
+        syn = self.synapses[name]
+        getattr(syn, var)[:] = np.asarray(values)[syn.j[:], syn.i[:]]
+
+    def set_start(self, weights: dict[str, np.ndarray], rule: Any) -> None:
+        """The run's starting weights and what the rule draws for the run
+        (:meth:`~bioperturb.rules.base.Rule.initial_state`, e.g. RFLO's feedback matrix);
+        the standalone engine passes both as a program's initial state instead."""
+        self.set_weights(weights)
+        for name, variables in rule.initial_state(self.shape).items():
+            for var, values in variables.items():
+                self.set_matrix(name, var, values)
 
     def cumulative_losses(self) -> tuple[float, float]:
         """Running sums of the clean and noisy trial losses (equal without a twin)."""
@@ -411,7 +424,7 @@ def build_rate_network(
         training,
     )
     if weights is not None:  # None: set later (standalone programs take them as run args)
-        handle.set_weights(weights)
+        handle.set_start(weights, rule)
     if decor:
         ns["decor_lr"] = model.decor_lr
         ns["decor_n_inv"] = 1.0 / tape.n_steps

@@ -284,7 +284,7 @@ def build_spiking_network(
     if model.dale:
         handle.constraints["W_rec"] = DALE_CODE
     add_weight_synapses(handle, specs, rule, training)
-    handle.set_weights(weights)
+    handle.set_start(weights, rule)
     if dense:
         for name in ("W_in", "W_rec"):
             for s in suffixes:

@@ -138,13 +138,10 @@ class LIFDynamics:
     @property
     def params(self) -> tuple[np.ndarray, ...]:
         """The traced parameter tuple of the compiled functions."""
-        from bioperturb.protocol import LIFConfig
+        from bioperturb.protocol import lif_propagators
 
         values = (self.dt, self.tau_m, self.tau_syn, self.t_ref, self.v_th, self.v_reset)
-        model = LIFConfig(
-            dt=self.dt, tau_m=self.tau_m, tau_syn=self.tau_syn, integration=self.integration
-        )
-        prop = model.propagators()
+        prop = lif_propagators(self.dt, self.tau_m, self.tau_syn, self.integration)
         exact = float(self.integration == "exact")
         extra = (self.bias, self.beta, exact, prop["p22m1"], prop["p21"], prop["ps"])
         return tuple(np.float64(x) for x in (*values, *extra))

@@ -75,8 +75,8 @@ class Rule:
         """Per-synapse values the rule draws once for a run (e.g. a fixed feedback matrix),
         as ``{matrix: {variable: (post, pre) array}}`` for matrices of ``shape``. The
         standalone engine passes them as the program's initial state, so that a program
-        does not depend on the seed; the runtime engine's network sets them in
-        :meth:`install`."""
+        does not depend on the seed; on the runtime engine the network builder sets them
+        with the weights (``RateNetwork.set_start``)."""
         return {}
 
     def namespace(self, n_in: int, n_hidden: int, n_out: int) -> dict[str, Any]:

@@ -136,13 +136,8 @@ class RFLO(Rule):
         return {"W_out": {"B_fb": self.feedback_matrix(n_hidden, n_out).T}}
 
     def install(self, network: Any) -> list[Any]:
-        from brian2.devices.device import RuntimeDevice, get_device
-
-        out_syn = network.synapses["W_out"]
-        if isinstance(get_device(), RuntimeDevice):  # a standalone program takes B as state
-            for var, values in self.initial_state(network.shape).get("W_out", {}).items():
-                getattr(out_syn, var)[:] = values[out_syn.j[:], out_syn.i[:]]
-        updater = out_syn.summed_updaters["fb_pre"]
+        # B itself is set with the weights (RateNetwork.set_start, or the standalone state)
+        updater = network.synapses["W_out"].summed_updaters["fb_pre"]
         updater.when, updater.order = "start", 2  # after y (0) and the loss (1)
         objs = []
         for matrix in self.params.train:
