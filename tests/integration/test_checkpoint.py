@@ -190,9 +190,10 @@ class FileWatcher(threading.Thread):
                     elif path.suffix == ".npz":
                         read_checkpoint(path)
                     self.seen += 1
-                except FileNotFoundError:
-                    continue  # replaced or removed between glob and open
                 except Exception as err:  # noqa: BLE001 - any failure is a finding
+                    gone = isinstance(err, FileNotFoundError) or "checkpoint not found" in str(err)
+                    if gone:  # removed between glob and open (a finished run's checkpoint)
+                        continue
                     self.bad.append(f"{path.name}: {err}")
             time.sleep(0.02)
 
