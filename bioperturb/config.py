@@ -414,6 +414,12 @@ def _check_rule_support(protocol: Protocol, where: str) -> None:
         except ValueError as err:
             key, _, reason = str(err).partition(": ")
             raise ConfigError(where, f"rule.{key}", reason) from None
+    if protocol.training.antithetic and not rule_cls.node_noise:
+        raise ConfigError(
+            where,
+            "training.antithetic",
+            f"rule '{name}' injects no node noise: there is no ξ to negate",
+        )
     if protocol.training.batch > 1 and getattr(rule_cls(protocol.rule), "online", False):
         raise ConfigError(
             where,

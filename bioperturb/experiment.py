@@ -57,7 +57,9 @@ class Experiment:
             np.random.default_rng(streams["task"]), training.n_trials
         )
         self.eval_set: Trials = self.task.eval_trials()
-        self.tape = Tape.build(self.segments(), batch=training.batch)
+        self.tape = Tape.build(
+            self.segments(), batch=training.batch, antithetic=training.antithetic
+        )
         self.weights0: dict[str, np.ndarray] = self.model_spec.init_weights(
             weight_rng(protocol.seed),
             self.task.n_inputs,

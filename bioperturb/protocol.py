@@ -280,12 +280,22 @@ class TrainingConfig:
         doc="the trials of a batch are one trial run batch times with fresh noise (batch "
         "noisy twins of one trial) instead of batch different trials",
     )
+    antithetic: bool = param(
+        False,
+        doc="with repeat: the twins come in antithetic pairs, the second of a pair "
+        "receiving exactly the negated node noise of the first (−ξ); runtime engine",
+    )
 
     def check(self) -> None:
         if self.beta1 >= 1 or self.beta2 >= 1:
             raise ValueError("beta1 and beta2 must be below 1")
         if self.repeat and self.batch == 1:
             raise ValueError("repeat: true needs batch > 1 (the number of noisy repeats)")
+        if self.antithetic and not (self.repeat and self.batch % 2 == 0):
+            raise ValueError(
+                "antithetic: true needs repeat = true and an even batch (pairs of twins of "
+                "one trial)"
+            )
         for name in ("n_trials", "eval_every", "checkpoint_every"):
             if getattr(self, name) % self.batch:
                 raise ValueError(

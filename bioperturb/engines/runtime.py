@@ -3,7 +3,10 @@
 Training trials run up to :attr:`RuntimeEngine.MAX_BLOCK` per ``net.run``; an evaluation
 set runs one trial per ``net.run`` with the evaluation monitors switched on. The noise is
 drawn from the run's own random state (:class:`bioperturb.brian_rng.BrianRNG`), installed
-only while simulating, so several networks in one process do not share a stream.
+only while simulating, so several networks in one process do not share a stream. With
+``training.antithetic`` the trials run one per ``net.run``: the random state is saved
+before the first twin of a pair and put back before the second, which therefore draws the
+same numbers, negated by the tape's noise sign (−ξ).
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class RuntimeEngine(Engine):
         #: spikes of the spike monitor already turned into records (spiking networks)
         self._spikes_read = 0
         self._started = False
+        #: the random state before the first twin of an antithetic pair (None outside one)
+        self._pair_rng: dict[str, np.ndarray] | None = None
 
     @property
     def description(self) -> str:
@@ -77,6 +82,28 @@ class RuntimeEngine(Engine):
         ran = float(net.t_) - start
         if abs(ran - duration) > 0.5 * self.protocol.model.dt:
             raise KeyboardInterrupt(f"Brian2 stopped the run after {ran:.6g} s of {duration:.6g} s")
+
+    def _simulate_trials(self, position: int, n: int) -> None:
+        """Tape trials ``position … position + n − 1``; with ``training.antithetic`` one
+        per run, the mirror twin of a pair replaying the random state of the twin before."""
+        tape, dt = self.experiment.tape, self.protocol.model.dt
+        T = tape.n_steps * dt
+        if not self.protocol.training.antithetic:
+            self.simulate(n * T)
+            return
+
+        def mirror(k: int) -> bool:
+            return k < tape.n_trials and tape.sign[1 + k * tape.n_steps] < 0
+
+        for k in range(position, position + n):
+            if mirror(k):
+                if self._pair_rng is None:
+                    raise RuntimeError(f"tape trial {k} mirrors a twin that did not run")
+                self.rng = BrianRNG.from_arrays(self._pair_rng)
+                self._pair_rng = None
+            elif mirror(k + 1):
+                self._pair_rng = self.rng.to_arrays()
+            self.simulate(T)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
@@ -104,7 +131,7 @@ class RuntimeEngine(Engine):
         n_samples = len(net.monitors["loss_t"].t)
         before = net.cumulative_losses()
         tic = time.perf_counter()
-        self.simulate(n * T)
+        self._simulate_trials(position, n)
         wall = time.perf_counter() - tic
         clean = np.concatenate([[before[0]], np.asarray(mon.L_cum[0, n_ticks:])])
         noisy_var = "L_n_cum" if "L_n_cum" in net.loss.variables else "L_cum"
@@ -156,6 +183,8 @@ class RuntimeEngine(Engine):
         from bioperturb import checkpoint as ckpt
 
         arrays = {**ckpt.network_state(self.network.net), **self.rng.to_arrays()}
+        if self._pair_rng is not None:  # stopped between the twins of an antithetic pair
+            arrays.update({f"pair/{k}": v for k, v in self._pair_rng.items()})
         return {"net_t": float(self.network.net.t_)}, arrays
 
     def restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray], where: str) -> None:
@@ -163,6 +192,8 @@ class RuntimeEngine(Engine):
 
         ckpt.restore_network_state(self.network.net, arrays, where)
         self.rng = BrianRNG.from_arrays(arrays)
+        pair = {k.removeprefix("pair/"): v for k, v in arrays.items() if k.startswith("pair/")}
+        self._pair_rng = pair or None
         # Network.t_ is where the next net.run starts: the tape's TimedArrays line up again
         self.network.net.t_ = float(meta["net_t"])
         self._started = True
@@ -204,7 +235,8 @@ class RuntimeEngine(Engine):
         net.net.add(*mons.values())
         tape = self.experiment.tape
         self._started = True
-        self.simulate((1 + tape.n_steps * tape.n_trials) * p.model.dt)
+        self.simulate(p.model.dt)  # the reset step (tape row 0)
+        self._simulate_trials(0, tape.n_trials)
         # tick 0 is the reset step; tick k + 1 ends tape trial k
         rows = [k + 1 for k, (kind, _, _) in enumerate(tape.kinds) if kind == "train"]
         out = {}

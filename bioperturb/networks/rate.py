@@ -117,6 +117,8 @@ class Tape:
         of a training trial, ``step`` on the last step of one that ends a batch (an
         optimiser step), ``n_updates`` counts the optimiser steps so far
     condition : (rows,), the condition label of the trial a row belongs to (0 in row 0)
+    sign : (rows,), the sign of the node noise: −1 on the second twin of an antithetic
+        pair (``training.antithetic``), else 1
     kinds : list of ("eval", condition, eval_index) or ("train", trial_index, None)
     n_steps : steps per trial
     """
@@ -132,6 +134,7 @@ class Tape:
     kinds: list[tuple[str, int, int | None]] = field(default_factory=list)
     n_steps: int = 0
     condition: np.ndarray | None = None
+    sign: np.ndarray | None = None
 
     @classmethod
     def blank(cls, n_trials: int, n_steps: int, n_in: int, n_out: int) -> Tape:
@@ -148,12 +151,19 @@ class Tape:
             n_updates=np.ones(n_rows),
             n_steps=n_steps,
             condition=np.zeros(n_rows),
+            sign=np.ones(n_rows),
         )
 
     @classmethod
-    def build(cls, segments: list[tuple[str, int, int | None, Any, int]], batch: int = 1) -> Tape:
+    def build(
+        cls,
+        segments: list[tuple[str, int, int | None, Any, int]],
+        batch: int = 1,
+        antithetic: bool = False,
+    ) -> Tape:
         """Lay out ``(kind, index, eval_index, trials, row)`` segments in order; the
-        optimiser steps after every ``batch``-th training trial."""
+        optimiser steps after every ``batch``-th training trial. With ``antithetic`` every
+        second training trial has noise sign −1 (the mirror twin of the trial before)."""
         first = segments[0][3]
         n_steps = first.n_steps
         n_in, n_out = first.inputs.shape[2], first.targets.shape[2]
@@ -169,6 +179,8 @@ class Tape:
             if kind == "train":
                 tape.noise[sl] = 1.0
                 tape.learn[sl.stop - 1] = 1.0
+                if antithetic and trained % 2:
+                    tape.sign[sl] = -1.0
                 trained += 1
                 if trained % batch == 0:
                     tape.step[sl.stop - 1] = 1.0
@@ -379,7 +391,7 @@ def build_rate_network(
     hidden.b = model.bias
     hidden.sigma = model.sigma
     if rule.node_noise:
-        add_node_noise(hidden, noisy, rule.noise)
+        add_node_noise(hidden, noisy, rule.noise, training.antithetic)
     hidden.run_regularly(
         f"r_prev = {rvar}\nr = tanh(h)" + ("\nr_n = tanh(h_n)" if twin else ""),
         when="after_groups",
@@ -474,6 +486,8 @@ def tape_namespace(model: Any, rule: Any, training: Any, tape: Tape):
     }
     if getattr(rule, "per_condition", False):
         ns["cond_at"] = TimedArray(tape.condition, dt=tdt, name="tape_condition")
+    if training.antithetic:
+        ns["sign_at"] = TimedArray(tape.sign, dt=tdt, name="tape_sign")
     ns.update(rule.namespace(tape.inputs.shape[1], model.n_hidden, tape.targets.shape[1]))
     return ns, clock, trial_clock
 
@@ -492,7 +506,9 @@ NOISE_KINDS = {
 }
 
 
-def add_node_noise(group: NeuronGroup, target: str, kind: str = "white") -> None:
+def add_node_noise(
+    group: NeuronGroup, target: str, kind: str = "white", antithetic: bool = False
+) -> None:
     """Noise on ``target`` as a separate step after the deterministic one.
 
     Then the deterministic part of both twins is the same expression: with σ = 0 the
@@ -500,9 +516,12 @@ def add_node_noise(group: NeuronGroup, target: str, kind: str = "white") -> None
     (node perturbation pairs it with the presynaptic factor). ``kind`` (the rule's
     ``noise``) is a key of :data:`NOISE_KINDS`: ``"white"`` (every rule but Miconi's) or
     ``"kicks"``. The evaluation trials' gate ``noise_at(t)`` = 0 switches either off.
+    With ``antithetic`` the increment is multiplied by the tape's ``sign_at(t)`` (−1 on
+    the mirror twin of a pair, whose draws the runtime engine replays).
     """
+    sign = "\nnoise_h = noise_h * sign_at(t)" if antithetic else ""
     group.run_regularly(
-        f"{NOISE_KINDS[kind]}\n{target} += noise_h",
+        f"{NOISE_KINDS[kind]}{sign}\n{target} += noise_h",
         when="after_groups",
         order=0,
         name="hidden_noise",

@@ -214,7 +214,7 @@ def build_spiking_network(
         setattr(hidden, f"t_spk{s}", -1e9 * second)
     noisy = ("eta" if separate_noise else "h") + suffixes[-1]
     if rule.node_noise:
-        add_node_noise(hidden, noisy)
+        add_node_noise(hidden, noisy, antithetic=training.antithetic)
     reset = []
     for s in suffixes:
         reset += [f"v{s} = 0", f"r{s} = 0", f"t_spk{s} = -1e9 * second"]

@@ -12,11 +12,13 @@ import dataclasses
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from bioperturb.config import ConfigError
 from bioperturb.experiment import Experiment
 from bioperturb.training import Trainer
 from tests.conftest import make_protocol
+from tests.integration.test_checkpoint import comparable
 
 LR = 0.05
 
@@ -103,10 +105,112 @@ def test_zero_noise_batch_gives_no_update():
         ({"training__checkpoint_every": 3}, "training.batch", "checkpoint_every"),
         ({"training__batch": 1, "training__repeat": True}, "training.repeat", "batch > 1"),
         ({"rule__apply": "online"}, "training.batch", "apply = 'trial_end'"),
+        ({"training__antithetic": True}, "training.antithetic", "repeat = true"),
+        (
+            {"training__antithetic": True, "training__repeat": True, "training__batch": 3},
+            "training.antithetic",
+            "even batch",
+        ),
+        (
+            {"training__antithetic": True, "training__repeat": True, "rule__name": "wp"},
+            "training.antithetic",
+            "no node noise",
+        ),
+        (
+            {"training__antithetic": True, "training__repeat": True, "engine__name": "standalone"},
+            "engine.name",
+            "runtime engine",
+        ),
     ],
-    ids=["eval_every", "n_trials", "checkpoint_every", "repeat-alone", "online"],
+    ids=[
+        "eval_every",
+        "n_trials",
+        "checkpoint_every",
+        "repeat-alone",
+        "online",
+        "antithetic-alone",
+        "antithetic-odd",
+        "antithetic-wp",
+        "antithetic-standalone",
+    ],
 )
 def test_impossible_batches_are_refused_by_key(overrides, key, reason):
     with pytest.raises(ConfigError) as err:
         batched(**overrides)
     assert err.value.key == key and reason in err.value.reason
+
+
+# ---------------------------------------------------------------- antithetic pairs
+
+
+def antithetic_np(antithetic: bool = True, **overrides):
+    """NP with a whole-trial trace and a trial-end signal: the estimate of W_in and W_rec
+    is (L̃ − L)·e with an eligibility e linear in the injected noise."""
+    rule = {"name": "np", "signal": "trial_end", "tau_e": "10 s", "train": ["W_in", "W_rec"]}
+    base = dict(
+        rule=rule,
+        model__sigma=0.1,
+        training__n_trials=4,
+        training__eval_every=4,
+        training__repeat=True,
+        training__antithetic=antithetic,
+        output__alignment=False,
+    )
+    return batched(**{**base, **overrides})
+
+
+def trial_losses(trainer) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, noisy) loss of every training trial the engine ran."""
+    mon, kinds = trainer.engine._trial_mon, trainer.experiment.tape.kinds
+    train = [k for k, (kind, _, _) in enumerate(kinds) if kind == "train"]
+    clean, noisy = (np.diff(np.asarray(v[0]))[train] for v in (mon.L_cum, mon.L_n_cum))
+    return clean, noisy
+
+
+@pytest.mark.parametrize("antithetic", [True, False], ids=["antithetic", "independent"])
+def test_an_antithetic_pair_is_the_two_sided_estimate(antithetic):
+    """The mirror twin replays the first twin's draws negated: its eligibility is exactly
+    −e, so its estimate is −(L̃⁻ − L)·e and the pair's mean ½(L̃⁺ − L̃⁻)·e, the two-sided
+    (central-difference) estimate in which the baseline L cancels. Independent twins (the
+    control) share no draws: their estimates are not proportional."""
+    trainer = Trainer(antithetic_np(antithetic, training__lr=0.0))
+    est = trainer.engine.update_samples()
+    clean, noisy = trial_losses(trainer)
+    np.testing.assert_allclose(clean[0::2], clean[1::2], rtol=1e-12)  # twins of one trial
+    for first in (0, 2):
+        plus, minus = noisy[first] - clean[first], noisy[first + 1] - clean[first]
+        assert abs(plus) > 1e-6 and abs(minus) > 1e-6
+        for name in ("W_in", "W_rec"):
+            e = est[name][first] / plus  # the first twin's eligibility
+            pair = 0.5 * (est[name][first] + est[name][first + 1])
+            two_sided = 0.5 * (noisy[first] - noisy[first + 1]) * e
+            assert np.abs(e).max() > 1e-3
+            if antithetic:
+                np.testing.assert_allclose(pair, two_sided, rtol=1e-9, atol=1e-12)
+            else:
+                assert np.abs(pair - two_sided).max() > 0.1 * np.abs(two_sided).max()
+
+
+def test_antithetic_pairs_without_noise_change_nothing():
+    trainer = Trainer(antithetic_np(model__sigma=0.0, training__lr=0.0))
+    est = trainer.engine.update_samples()
+    for name in ("W_in", "W_rec"):
+        assert not est[name].any()
+
+
+def test_a_run_stopped_between_the_twins_of_a_pair_resumes_identically(tmp_path):
+    """The random state saved before the first twin is in the checkpoint."""
+
+    class EveryTrial(Trainer):
+        max_block = 1
+
+        def _maybe_checkpoint(self, trial):
+            self.save_checkpoint(tmp_path / f"after{trial + 1}.npz")
+
+    protocol = antithetic_np()
+    reference = comparable(EveryTrial(protocol).run())
+    for k in (1, 3):  # inside the first and the second pair
+        again = Trainer(protocol)
+        again.restore(tmp_path / f"after{k}.npz")
+        assert again.engine._pair_rng is not None
+        xr.testing.assert_identical(comparable(again.run()), reference)

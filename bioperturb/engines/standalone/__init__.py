@@ -109,6 +109,13 @@ class StandaloneEngine(Engine):
                 f"rule '{protocol.rule_name}' is not built into standalone programs; use "
                 "name = 'runtime'",
             )
+        if protocol.training.antithetic:
+            raise ConfigError(
+                where,
+                "engine.name",
+                "antithetic pairs replay the random state between trials, which only the "
+                "runtime engine does; use name = 'runtime'",
+            )
         if protocol.engine.fuse == "on":
             plan = protocol_fusion(protocol)
             if plan.reason:
