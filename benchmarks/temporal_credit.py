@@ -81,6 +81,16 @@ RULES: dict[str, dict[str, Any]] = {
     "rflo": {"name": "rflo"},
     "rflo_symmetric": {"name": "rflo", "feedback": "symmetric"},
 }
+#: variance reduction (training.batch = 2 twins of one trial per update): independent twins,
+#: and antithetic pairs (the second twin gets −ξ; runtime engine)
+_TWINS = {"batch": 2, "repeat": True}
+_PAIRS = {**_TWINS, "antithetic": True}
+#: rule label -> the [training] keys it sets
+TRAINING: dict[str, dict[str, Any]] = {}
+for _base in ("np_trace", "np_trace_trial_end", "miconi"):
+    for _label, _keys in (("twins", _TWINS), ("antithetic", _PAIRS)):
+        RULES[f"{_base}_{_label}"] = RULES[_base]
+        TRAINING[f"{_base}_{_label}"] = _keys
 #: the rules of the committed table (--rules adds the others)
 DEFAULT_RULES = ["td_anp", "td_anp_trace", "np", "np_trace", "np_trace_trial_end", "readout_only"]
 _CONTROL = {"name": "none"}  # forward passes only: the BPTT reference's template run
@@ -95,6 +105,11 @@ WHAT = {
     "rflo": "RFLO (Murray 2019): random feedback B, leak-only trace; per-neuron signal",
     "rflo_symmetric": "RFLO with symmetric feedback B = W_outᵀ; per-neuron signal",
 }
+for _label in TRAINING:
+    _base, _, _kind = _label.rpartition("_")
+    WHAT[_label] = WHAT[_base] + (
+        "; 2 independent twins per update" if _kind == "twins" else "; antithetic pairs ±ξ"
+    )
 LEVEL = 0.9
 
 
@@ -117,8 +132,12 @@ def make_protocol(task: str, rule: str | None, seed: int, quick: bool, trials: i
         "progress": False,
         "alignment": False,
     }
+    if rule in TRAINING:
+        data["training"].update(TRAINING[rule])
     if rule is not None and not get_rule(data["rule"]["name"]).standalone:
         data["engine"] = {"name": "runtime"}  # e.g. Miconi's baselines
+    elif data["training"].get("antithetic"):
+        data["engine"] = {"name": "runtime"}  # the pairs replay the runtime random state
     if quick:
         data["model"].update(n_hidden=12)
         data["training"].update(n_trials=20, eval_every=10)

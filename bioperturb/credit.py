@@ -142,8 +142,9 @@ def credit_diagnostics(
             n_trials=n_draws,
             eval_every=n_draws,
             checkpoint_every=0,
-            batch=1,  # one estimate per draw
+            batch=1,  # one estimate per draw (a mirror draw −ξ has the same mean)
             repeat=False,
+            antithetic=False,
         ),
         engine=replace(protocol.engine, name="runtime", fuse="auto"),
         output=replace(protocol.output, alignment=False, figures=False, progress=progress),
