@@ -117,7 +117,8 @@ class Trainer:
                 total=self.protocol.training.n_trials,
                 initial=len(self.records.loss),
                 unit="trial",
-                desc=self.protocol.name,
+                desc=self.protocol.name
+                + (f" ({self.engine.startup})" if self.engine.startup else ""),
             )
         try:
             with stop_requests() as received, self.engine.session():

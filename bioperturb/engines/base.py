@@ -78,6 +78,9 @@ class Engine(ABC):
         self.protocol = experiment.protocol
         #: the engine's view of the network between blocks (weights, masks, shapes)
         self.network: Any = None
+        #: a one-off cost this engine paid before its first block, for the progress bar
+        #: (e.g. "program compiled in 41 s"; empty: none worth saying)
+        self.startup = ""
 
     @classmethod  # noqa: B027
     def check_protocol(cls, protocol: Protocol, where: str) -> None:

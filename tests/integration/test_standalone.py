@@ -73,6 +73,21 @@ def test_standalone_matches_runtime_with_noise(shared_runs):
     assert "alignment" in sa  # alignment trials end a block; their estimates were read
 
 
+def test_first_use_says_it_compiles_and_the_bar_shows_the_cost(monkeypatch, capsys):
+    """A cold program is announced before the wait and its build time heads the bar."""
+    import bioperturb.engines.standalone as sa_engine
+
+    monkeypatch.setattr(sa_engine, "is_cached", lambda spec: False)
+    trainer = Trainer(standalone(output__progress=True))
+    err = capsys.readouterr().err
+    assert "compiling the standalone program for this network shape" in err
+    # the build time if this test built the program, else (built earlier) nothing
+    assert not trainer.engine.startup or trainer.engine.startup.startswith("program compiled in ")
+    trainer.engine.startup = "program compiled in 41 s"
+    trainer.run()
+    assert "test (program compiled in 41 s)" in capsys.readouterr().err
+
+
 def test_zero_noise_gives_exactly_zero_update_standalone():
     ds = Trainer(standalone(model__sigma=0.0, training__lr=10.0)).run()
     for name in ("W_in", "W_rec", "W_out"):

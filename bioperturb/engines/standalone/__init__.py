@@ -15,6 +15,8 @@ between blocks. docs/engines.md has the full story.
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ from bioperturb.engines.standalone.program import (
     KernelSpec,
     cache_dir,
     get_kernel,
+    is_cached,
 )
 from bioperturb.networks.rate import connectivity
 from bioperturb.optimizers import OPTIMIZER_PARAMS
@@ -148,7 +151,18 @@ class StandaloneEngine(Engine):
             capacity=1 << (longest - 1).bit_length(),
             n_record=len(exp.record_units),
         )
+        fresh = not is_cached(spec)
+        if fresh and p.output.progress:  # before the bar exists: say why nothing moves
+            print(
+                f"{p.name}: compiling the standalone program for this network shape (first "
+                f"use; about a minute; cached in {cache_dir()})",
+                file=sys.stderr,
+                flush=True,
+            )
+        tic = time.perf_counter()
         self.kernel = get_kernel(spec)
+        if fresh and self.kernel.built:
+            self.startup = f"program compiled in {time.perf_counter() - tic:.0f} s"
         meta = self.kernel.meta
         net = self.network = StandaloneNetwork(
             kernel=self.kernel,

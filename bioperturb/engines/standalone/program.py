@@ -461,11 +461,10 @@ class Kernel:
         #: whether this kernel generated (and possibly compiled) the program
         self.built = False
         with FileLock(str(self.build_dir) + ".lock"):
-            meta_path = self.build_dir / "kernel.json"
-            meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-            if meta.get("key") != self.key or not (self.build_dir / "main").exists():
+            meta = _cached_meta(self.build_dir, self.key)
+            if meta is None:
                 self._build()
-                meta = json.loads(meta_path.read_text())
+                meta = json.loads((self.build_dir / "kernel.json").read_text())
                 self.built = True
             # private copies: a later build of the same key may rewrite the originals
             self.run_dir = Path(tempfile.mkdtemp(prefix=f"bioperturb_{self.key}_"))
@@ -630,6 +629,21 @@ class Kernel:
             activity = np.zeros((len(loss_t), 0))
         rng = (results_dir / "rng_out").read_text()
         return BlockResult(state, rng, losses, loss_t, activity, output, 0.0, 0.0)
+
+
+def _cached_meta(build_dir: Path, key: str) -> dict[str, Any] | None:
+    """The description of the program built for ``key`` in ``build_dir`` (None: none)."""
+    meta_path = build_dir / "kernel.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if meta.get("key") != key or not (build_dir / "main").exists():
+        return None
+    return meta
+
+
+def is_cached(spec: KernelSpec) -> bool:
+    """Whether this process or the machine's build cache already holds ``spec``'s program."""
+    key = spec.key()
+    return key in _KERNELS or _cached_meta(cache_dir() / key, key) is not None
 
 
 # ---------------------------------------------------------------------------- in-process cache
