@@ -175,6 +175,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         why = ds.attrs.get("status_reason", "")
         print(f"interrupted ({why}): the BPTT reference was not trained", file=sys.stderr)
         return 130
+    if ds.attrs.get("status", "completed") != "completed":
+        print(f"{ds.attrs['status']}: {ds.attrs.get('status_reason', '')}", file=sys.stderr)
+        return 1
     return 0
 
 

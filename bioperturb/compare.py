@@ -235,6 +235,15 @@ def combine_methods(datasets: dict[str, xr.Dataset]) -> xr.Dataset:
     out.attrs = {k: v for k, v in first.attrs.items() if k not in ("rule", "engine")}
     out.attrs["methods"] = ", ".join(datasets)
     out.attrs["engines"] = "; ".join(f"{m}: {d.attrs['engine']}" for m, d in datasets.items())
+    # the file's status is that of the first method that did not complete, if any
+    status = {m: d.attrs.get("status", "completed") for m, d in datasets.items()}
+    out.attrs["method_status"] = "; ".join(f"{m}: {s}" for m, s in status.items())
+    failed = [m for m, s in status.items() if s != "completed"]
+    if failed:
+        out.attrs["status"] = status[failed[0]]
+        out.attrs["status_reason"] = "; ".join(
+            f"{m}: {datasets[m].attrs.get('status_reason', status[m])}" for m in failed
+        )
     return out
 
 

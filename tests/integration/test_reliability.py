@@ -172,13 +172,19 @@ def test_a_checkpoint_past_the_end_or_inconsistent_is_refused(tmp_path, change, 
         gc.collect()
 
 
-def test_compare_with_a_diverging_rule_writes_both_methods(tmp_path, capsys):
+def test_compare_with_a_diverging_rule_writes_both_methods_and_exits_1(tmp_path, capsys):
+    """As `run` does: the file is written with every method, and the exit status says
+    that a method did not complete (a comparator's divergence as much as the rule's)."""
     path = tmp_path / "tiny.toml"
     path.write_text(tiny_toml(training__n_trials=4, training__eval_every=2, training__lr=1e6))
-    assert main(["compare", str(path), "--out", str(tmp_path), "--quiet"]) == 0
+    argv = ["compare", str(path), "--out", str(tmp_path), "--quiet", "--with", "np"]
+    assert main(argv) == 1
     from bioperturb.dataset import read_dataset
 
     ds = read_dataset(tmp_path / "tiny_compare.nc")
-    assert list(ds["method"].values) == ["td_anp", "bptt"]
+    assert list(ds["method"].values) == ["td_anp", "np", "bptt"]
     assert ds.attrs["status"] == "diverged" and "max_weight" in ds.attrs["status_reason"]
-    assert "td_anp: eval loss" in capsys.readouterr().out
+    assert ds.attrs["method_status"].startswith("td_anp: diverged; np: diverged; bptt: ")
+    out, err = capsys.readouterr()
+    assert "td_anp: eval loss" in out
+    assert err.strip().startswith("diverged: td_anp: ") and "np: " in err
