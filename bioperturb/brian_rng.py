@@ -61,6 +61,27 @@ def _device_buffers() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def _as_arrays(numpy_state: Any, buffers: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    """A random state (numpy's legacy state, kind -> [buffer address, read position]) as
+    plain arrays: buffer contents, not addresses."""
+    kind, keys, pos, has_gauss, gauss = numpy_state
+    if kind != "MT19937":  # pragma: no cover - numpy's legacy generator is MT19937
+        raise RuntimeError(f"unexpected numpy global RNG {kind}")
+    out = {
+        "rng/numpy_keys": np.array(keys, dtype=np.uint32),
+        "rng/numpy_pos": np.array(pos, dtype=np.int64),
+        "rng/numpy_has_gauss": np.array(has_gauss, dtype=np.int64),
+        "rng/numpy_gauss": np.array(gauss, dtype=np.float64),
+    }
+    n = _buffer_size()
+    for kind, (address, index) in buffers.items():
+        out[f"rng/{kind}_index"] = np.array(index, dtype=np.int64)
+        if address and index:  # position 0: the buffer is refilled before its next use
+            view = np.ctypeslib.as_array((ctypes.c_double * n).from_address(address))
+            out[f"rng/{kind}_buffer"] = view.copy()
+    return out
+
+
 class BrianRNG:
     """numpy's global legacy RNG state plus the cython target's buffers, owned by one run."""
 
@@ -105,23 +126,38 @@ class BrianRNG:
 
     # ------------------------------------------------------------------ checkpoints
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """The state as plain arrays (buffer contents, not addresses)."""
-        kind, keys, pos, has_gauss, gauss = self.numpy_state
-        if kind != "MT19937":  # pragma: no cover - numpy's legacy generator is MT19937
-            raise RuntimeError(f"unexpected numpy global RNG {kind}")
-        out = {
-            "rng/numpy_keys": np.array(keys, dtype=np.uint32),
-            "rng/numpy_pos": np.array(pos, dtype=np.int64),
-            "rng/numpy_has_gauss": np.array(has_gauss, dtype=np.int64),
-            "rng/numpy_gauss": np.array(gauss, dtype=np.float64),
-        }
+        """The state as plain arrays (buffer contents, not addresses); while installed,
+        the live state."""
+        if self._outer is not None:  # installed: the live state
+            device = _device_buffers()
+            buffers = {k: [int(p[0]), int(i[0])] for k, (p, i) in device.items()}
+            return _as_arrays(np.random.get_state(legacy=True), buffers)  # noqa: NPY002
+        return _as_arrays(self.numpy_state, self.buffers)
+
+    def put_back(self, arrays: dict[str, np.ndarray]) -> None:
+        """While installed: make the live state the one ``arrays`` (:meth:`to_arrays`)
+        describe, so the draws from here on repeat those made after it was taken.
+
+        The buffers Brian2 holds keep their addresses (its code frees and replaces a
+        buffer when it refills it, so one taken earlier may be gone): the saved contents
+        are copied into them.
+        """
+        if self._outer is None:
+            raise RuntimeError("put_back needs the state installed (inside `with rng:`)")
+        saved = BrianRNG.from_arrays(arrays)
+        np.random.set_state(saved.numpy_state)  # noqa: NPY002
         n = _buffer_size()
-        for kind, (address, index) in self.buffers.items():
-            out[f"rng/{kind}_index"] = np.array(index, dtype=np.int64)
-            if address and index:  # position 0: the buffer is refilled before its next use
-                view = np.ctypeslib.as_array((ctypes.c_double * n).from_address(address))
-                out[f"rng/{kind}_buffer"] = view.copy()
-        return out
+        for kind, (pointer, index) in _device_buffers().items():
+            address, position = saved.buffers[kind]
+            if not address:  # refill from the (restored) numpy state at the next draw
+                index[0] = 0
+                continue
+            if not int(pointer[0]):  # Brian2 has no buffer yet: take the copy's
+                pointer[0], index[0] = address, position
+                saved.buffers[kind] = [0, 0]  # now Brian2's to free
+                continue
+            ctypes.memmove(int(pointer[0]), address, n * ctypes.sizeof(ctypes.c_double))
+            index[0] = position
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> BrianRNG:

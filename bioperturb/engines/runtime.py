@@ -4,8 +4,8 @@ Training trials run up to :attr:`RuntimeEngine.MAX_BLOCK` per ``net.run``; an ev
 set runs one trial per ``net.run`` with the evaluation monitors switched on. The noise is
 drawn from the run's own random state (:class:`bioperturb.brian_rng.BrianRNG`), installed
 only while simulating, so several networks in one process do not share a stream. With
-``training.antithetic`` the trials run one per ``net.run``: the random state is saved
-before the first twin of a pair and put back before the second, which therefore draws the
+``training.antithetic`` an operation at every trial's end saves the random state before
+the first twin of a pair and puts it back before the second, which therefore draws the
 same numbers, negated by the tape's noise sign (−ξ).
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import brian2
 import numpy as np
-from brian2 import StateMonitor, second
+from brian2 import NetworkOperation, StateMonitor, second
 
 from bioperturb.brian_rng import BrianRNG
 from bioperturb.engines.base import Block, Engine
@@ -61,6 +61,16 @@ class RuntimeEngine(Engine):
             name="mon_trial_losses",
         )
         self.network.net.add(self._trial_mon)
+        if p.training.antithetic:  # after every trial-end operation, before the next trial
+            self.network.net.add(
+                NetworkOperation(
+                    self._pair_boundary,
+                    clock=self.network.trial_clock,
+                    when="end",
+                    order=100,
+                    name="antithetic_pairs",
+                )
+            )
         #: spikes of the spike monitor already turned into records (spiking networks)
         self._spikes_read = 0
         self._started = False
@@ -83,27 +93,22 @@ class RuntimeEngine(Engine):
         if abs(ran - duration) > 0.5 * self.protocol.model.dt:
             raise KeyboardInterrupt(f"Brian2 stopped the run after {ran:.6g} s of {duration:.6g} s")
 
-    def _simulate_trials(self, position: int, n: int) -> None:
-        """Tape trials ``position … position + n − 1``; with ``training.antithetic`` one
-        per run, the mirror twin of a pair replaying the random state of the twin before."""
-        tape, dt = self.experiment.tape, self.protocol.model.dt
-        T = tape.n_steps * dt
-        if not self.protocol.training.antithetic:
-            self.simulate(n * T)
-            return
+    def _pair_boundary(self, t: Any) -> None:
+        """At the end of a tape trial (trial clock): before the first twin of an
+        antithetic pair save the random state, before the mirror twin put it back."""
+        tape = self.experiment.tape
+        k = round(float(t / second) / (tape.n_steps * self.protocol.model.dt))  # next trial
 
-        def mirror(k: int) -> bool:
-            return k < tape.n_trials and tape.sign[1 + k * tape.n_steps] < 0
+        def mirror(j: int) -> bool:
+            return j < tape.n_trials and tape.sign[1 + j * tape.n_steps] < 0
 
-        for k in range(position, position + n):
-            if mirror(k):
-                if self._pair_rng is None:
-                    raise RuntimeError(f"tape trial {k} mirrors a twin that did not run")
-                self.rng = BrianRNG.from_arrays(self._pair_rng)
-                self._pair_rng = None
-            elif mirror(k + 1):
-                self._pair_rng = self.rng.to_arrays()
-            self.simulate(T)
+        if mirror(k):
+            if self._pair_rng is None:
+                raise RuntimeError(f"tape trial {k} mirrors a twin that did not run")
+            self.rng.put_back(self._pair_rng)
+            self._pair_rng = None
+        elif mirror(k + 1):
+            self._pair_rng = self.rng.to_arrays()
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
@@ -131,7 +136,7 @@ class RuntimeEngine(Engine):
         n_samples = len(net.monitors["loss_t"].t)
         before = net.cumulative_losses()
         tic = time.perf_counter()
-        self._simulate_trials(position, n)
+        self.simulate(n * T)
         wall = time.perf_counter() - tic
         clean = np.concatenate([[before[0]], np.asarray(mon.L_cum[0, n_ticks:])])
         noisy_var = "L_n_cum" if "L_n_cum" in net.loss.variables else "L_cum"
@@ -235,8 +240,7 @@ class RuntimeEngine(Engine):
         net.net.add(*mons.values())
         tape = self.experiment.tape
         self._started = True
-        self.simulate(p.model.dt)  # the reset step (tape row 0)
-        self._simulate_trials(0, tape.n_trials)
+        self.simulate((1 + tape.n_steps * tape.n_trials) * p.model.dt)
         # tick 0 is the reset step; tick k + 1 ends tape trial k
         rows = [k + 1 for k, (kind, _, _) in enumerate(tape.kinds) if kind == "train"]
         out = {}

@@ -167,17 +167,37 @@ def trial_losses(trainer) -> tuple[np.ndarray, np.ndarray]:
     return clean, noisy
 
 
-@pytest.mark.parametrize("antithetic", [True, False], ids=["antithetic", "independent"])
-def test_an_antithetic_pair_is_the_two_sided_estimate(antithetic):
+CYTHON = dict(
+    engine__codegen="cython",
+    model__n_hidden=50,
+    task__duration="40 ms",
+    training__n_trials=12,
+    training__eval_every=12,
+)
+
+
+@pytest.mark.parametrize(
+    ("antithetic", "extra"),
+    [
+        (True, {}),
+        (False, {}),
+        pytest.param(True, CYTHON, marks=pytest.mark.cython),
+    ],
+    ids=["antithetic", "independent", "antithetic-cython"],
+)
+def test_an_antithetic_pair_is_the_two_sided_estimate(antithetic, extra):
     """The mirror twin replays the first twin's draws negated: its eligibility is exactly
     −e, so its estimate is −(L̃⁻ − L)·e and the pair's mean ½(L̃⁺ − L̃⁻)·e, the two-sided
     (central-difference) estimate in which the baseline L cancels. Independent twins (the
-    control) share no draws: their estimates are not proportional."""
-    trainer = Trainer(antithetic_np(antithetic, training__lr=0.0))
+    control) share no draws: their estimates are not proportional. The cython target
+    draws from 20000-number buffers that it frees and refills (here 50 units × 40 steps
+    a trial: a refill falls inside the pair of training trials 8 and 9): the saved
+    contents go back into whichever buffer it holds."""
+    trainer = Trainer(antithetic_np(antithetic, training__lr=0.0, **extra))
     est = trainer.engine.update_samples()
     clean, noisy = trial_losses(trainer)
     np.testing.assert_allclose(clean[0::2], clean[1::2], rtol=1e-12)  # twins of one trial
-    for first in (0, 2):
+    for first in range(0, len(clean), 2):
         plus, minus = noisy[first] - clean[first], noisy[first + 1] - clean[first]
         assert abs(plus) > 1e-6 and abs(minus) > 1e-6
         for name in ("W_in", "W_rec"):
@@ -198,8 +218,10 @@ def test_antithetic_pairs_without_noise_change_nothing():
         assert not est[name].any()
 
 
-def test_a_run_stopped_between_the_twins_of_a_pair_resumes_identically(tmp_path):
-    """The random state saved before the first twin is in the checkpoint."""
+def test_a_run_stopped_between_or_inside_pairs_resumes_identically(tmp_path):
+    """A checkpoint between two pairs holds the random state saved for the coming first
+    twin (it is saved at the end of the trial before it); one inside a pair holds the
+    state already put back for the mirror twin."""
 
     class EveryTrial(Trainer):
         max_block = 1
@@ -209,8 +231,8 @@ def test_a_run_stopped_between_the_twins_of_a_pair_resumes_identically(tmp_path)
 
     protocol = antithetic_np()
     reference = comparable(EveryTrial(protocol).run())
-    for k in (1, 3):  # inside the first and the second pair
+    for k in (1, 2, 3):  # inside the first pair, between the pairs, inside the second
         again = Trainer(protocol)
         again.restore(tmp_path / f"after{k}.npz")
-        assert again.engine._pair_rng is not None
+        assert (again.engine._pair_rng is not None) == (k == 2)
         xr.testing.assert_identical(comparable(again.run()), reference)
