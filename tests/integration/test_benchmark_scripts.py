@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -14,6 +16,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -53,3 +56,19 @@ def test_nest_speed_quick_times_both_simulators(capsys, monkeypatch):
     for row in rows[-2:]:
         ours, theirs, ratio = (float(x) for x in row.split("|")[3:6])
         assert ours > 0 and theirs > 0 and ratio > 0
+
+
+def test_miconi_reference_quick_writes_its_table(tmp_path):
+    bench = _load("miconi_reference")
+    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "miconi_reference_quick.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| 0 |"))
+    correct, error = (float(x) for x in row.split("|")[3:5])
+    assert 0 <= correct <= 1 and error > 0
+
+
+def test_miconi_reference_counts_trials_to_criterion():
+    bench = _load("miconi_reference")
+    errors = np.r_[np.full(150, 1.5), np.full(200, 0.5)]  # correct from trial 151 on
+    assert bench.trials_to(errors) == 245  # trials 151–245: 95 of 100 correct
+    assert bench.trials_to(np.full(300, 1.5)) is None

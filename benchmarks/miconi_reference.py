@@ -1,0 +1,189 @@
+"""Miconi (2017)'s delayed non-match-to-sample, written from the paper in plain numpy.
+
+An independent check, outside Brian2 and outside the package, that the published
+algorithm learns at the published settings: N = 200 rate units, τ = 30 ms, dt = 1 ms,
+recurrent gain 1.5, one output that is a unit of the network itself, trials of 1 s (cue 1
+for 200 ms, 200 ms delay, cue 2 for 200 ms, 200 ms gap, response in the last 200 ms),
+exploratory kicks (each unit, with probability 3 per second, receives a drive uniform in
+[−16, 16], which moves x by ≈ 16·dt/τ ≈ 0.5), the eligibility
+
+    e_ij += (r_j(t−1) · (x_i(t) − x̄_i(t−1)))³,    x̄_i ← 0.05 x̄_i + 0.95 x_i,
+
+and at the end of each trial of condition c, with the mean absolute error E of the output
+over the response period and the running average Ē_c of that condition's errors,
+
+    ΔW_ij = clip(−η Ē_c e_ij (E − Ē_c), ±3·10⁻⁴),    Ē_c ← 0.75 Ē_c + 0.25 E,
+
+after 100 warm-up trials (η = 0.1). Units 1, 10 and 11 are clamped at +1, +1, −1 (biases);
+each trial starts from a random state in [−0.1, 0.1]; the four conditions take turns. A
+trial is *correct* when E < 1 (the output's mean is on the target's side of 0).
+
+(a·b)³ = a³b³, so the trial's eligibility is one matrix product of the cubed fluctuations
+and the cubed presynaptic rates over the trial's steps.
+
+Usage: python benchmarks/miconi_reference.py [--seeds 0 1 2] [--trials 3000]
+Writes benchmarks/results/miconi_reference.md (the fraction correct per 100 trials and
+the trials until 95 % of 100 consecutive trials are correct). ``--quick``: a seconds-long
+smoke version (CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+BIAS_UNITS = {1: 1.0, 10: 1.0, 11: -1.0}
+
+
+@dataclass(frozen=True)
+class Settings:
+    n: int = 200
+    tau: float = 30.0  # ms
+    dt: float = 1.0  # ms
+    g: float = 1.5
+    eta: float = 0.1
+    kick: float = 16.0
+    kick_prob: float = 0.003  # per unit and step (3 Hz at dt = 1 ms)
+    max_dw: float = 3e-4
+    baseline_keep: float = 0.75  # weight of the old running error
+    trace_keep: float = 0.05  # weight of the old x̄
+    trial_ms: int = 1000
+    response_ms: int = 200
+    warmup: int = 100
+
+
+def cues(s: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs (4, steps, 3), targets (4,)): cue 1 at 0–200 ms, cue 2 at 400–600 ms;
+    input 0 is unused. Non-match (A-B, B-A) → +0.98, match → −0.98."""
+    steps = int(s.trial_ms / s.dt)
+    on1 = slice(1, 1 + int(200 / s.dt))
+    on2 = slice(int(400 / s.dt), int(600 / s.dt))
+    inputs = np.zeros((4, steps, 3))
+    for c, (a, b) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)]):
+        inputs[c, on1, a] = 1.0
+        inputs[c, on2, b] = 1.0
+    return inputs, np.array([-0.98, 0.98, 0.98, -0.98])
+
+
+def train(seed: int, n_trials: int, s: Settings, log_every: int = 0) -> np.ndarray:
+    """The error E of every trial (the network learns as it goes)."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((s.n, s.n)) * s.g / np.sqrt(s.n)
+    w_in = rng.uniform(-1.0, 1.0, (s.n, 3))
+    w_in[:, 0] = 0.0
+    inputs, targets = cues(s)
+    steps, respond = inputs.shape[1], int(s.response_ms / s.dt)
+    baseline = np.zeros(4)
+    errors = np.zeros(n_trials)
+    a = s.dt / s.tau
+    tic = time.perf_counter()
+    for k in range(n_trials):
+        c = k % 4
+        x = rng.uniform(-0.1, 0.1, s.n)
+        for unit, value in BIAS_UNITS.items():
+            x[unit] = value
+        r = np.tanh(x)
+        xbar = np.zeros(s.n)
+        post3 = np.zeros((steps, s.n))
+        pre3 = np.zeros((steps, s.n))
+        out = np.zeros(steps)
+        drive_in = inputs[c] @ w_in.T
+        for t in range(steps):
+            r_prev = r
+            drive = w @ r + drive_in[t]
+            if t > 3:
+                kicked = rng.random(s.n) < s.kick_prob
+                drive = drive + kicked * s.kick * rng.uniform(-1.0, 1.0, s.n)
+            x = x + a * (drive - x)
+            for unit, value in BIAS_UNITS.items():
+                x[unit] = value
+            r = np.tanh(x)
+            out[t] = r[0]
+            fluct = x - xbar
+            xbar = s.trace_keep * xbar + (1.0 - s.trace_keep) * x
+            if t > 2:
+                post3[t], pre3[t] = fluct**3, r_prev**3
+        err = float(np.abs(out[-respond:] - targets[c]).mean())
+        if k > s.warmup:
+            elig = post3.T @ pre3  # Σ_t (fluct_i r_j)³
+            step = -s.eta * baseline[c] * elig * (err - baseline[c])
+            w += np.clip(step, -s.max_dw, s.max_dw)
+        baseline[c] = s.baseline_keep * baseline[c] + (1.0 - s.baseline_keep) * err
+        errors[k] = err
+        if log_every and (k + 1) % log_every == 0:
+            recent = errors[k + 1 - log_every : k + 1]
+            print(
+                f"seed {seed} trial {k + 1}: mean error {recent.mean():.3f}, "
+                f"correct {np.mean(recent < 1):.2f} ({time.perf_counter() - tic:.0f} s)",
+                flush=True,
+            )
+    return errors
+
+
+def trials_to(errors: np.ndarray, level: float = 0.95, window: int = 100) -> int | None:
+    """Trials until ``level`` of ``window`` consecutive trials are correct (E < 1)."""
+    correct = np.convolve(errors < 1.0, np.ones(window), "valid") / window
+    hit = np.flatnonzero(correct >= level)
+    return int(hit[0] + window) if hit.size else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--trials", type=int, default=3000)
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--quick", action="store_true", help="seconds-long smoke version (CI)")
+    args = ap.parse_args(argv)
+    s = Settings()
+    if args.quick:
+        s = Settings(n=20, trial_ms=100, response_ms=20, warmup=2)
+        args.seeds, args.trials = args.seeds[:1], 12
+    rows, curves = [], {}
+    tic = time.perf_counter()
+    for seed in args.seeds:
+        errors = train(seed, args.trials, s, log_every=0 if args.quick else 500)
+        curves[seed] = errors
+        reached = trials_to(errors)
+        last = errors[-min(100, len(errors)) :]
+        rows.append(
+            f"| {seed} | {reached if reached is not None else '—'} | "
+            f"{np.mean(last < 1):.2f} | {last.mean():.3f} |"
+        )
+    blocks = {
+        seed: [f"{np.mean(e[i : i + 100] < 1):.2f}" for i in range(0, len(e), 100)]
+        for seed, e in curves.items()
+    }
+    text = "\n".join(
+        [
+            "## Miconi (2017) DNMS, the published algorithm in plain numpy",
+            "",
+            f"`python benchmarks/miconi_reference.py --seeds {' '.join(map(str, args.seeds))} "
+            f"--trials {args.trials}{' --quick' if args.quick else ''}` "
+            f"({(time.perf_counter() - tic) / 60:.1f} min on this machine); N = {s.n}, "
+            f"dt = {s.dt:g} ms, τ = {s.tau:g} ms, g = {s.g}; correct: mean absolute error "
+            "< 1 over the response period.",
+            "",
+            "| seed | trials to 95 % of 100 consecutive trials correct | correct, last 100 "
+            "| mean error, last 100 |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            "Fraction correct per block of 100 trials:",
+            "",
+            *(f"- seed {seed}: {' '.join(b)}" for seed, b in blocks.items()),
+        ]
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "miconi_reference_quick.md" if args.quick else "miconi_reference.md"
+    (args.out / name).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
