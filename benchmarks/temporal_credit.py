@@ -184,6 +184,8 @@ def cached(path: Path, fn, *args) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     out = fn(*args)
+    if out.get("status", "completed") == "interrupted":  # a rerun must compute it again
+        raise KeyboardInterrupt(f"{path.stem}: interrupted, not kept")
     doc = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in out.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

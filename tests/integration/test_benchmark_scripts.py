@@ -72,3 +72,18 @@ def test_miconi_reference_counts_trials_to_criterion():
     errors = np.r_[np.full(150, 1.5), np.full(200, 0.5)]  # correct from trial 151 on
     assert bench.trials_to(errors) == 245  # trials 151–245: 95 of 100 correct
     assert bench.trials_to(np.full(300, 1.5)) is None
+
+
+def test_temporal_credit_keeps_no_interrupted_run(tmp_path):
+    """A run stopped by a signal returns its partial curves: they must not be cached as
+    the result a rerun would then reuse."""
+    bench = _load("temporal_credit")
+    path = tmp_path / "runs" / "recall_np_1.json"
+    with pytest.raises(KeyboardInterrupt, match="interrupted"):
+        bench.cached(path, lambda: {"status": "interrupted", "score": np.zeros(2)})
+    assert not path.exists()
+    assert bench.cached(path, lambda: {"status": "completed", "score": np.ones(2)})["score"] == [
+        1.0,
+        1.0,
+    ]
+    assert path.exists()
