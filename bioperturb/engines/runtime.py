@@ -74,7 +74,8 @@ class RuntimeEngine(Engine):
         #: spikes of the spike monitor already turned into records (spiking networks)
         self._spikes_read = 0
         self._started = False
-        #: the random state before the first twin of an antithetic pair (None outside one)
+        #: the random state saved before the first twin of an antithetic pair, until its
+        #: mirror twin starts (None otherwise)
         self._pair_rng: dict[str, np.ndarray] | None = None
 
     @property
@@ -188,7 +189,7 @@ class RuntimeEngine(Engine):
         from bioperturb import checkpoint as ckpt
 
         arrays = {**ckpt.network_state(self.network.net), **self.rng.to_arrays()}
-        if self._pair_rng is not None:  # stopped between the twins of an antithetic pair
+        if self._pair_rng is not None:  # saved for the mirror of the pair that starts next
             arrays.update({f"pair/{k}": v for k, v in self._pair_rng.items()})
         return {"net_t": float(self.network.net.t_)}, arrays
 
