@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,7 @@ class Settings:
     trial_ms: int = 1000
     response_ms: int = 200
     warmup: int = 100
+    readout: str = "unit"  # "unit": r of unit 0 (the paper); "random": w·r, w ~ N(0, 1/N)
 
 
 def cues(s: Settings) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +77,11 @@ def train(seed: int, n_trials: int, s: Settings, log_every: int = 0) -> np.ndarr
     w = rng.standard_normal((s.n, s.n)) * s.g / np.sqrt(s.n)
     w_in = rng.uniform(-1.0, 1.0, (s.n, 3))
     w_in[:, 0] = 0.0
+    w_out = np.zeros(s.n)
+    if s.readout == "random":  # a fixed random readout of every unit (our networks')
+        w_out = rng.standard_normal(s.n) / np.sqrt(s.n)
+    else:
+        w_out[0] = 1.0
     inputs, targets = cues(s)
     steps, respond = inputs.shape[1], int(s.response_ms / s.dt)
     baseline = np.zeros(4)
@@ -103,7 +109,7 @@ def train(seed: int, n_trials: int, s: Settings, log_every: int = 0) -> np.ndarr
             for unit, value in BIAS_UNITS.items():
                 x[unit] = value
             r = np.tanh(x)
-            out[t] = r[0]
+            out[t] = w_out @ r
             fluct = x - xbar
             xbar = s.trace_keep * xbar + (1.0 - s.trace_keep) * x
             if t > 2:
@@ -143,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         help="time step in ms (the paper: 1); kicks stay 3 Hz and move x by the same "
         "≈0.53, x̄ keeps the same time constant",
     )
+    ap.add_argument(
+        "--readout",
+        choices=("unit", "random"),
+        default="unit",
+        help="the output: unit 0 of the network (the paper) or a fixed random linear "
+        "readout of all units (as in bioperturb's networks)",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke version (CI)")
     args = ap.parse_args(argv)
@@ -155,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             kick=s.kick / ratio,
             trace_keep=s.trace_keep**ratio,
         )
+    if args.readout != s.readout:
+        s = replace(s, readout=args.readout)
     if args.quick:
-        s = Settings(n=20, trial_ms=100, response_ms=20, warmup=2)
+        s = replace(s, n=20, trial_ms=100, response_ms=20, warmup=2)
         args.seeds, args.trials = args.seeds[:1], 12
     rows, curves = [], {}
     tic = time.perf_counter()
@@ -179,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"`python benchmarks/miconi_reference.py --seeds {' '.join(map(str, args.seeds))} "
             f"--trials {args.trials}{f' --dt {args.dt:g}' if args.dt != 1.0 else ''}"
+            f"{f' --readout {args.readout}' if args.readout != 'unit' else ''}"
             f"{' --quick' if args.quick else ''}` "
             f"({(time.perf_counter() - tic) / 60:.1f} min on this machine); N = {s.n}, "
             f"dt = {s.dt:g} ms, τ = {s.tau:g} ms, g = {s.g}; correct: mean absolute error "
@@ -196,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     name = "miconi_reference" + (f"_dt{args.dt:g}" if args.dt != 1.0 else "")
+    name += "_random_readout" if args.readout == "random" else ""
     name += "_quick.md" if args.quick else ".md"
     (args.out / name).write_text(text + "\n")
     print(text)

@@ -58,10 +58,17 @@ def test_nest_speed_quick_times_both_simulators(capsys, monkeypatch):
         assert ours > 0 and theirs > 0 and ratio > 0
 
 
-def test_miconi_reference_quick_writes_its_table(tmp_path):
+@pytest.mark.parametrize(
+    ("extra", "name"),
+    [
+        ([], "miconi_reference_quick.md"),
+        (["--readout", "random"], "miconi_reference_random_readout_quick.md"),
+    ],
+)
+def test_miconi_reference_quick_writes_its_table(tmp_path, extra, name):
     bench = _load("miconi_reference")
-    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
-    text = (tmp_path / "miconi_reference_quick.md").read_text()
+    assert bench.main(["--quick", "--out", str(tmp_path), *extra]) == 0
+    text = (tmp_path / name).read_text()
     row = next(line for line in text.splitlines() if line.startswith("| 0 |"))
     correct, error = (float(x) for x in row.split("|")[3:5])
     assert 0 <= correct <= 1 and error > 0
