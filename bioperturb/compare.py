@@ -201,7 +201,12 @@ def reference_model(trainer: Trainer):
 
     preset = MODELS_DIR / "rate_rnn.toml"
     table = dict(read_toml_text(preset, str(preset))[0]["model"])
-    table.update(n_hidden=p.model.n_hidden, dt=f"{p.model.dt} s", tau=f"{p.model.tau_m} s")
+    table.update(
+        n_hidden=p.model.n_hidden,
+        dt=f"{p.model.dt} s",
+        tau=f"{p.model.tau_m} s",
+        output_init=p.model.output_init,
+    )
     model = from_mapping(RateConfig, table, str(preset), "model.")
     n_in, n_out = trainer.task.n_inputs, trainer.task.n_outputs
     return model, init_weights(weight_rng(p.seed), n_in, model.n_hidden, n_out, model)

@@ -319,6 +319,15 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
         raise ConfigError(
             where, "model.n_outputs", f"{n_out} does not match the task's {task.n_outputs} outputs"
         )
+    if getattr(protocol.model, "output_init", "gaussian") == "units" and (
+        task.n_outputs > protocol.model.n_hidden
+    ):
+        raise ConfigError(
+            where,
+            "model.output_init",
+            f"'units' reads each of the task's {task.n_outputs} outputs from its own hidden "
+            f"unit: n_hidden = {protocol.model.n_hidden} is too small",
+        )
     if getattr(protocol.rule, "apply", "trial_end") == "online" and (
         protocol.training.optimizer != "sgd"
     ):

@@ -36,6 +36,8 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 #: where decorrelating lateral weights may sit: before W_in, before W_rec
 DECORRELATE = ("input", "recurrent")
+#: the initial readouts (``model.output_init``)
+OUTPUT_INITS = ("gaussian", "units")
 
 
 def _p_connect() -> Any:
@@ -48,6 +50,16 @@ def _p_connect() -> Any:
 
 def _n_outputs() -> Any:
     return param(None, doc="readout size (default: the task's n_outputs)")
+
+
+def _output_init() -> Any:
+    return param(
+        "gaussian",
+        choices=OUTPUT_INITS,
+        doc="initial readout V: 'gaussian' (V ~ N(0, output_scale²/N)); 'units': output k is "
+        "hidden unit k itself, V_kk = output_scale and 0 elsewhere (Miconi 2017's output unit; "
+        "with W_out not in rule.train it stays so)",
+    )
 
 
 def _decorrelate() -> Any:
@@ -101,6 +113,7 @@ class RateConfig:
     g: float = param(1.2, nonnegative=True, doc="initial recurrent gain: W ~ N(0, g²/N)")
     input_scale: float = param(1.0, nonnegative=True, doc="initial U ~ N(0, input_scale²/n_in)")
     output_scale: float = param(1.0, nonnegative=True, doc="initial V ~ N(0, output_scale²/N)")
+    output_init: str = _output_init()
     bias: float = param(0.0, doc="constant bias b of every unit")
     p_connect: float = _p_connect()
     n_outputs: int | None = _n_outputs()
@@ -153,6 +166,7 @@ class LIFConfig:
     g: float = param(1.0, nonnegative=True, doc="recurrent weight scale: W ~ N(0, g²/N)")
     input_scale: float = param(1.0, nonnegative=True, doc="U ~ N(0, input_scale²/n_in)")
     output_scale: float = param(1.0, nonnegative=True, doc="initial V ~ N(0, output_scale²/N)")
+    output_init: str = _output_init()
     bias: float = param(0.5, doc="constant drive b (in threshold units)")
     p_connect: float = _p_connect()
     n_outputs: int | None = _n_outputs()

@@ -96,7 +96,7 @@ class Fusion(Protocol):
     def install(self, handle: Any, rule: Any) -> None: ...
 
 
-__all__ = ["Tape", "RateNetwork", "build_rate_network", "init_weights", "MATRICES", "LATERAL"]
+__all__ = ["Tape", "RateNetwork", "build_rate_network", "init_weights", "unit_readout", "MATRICES", "LATERAL"]
 
 MATRICES = ("W_in", "W_rec", "W_out")
 #: decorrelation site → (lateral matrix name, group, decorrelated variable, source variable)
@@ -209,14 +209,33 @@ def init_weights(
 
     With ``model.p_connect`` = p < 1, W_rec keeps each entry with probability p (drawn
     after the weights, so all-to-all runs are unchanged) and is scaled by 1/√p, so that
-    the recurrent gain stays g; absent entries are 0 (see :func:`connectivity`).
+    the recurrent gain stays g; absent entries are 0 (see :func:`connectivity`). With
+    ``model.output_init = "units"`` the readout is hidden units 0 … n_out − 1 themselves
+    (see :func:`unit_readout`).
     """
     weights = {
         "W_in": rng.normal(0.0, model.input_scale / np.sqrt(n_in), (n_hidden, n_in)),
         "W_rec": rng.normal(0.0, model.g / np.sqrt(n_hidden), (n_hidden, n_hidden)),
         "W_out": rng.normal(0.0, model.output_scale / np.sqrt(n_hidden), (n_out, n_hidden)),
     }
-    return sparsify(rng, weights, model)
+    return unit_readout(sparsify(rng, weights, model), model)
+
+
+def unit_readout(weights: dict[str, np.ndarray], model: Any) -> dict[str, np.ndarray]:
+    """With ``model.output_init = "units"``: V_kk = output_scale, 0 elsewhere, so output k is
+    the activity of hidden unit k (Miconi 2017's output unit). The Gaussian V is drawn
+    first either way, so the other matrices do not depend on the choice."""
+    if getattr(model, "output_init", "gaussian") != "units":
+        return weights
+    n_out, n_hidden = weights["W_out"].shape
+    if n_out > n_hidden:
+        raise ValueError(
+            f"model.output_init = 'units' needs at least one hidden unit per output "
+            f"({n_out} outputs, n_hidden = {n_hidden})"
+        )
+    readout = np.zeros((n_out, n_hidden))
+    readout[np.arange(n_out), np.arange(n_out)] = model.output_scale
+    return {**weights, "W_out": readout}
 
 
 def sparsify(rng: np.random.Generator, weights: dict[str, np.ndarray], model: Any):

@@ -67,6 +67,7 @@ from bioperturb.networks.rate import (
     finish_readout,
     sparsify,
     standard_monitors,
+    unit_readout,
 )
 
 __all__ = ["SpikingNetwork", "build_spiking_network", "init_spiking_weights", "dale_signs"]
@@ -100,7 +101,7 @@ def init_spiking_weights(
         "W_rec": rng.normal(0.0, model.g / np.sqrt(n_hidden), (n_hidden, n_hidden)),
         "W_out": rng.normal(0.0, model.output_scale / np.sqrt(n_hidden), (n_out, n_hidden)),
     }
-    weights = sparsify(rng, weights, model)
+    weights = unit_readout(sparsify(rng, weights, model), model)
     if model.dale:
         signs = dale_signs(model)
         n_exc = int((signs > 0).sum())

@@ -64,6 +64,29 @@ def test_noise_free_forward_matches_numpy_euler():
     np.testing.assert_array_equal(mons["hidden"].h_n[:, rows], mons["hidden"].h[:, rows])
 
 
+def test_unit_readout_outputs_are_hidden_units_themselves():
+    """output_init = "units" (Miconi 2017's output unit): y_k is the rate of hidden unit k,
+    and the other matrices are the Gaussian run's (the readout is drawn either way)."""
+    gaussian = Trainer(make_protocol(model__sigma=0.0, task__n_outputs=3, training__n_trials=1))
+    trainer = Trainer(
+        make_protocol(
+            model__sigma=0.0, model__output_init="units", task__n_outputs=3, training__n_trials=1
+        )
+    )
+    n_out = trainer.task.n_outputs
+    assert n_out > 1
+    expected = np.zeros((n_out, trainer.protocol.model.n_hidden))
+    expected[np.arange(n_out), np.arange(n_out)] = 1.0
+    np.testing.assert_array_equal(trainer.weights0["W_out"], expected)
+    for name in ("W_in", "W_rec"):
+        np.testing.assert_array_equal(trainer.weights0[name], gaussian.weights0[name])
+    mons = add_trace_monitors(trainer)
+    trainer.run()
+    rows = trial_rows(trainer, 0)
+    np.testing.assert_array_equal(mons["readout"].y[:, rows], mons["hidden"].r[:n_out, rows])
+    assert np.ptp(mons["readout"].y[:, rows]) > 0.01  # the units move: not a trivial 0 = 0
+
+
 def test_zero_noise_gives_exactly_zero_update():
     ds = Trainer(make_protocol(model__sigma=0.0, training__lr=10.0, training__n_trials=3)).run()
     for name in ("W_in", "W_rec", "W_out"):

@@ -77,6 +77,12 @@ def test_resolved_toml_round_trips(tmp_path):
         (("n_trials = 4", 'n_trials = "many"'), "training.n_trials", "integer"),
         (("n_trials = 4", "n_trials = 4\noptimizer = 'rmsprop'"), "training.optimizer", "one of"),
         (('duration = "200 ms"', 'duration = "200.5 ms"'), "task", "whole number"),
+        (
+            ("n_hidden = 20\n[task]", "n_hidden = 2\noutput_init = 'units'\n[task]\nn_outputs = 3"),
+            "model.output_init",
+            "too small",
+        ),
+        (("n_hidden = 20", "n_hidden = 20\noutput_init = 'unit'"), "model.output_init", "one of"),
     ],
 )
 def test_bad_protocols_name_file_key_and_reason(tmp_path, edit, key, reason):
@@ -241,3 +247,22 @@ def test_engine_auto_is_standalone_where_the_protocol_runs_there(tmp_path, text,
     # the TOML holds the engine that was chosen, and reads back to the same protocol
     data = __import__("tomllib").loads(protocol.to_toml())
     assert protocol_from_mapping(data, protocol.source) == protocol
+
+
+def test_lif_unit_readout_keeps_the_other_weights_and_dale_signs():
+    """The LIF initialiser reads output k from neuron k too, after the same draws."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from bioperturb.networks.spiking import init_spiking_weights
+    from bioperturb.protocol import LIFConfig
+
+    model = LIFConfig(n_hidden=10, dale=True, output_scale=0.2)
+    drawn = [
+        init_spiking_weights(np.random.default_rng(3), 2, 10, 3, m)
+        for m in (model, replace(model, output_init="units"))
+    ]
+    np.testing.assert_array_equal(drawn[1]["W_out"], 0.2 * np.eye(3, 10))
+    for name in ("W_in", "W_rec"):
+        np.testing.assert_array_equal(drawn[0][name], drawn[1][name])
