@@ -96,7 +96,15 @@ class Fusion(Protocol):
     def install(self, handle: Any, rule: Any) -> None: ...
 
 
-__all__ = ["Tape", "RateNetwork", "build_rate_network", "init_weights", "unit_readout", "MATRICES", "LATERAL"]
+__all__ = [
+    "Tape",
+    "RateNetwork",
+    "build_rate_network",
+    "init_weights",
+    "unit_readout",
+    "MATRICES",
+    "LATERAL",
+]
 
 MATRICES = ("W_in", "W_rec", "W_out")
 #: decorrelation site → (lateral matrix name, group, decorrelated variable, source variable)
