@@ -21,6 +21,10 @@ trial is *correct* when E < 1 (the output's mean is on the target's side of 0).
 (a·b)³ = a³b³, so the trial's eligibility is one matrix product of the cubed fluctuations
 and the cubed presynaptic rates over the trial's steps.
 
+``--readout random`` and ``--coding onehot`` swap in bioperturb's conventions one at a time
+(a fixed random linear readout of all units; two outputs with one-hot targets and the
+½ squared error), to find which of them keeps the rule from learning.
+
 Usage: python benchmarks/miconi_reference.py [--seeds 0 1 2] [--trials 3000]
 Writes benchmarks/results/miconi_reference.md (the fraction correct per 100 trials and
 the trials until 95 % of 100 consecutive trials are correct). ``--quick``: a seconds-long
@@ -56,11 +60,18 @@ class Settings:
     response_ms: int = 200
     warmup: int = 100
     readout: str = "unit"  # "unit": r of unit 0 (the paper); "random": w·r, w ~ N(0, 1/N)
+    coding: str = "sign"  # "sign": one output, ±0.98, E = mean |y − y*| (the paper);
+    # "onehot": outputs match / non-match, targets 1 / 0, E = mean of ½‖y − y*‖² (bioperturb's)
+
+
+#: the output units of each coding (units 1, 10, 11 are the clamped biases)
+OUTPUT_UNITS = {"sign": [0], "onehot": [0, 2]}
 
 
 def cues(s: Settings) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs (4, steps, 3), targets (4,)): cue 1 at 0–200 ms, cue 2 at 400–600 ms;
-    input 0 is unused. Non-match (A-B, B-A) → +0.98, match → −0.98."""
+    """(inputs (4, steps, 3), targets (4, outputs)): cue 1 at 0–200 ms, cue 2 at 400–600 ms;
+    input 0 is unused. ``sign``: non-match (A-B, B-A) → +0.98, match → −0.98; ``onehot``:
+    (1, 0) for match, (0, 1) for non-match."""
     steps = int(s.trial_ms / s.dt)
     on1 = slice(1, 1 + int(200 / s.dt))
     on2 = slice(int(400 / s.dt), int(600 / s.dt))
@@ -68,24 +79,33 @@ def cues(s: Settings) -> tuple[np.ndarray, np.ndarray]:
     for c, (a, b) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)]):
         inputs[c, on1, a] = 1.0
         inputs[c, on2, b] = 1.0
-    return inputs, np.array([-0.98, 0.98, 0.98, -0.98])
+    match = np.array([True, False, False, True])
+    if s.coding == "onehot":
+        return inputs, np.stack([match, ~match], axis=1).astype(float)
+    return inputs, np.where(match, -0.98, 0.98)[:, None]
 
 
-def train(seed: int, n_trials: int, s: Settings, log_every: int = 0) -> np.ndarray:
-    """The error E of every trial (the network learns as it goes)."""
+def train(
+    seed: int, n_trials: int, s: Settings, log_every: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The error E of every trial and whether it was correct (the network learns as it
+    goes). Correct: ``sign``, E < 1 (the mean output on the target's side of 0);
+    ``onehot``, the larger mean output over the response is the target's."""
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((s.n, s.n)) * s.g / np.sqrt(s.n)
     w_in = rng.uniform(-1.0, 1.0, (s.n, 3))
     w_in[:, 0] = 0.0
-    w_out = np.zeros(s.n)
+    units = OUTPUT_UNITS[s.coding]
+    w_out = np.zeros((len(units), s.n))
     if s.readout == "random":  # a fixed random readout of every unit (our networks')
-        w_out = rng.standard_normal(s.n) / np.sqrt(s.n)
+        w_out = rng.standard_normal(w_out.shape) / np.sqrt(s.n)
     else:
-        w_out[0] = 1.0
+        w_out[np.arange(len(units)), units] = 1.0
     inputs, targets = cues(s)
     steps, respond = inputs.shape[1], int(s.response_ms / s.dt)
     baseline = np.zeros(4)
     errors = np.zeros(n_trials)
+    correct = np.zeros(n_trials, dtype=bool)
     a = s.dt / s.tau
     tic = time.perf_counter()
     for k in range(n_trials):
@@ -97,7 +117,7 @@ def train(seed: int, n_trials: int, s: Settings, log_every: int = 0) -> np.ndarr
         xbar = np.zeros(s.n)
         post3 = np.zeros((steps, s.n))
         pre3 = np.zeros((steps, s.n))
-        out = np.zeros(steps)
+        out = np.zeros((steps, len(units)))
         drive_in = inputs[c] @ w_in.T
         for t in range(steps):
             r_prev = r
@@ -114,7 +134,13 @@ def train(seed: int, n_trials: int, s: Settings, log_every: int = 0) -> np.ndarr
             xbar = s.trace_keep * xbar + (1.0 - s.trace_keep) * x
             if t > 2:
                 post3[t], pre3[t] = fluct**3, r_prev**3
-        err = float(np.abs(out[-respond:] - targets[c]).mean())
+        miss = out[-respond:] - targets[c]
+        if s.coding == "onehot":
+            err = float(0.5 * (miss**2).sum(axis=1).mean())
+            correct[k] = out[-respond:].mean(axis=0).argmax() == targets[c].argmax()
+        else:
+            err = float(np.abs(miss).mean())
+            correct[k] = err < 1.0
         if k > s.warmup:
             elig = post3.T @ pre3  # Σ_t (fluct_i r_j)³
             step = -s.eta * baseline[c] * elig * (err - baseline[c])
@@ -125,15 +151,16 @@ def train(seed: int, n_trials: int, s: Settings, log_every: int = 0) -> np.ndarr
             recent = errors[k + 1 - log_every : k + 1]
             print(
                 f"seed {seed} trial {k + 1}: mean error {recent.mean():.3f}, "
-                f"correct {np.mean(recent < 1):.2f} ({time.perf_counter() - tic:.0f} s)",
+                f"correct {correct[k + 1 - log_every : k + 1].mean():.2f} "
+                f"({time.perf_counter() - tic:.0f} s)",
                 flush=True,
             )
-    return errors
+    return errors, correct
 
 
-def trials_to(errors: np.ndarray, level: float = 0.95, window: int = 100) -> int | None:
-    """Trials until ``level`` of ``window`` consecutive trials are correct (E < 1)."""
-    correct = np.convolve(errors < 1.0, np.ones(window), "valid") / window
+def trials_to(correct: np.ndarray, level: float = 0.95, window: int = 100) -> int | None:
+    """Trials until ``level`` of ``window`` consecutive trials are correct."""
+    correct = np.convolve(correct, np.ones(window), "valid") / window
     hit = np.flatnonzero(correct >= level)
     return int(hit[0] + window) if hit.size else None
 
@@ -156,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the output: unit 0 of the network (the paper) or a fixed random linear "
         "readout of all units (as in bioperturb's networks)",
     )
+    ap.add_argument(
+        "--coding",
+        choices=("sign", "onehot"),
+        default="sign",
+        help="the answer: one output at ±0.98 scored by the mean absolute error (the paper) "
+        "or two outputs (match, non-match) with one-hot targets scored by ½ squared error "
+        "(bioperturb's delayed_match)",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke version (CI)")
     args = ap.parse_args(argv)
@@ -168,25 +203,24 @@ def main(argv: list[str] | None = None) -> int:
             kick=s.kick / ratio,
             trace_keep=s.trace_keep**ratio,
         )
-    if args.readout != s.readout:
-        s = replace(s, readout=args.readout)
+    s = replace(s, readout=args.readout, coding=args.coding)
     if args.quick:
         s = replace(s, n=20, trial_ms=100, response_ms=20, warmup=2)
         args.seeds, args.trials = args.seeds[:1], 12
     rows, curves = [], {}
     tic = time.perf_counter()
     for seed in args.seeds:
-        errors = train(seed, args.trials, s, log_every=0 if args.quick else 500)
-        curves[seed] = errors
-        reached = trials_to(errors)
-        last = errors[-min(100, len(errors)) :]
+        errors, correct = train(seed, args.trials, s, log_every=0 if args.quick else 500)
+        curves[seed] = correct
+        reached = trials_to(correct)
+        last = slice(-min(100, len(errors)), None)
         rows.append(
             f"| {seed} | {reached if reached is not None else '—'} | "
-            f"{np.mean(last < 1):.2f} | {last.mean():.3f} |"
+            f"{correct[last].mean():.2f} | {errors[last].mean():.3f} |"
         )
     blocks = {
-        seed: [f"{np.mean(e[i : i + 100] < 1):.2f}" for i in range(0, len(e), 100)]
-        for seed, e in curves.items()
+        seed: [f"{c[i : i + 100].mean():.2f}" for i in range(0, len(c), 100)]
+        for seed, c in curves.items()
     }
     text = "\n".join(
         [
@@ -195,10 +229,16 @@ def main(argv: list[str] | None = None) -> int:
             f"`python benchmarks/miconi_reference.py --seeds {' '.join(map(str, args.seeds))} "
             f"--trials {args.trials}{f' --dt {args.dt:g}' if args.dt != 1.0 else ''}"
             f"{f' --readout {args.readout}' if args.readout != 'unit' else ''}"
+            f"{f' --coding {args.coding}' if args.coding != 'sign' else ''}"
             f"{' --quick' if args.quick else ''}` "
             f"({(time.perf_counter() - tic) / 60:.1f} min on this machine); N = {s.n}, "
-            f"dt = {s.dt:g} ms, τ = {s.tau:g} ms, g = {s.g}; correct: mean absolute error "
-            "< 1 over the response period.",
+            f"dt = {s.dt:g} ms, τ = {s.tau:g} ms, g = {s.g}; "
+            + (
+                "two outputs (units 0, 2), error ½‖y − y*‖² averaged over the response; "
+                "correct: the larger mean output over the response is the target's."
+                if s.coding == "onehot"
+                else "correct: mean absolute error < 1 over the response period."
+            ),
             "",
             "| seed | trials to 95 % of 100 consecutive trials correct | correct, last 100 "
             "| mean error, last 100 |",
@@ -213,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     name = "miconi_reference" + (f"_dt{args.dt:g}" if args.dt != 1.0 else "")
     name += "_random_readout" if args.readout == "random" else ""
+    name += "_onehot" if args.coding == "onehot" else ""
     name += "_quick.md" if args.quick else ".md"
     (args.out / name).write_text(text + "\n")
     print(text)

@@ -63,6 +63,7 @@ def test_nest_speed_quick_times_both_simulators(capsys, monkeypatch):
     [
         ([], "miconi_reference_quick.md"),
         (["--readout", "random"], "miconi_reference_random_readout_quick.md"),
+        (["--coding", "onehot"], "miconi_reference_onehot_quick.md"),
     ],
 )
 def test_miconi_reference_quick_writes_its_table(tmp_path, extra, name):
@@ -74,11 +75,21 @@ def test_miconi_reference_quick_writes_its_table(tmp_path, extra, name):
     assert 0 <= correct <= 1 and error > 0
 
 
+def test_miconi_reference_codings_give_the_same_answers():
+    """Conditions A-A, A-B, B-A, B-B: match is −0.98 (sign) or output 0 (onehot)."""
+    bench = _load("miconi_reference")
+    _, sign = bench.cues(bench.Settings())
+    _, onehot = bench.cues(bench.Settings(coding="onehot"))
+    np.testing.assert_array_equal(sign[:, 0], [-0.98, 0.98, 0.98, -0.98])
+    np.testing.assert_array_equal(onehot, [[1, 0], [0, 1], [0, 1], [1, 0]])
+    assert not set(bench.OUTPUT_UNITS["onehot"]) & set(bench.BIAS_UNITS)
+
+
 def test_miconi_reference_counts_trials_to_criterion():
     bench = _load("miconi_reference")
-    errors = np.r_[np.full(150, 1.5), np.full(200, 0.5)]  # correct from trial 151 on
-    assert bench.trials_to(errors) == 245  # trials 151–245: 95 of 100 correct
-    assert bench.trials_to(np.full(300, 1.5)) is None
+    correct = np.r_[np.zeros(150, bool), np.ones(200, bool)]  # correct from trial 151 on
+    assert bench.trials_to(correct) == 245  # trials 151–245: 95 of 100 correct
+    assert bench.trials_to(np.zeros(300, bool)) is None
 
 
 def test_temporal_credit_keeps_no_interrupted_run(tmp_path):
