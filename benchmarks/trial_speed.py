@@ -78,19 +78,6 @@ def protocol(
     )
 
 
-def state_bytes_per_synapse(syn) -> float:
-    """Bytes of all per-synapse arrays of a Synapses object (values, indices, rule state)."""
-    from brian2.core.variables import DynamicArrayVariable
-
-    return float(
-        sum(
-            np.dtype(var.dtype).itemsize
-            for name, var in syn.variables.items()
-            if isinstance(var, DynamicArrayVariable) and var.owner.name == syn.name
-        )
-    )
-
-
 # ------------------------------------------------------------------------- worker processes
 def worker(
     engine: str,
@@ -102,6 +89,7 @@ def worker(
     p_connect: float = 1.0,
 ):
     """Run one configuration; print a JSON line with its numbers."""
+    from bioperturb.resources import synapse_state_bytes
     from bioperturb.training import Trainer
 
     tic = time.perf_counter()
@@ -123,7 +111,7 @@ def worker(
     wall = ds["wall_time"].values
     if engine == "runtime":
         wall = wall[1:]  # the first trial may include code loading
-        out["bytes_per_synapse"] = state_bytes_per_synapse(trainer.network.synapses["W_rec"])
+        out["bytes_per_synapse"] = synapse_state_bytes(trainer.network.synapses["W_rec"])
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         out["rss_mb"] = peak / 1024
         out["rss_growth_mb"] = (peak - rss_before) / 1024

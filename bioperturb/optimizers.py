@@ -52,16 +52,18 @@ def optimizer_equations(name: str) -> Equations:
     return params
 
 
-def optimizer_code(name: str, clip: bool, online: bool = False) -> str:
+def optimizer_code(name: str, clip: bool, online: bool = False, keep_last: bool = True) -> str:
     """Brian2 synapse code applying one batch's update at a trial's end.
 
     With ``online`` the rule has already applied its SGD steps during the trial; the
-    trial end only keeps the estimate. :data:`CLEAR_CODE` then clears ``acc``.
+    trial end only keeps the estimate. :data:`CLEAR_CODE` then clears ``acc``. With
+    ``keep_last = False`` the synapses have no ``acc_last`` and nothing copies it.
     """
+    keep = "\nacc_last = acc" if keep_last else ""
     if online:
         if name != "sgd":
             raise ValueError(f"online weight updates use plain SGD, not '{name}'")
-        return "acc_last = acc"
+        return keep.lstrip()
     if name == "sgd":
         step = "dw = -lr * step_at(t) * batch_inv * acc"
     elif name == "adam":
@@ -77,7 +79,7 @@ def optimizer_code(name: str, clip: bool, online: bool = False) -> str:
     else:
         raise ValueError(f"unknown optimizer '{name}' (known: adam, sgd)")
     apply = "w = w + clip(dw, -max_step, max_step)" if clip else "w = w + dw"
-    return f"{step}\n{apply}\nacc_last = acc"
+    return f"{step}\n{apply}{keep}"
 
 
 #: after the optimiser step (its own operation): ``acc`` is kept at the end of a training

@@ -19,7 +19,9 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from bioperturb.schema import ConfigError
 
@@ -39,9 +41,10 @@ __all__ = [
     "human_bytes",
 ]
 
-#: upper bound of the bytes of state per synapse of W_rec, by engine (measured: Brian2's
-#: runtime Synapses keep int32 indices and several float64 variables per synapse, the
-#: standalone program about 80 B; the estimate leaves room for the rule's extras)
+#: upper bound of the bytes of state per synapse of W_rec, by engine (measured with
+#: :func:`synapse_state_bytes`: Brian2's runtime Synapses keep int32 indices and several
+#: float64 variables per synapse, 64 B for a TD-ANP trace with Adam; the standalone
+#: program 32–56 B, docs/engines.md; the estimate leaves room for the rules' extras)
 BYTES_PER_SYNAPSE = {"runtime": 200, "standalone": 120}
 
 #: most steps one trial may have (the task's arrays are built per step)
@@ -73,6 +76,23 @@ class Estimate:
     def describe(self) -> str:
         biggest = sorted(self.parts.items(), key=lambda kv: -kv[1])[:3]
         return ", ".join(f"{name} {human_bytes(n)}" for name, n in biggest)
+
+
+def synapse_state_bytes(syn: Any) -> int:
+    """Bytes per synapse of a Brian2 ``Synapses`` object's own per-synapse arrays.
+
+    Each array counts once: Brian2 names the index arrays several times (``i`` and
+    ``_presynaptic_idx`` are ``_synaptic_pre``; ``j`` and ``_postsynaptic_idx`` are
+    ``_synaptic_post``), as references to the same variable.
+    """
+    from brian2.core.variables import DynamicArrayVariable
+
+    own = {
+        id(var): var
+        for var in syn.variables.values()
+        if isinstance(var, DynamicArrayVariable) and var.owner.name == syn.name
+    }
+    return sum(np.dtype(var.dtype).itemsize for var in own.values())
 
 
 def human_bytes(n: float) -> str:

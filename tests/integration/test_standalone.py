@@ -189,6 +189,15 @@ def test_build_cache_compiles_a_shape_once():
     assert key(engine__fuse="on") == kernel.key  # TD-ANP fuses fully either way
 
 
+#: a trace, Adam, clipping and no alignment trials (a program several tests share)
+ADAM_NO_ALIGNMENT = {
+    "rule__tau_e": "5 ms",
+    "training__optimizer": "adam",
+    "training__max_step": 1e-3,
+    "output__alignment": False,
+}
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -196,12 +205,11 @@ def test_build_cache_compiles_a_shape_once():
         {"rule__name": "np"},
         {"rule__name": "wp"},
         {"rule__name": "online_anp"},
-        {"rule__tau_e": "5 ms", "training__optimizer": "adam", "training__max_step": 1e-3},
+        # no alignment: W_rec keeps no acc_last (test_fused_w_rec_stores_only_what_is_read)
+        ADAM_NO_ALIGNMENT,
         # batches of noisy repeats (the program of the case above: batch is a run argument)
         {
-            "rule__tau_e": "5 ms",
-            "training__optimizer": "adam",
-            "training__max_step": 1e-3,
+            **ADAM_NO_ALIGNMENT,
             "training__n_trials": 4,
             "training__batch": 2,
             "training__repeat": True,
@@ -277,6 +285,25 @@ def test_every_rule_matches_runtime(overrides):
         absent = ~rt_trainer.network.masks["W_rec"]
         assert np.all(sa["W_rec"].values[:, absent] == 0)
     assert sa.attrs["engine"].endswith(expect)
+
+
+def test_fused_w_rec_stores_only_what_is_read():
+    """Per-synapse state of W_rec in the program (programs of test_every_rule_matches_runtime):
+    the fused GEMM leaves no eligibility trace to store, and acc_last (the last estimate)
+    exists only where the alignment reads it; the runtime engine keeps both."""
+
+    def state_bytes(trainer: Trainer) -> int:
+        meta = trainer.engine.kernel.meta
+        return meta["synapses"][meta["matrices"]["W_rec"]]["bytes_per_synapse"]
+
+    index = 16  # int32 _synaptic_pre, _synaptic_post, N_incoming, N_outgoing (Brian2's)
+    assert state_bytes(Trainer(standalone())) == index + 3 * 8  # w, acc, acc_last (SGD)
+    assert state_bytes(Trainer(standalone(**ADAM_NO_ALIGNMENT))) == index + 4 * 8  # w acc m v
+    assert state_bytes(Trainer(standalone(engine__fuse="off"))) == index + 4 * 8  # + elig
+    from bioperturb.resources import synapse_state_bytes
+
+    runtime_syn = Trainer(runtime(**ADAM_NO_ALIGNMENT)).network.synapses["W_rec"]
+    assert synapse_state_bytes(runtime_syn) == index + 6 * 8  # + elig, acc_last
 
 
 def test_threads_give_their_own_noise_with_the_same_statistics():

@@ -68,6 +68,7 @@ from bioperturb.engines.standalone.fused import (
 )
 from bioperturb.networks.rate import Tape, build_rate_network
 from bioperturb.optimizers import OPTIMIZER_PARAMS
+from bioperturb.resources import synapse_state_bytes
 from bioperturb.rules import get_rule
 
 if TYPE_CHECKING:
@@ -200,6 +201,7 @@ class KernelSpec:
             "fuse": self.fusion.describe(),
             "shape": [self.n_in, self.n_out, self.n_steps, self.capacity],
             "record": [p.output.record_dt, self.n_record],
+            "alignment": p.output.alignment,  # whether synapses keep acc_last
         }
         doc.update(plugins.kernel_sources(p))  # a user rule: its class and source (builtins: none)
         text = json.dumps(doc, sort_keys=True, default=str)
@@ -239,7 +241,7 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
     """
     from brian2 import NeuronGroup, StateMonitor, Synapses, prefs, set_device
     from brian2 import device as dev
-    from brian2.core.variables import ArrayVariable, DynamicArrayVariable
+    from brian2.core.variables import ArrayVariable
 
     p = spec.protocol
     threads = p.engine.threads
@@ -257,6 +259,7 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
         record_dt=p.output.record_dt,
         record_units=np.arange(max(spec.n_record, 1)),
         fuse=spec.fusion,
+        keep_estimate=p.output.alignment,  # acc_last only where the alignment reads it
     )
     twin = "L_n_cum" in net.loss.variables
     trial_mon = StateMonitor(
@@ -403,11 +406,7 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
                 "n_post": len(syn.target),
                 "pre_file": dev.get_array_filename(syn.variables["_synaptic_pre"]),
                 "post_file": dev.get_array_filename(syn.variables["_synaptic_post"]),
-                "bytes_per_synapse": sum(
-                    np.dtype(var.dtype).itemsize
-                    for var in syn.variables.values()
-                    if isinstance(var, DynamicArrayVariable) and var.owner.name == syn.name
-                ),
+                "bytes_per_synapse": synapse_state_bytes(syn),
             }
             for name, syn in all_syn.items()
         },
