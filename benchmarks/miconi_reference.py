@@ -60,6 +60,8 @@ class Settings:
     response_ms: int = 200
     warmup: int = 100
     readout: str = "unit"  # "unit": r of unit 0 (the paper); "random": w·r, w ~ N(0, 1/N)
+    bias_units: bool = True  # units 1, 10, 11 clamped at +1, +1, −1 (the paper)
+    start: str = "random"  # x at a trial's start: uniform in ±0.1 (the paper), or "zero"
     coding: str = "sign"  # "sign": one output, ±0.98, E = mean |y − y*| (the paper);
     # "onehot": outputs match / non-match, targets 1 / 0, E = mean of ½‖y − y*‖² (bioperturb's)
 
@@ -111,7 +113,10 @@ def train(
     for k in range(n_trials):
         c = k % 4
         x = rng.uniform(-0.1, 0.1, s.n)
-        for unit, value in BIAS_UNITS.items():
+        if s.start == "zero":
+            x[:] = 0.0
+        clamp = BIAS_UNITS if s.bias_units else {}
+        for unit, value in clamp.items():
             x[unit] = value
         r = np.tanh(x)
         xbar = np.zeros(s.n)
@@ -126,7 +131,7 @@ def train(
                 kicked = rng.random(s.n) < s.kick_prob
                 drive = drive + kicked * s.kick * rng.uniform(-1.0, 1.0, s.n)
             x = x + a * (drive - x)
-            for unit, value in BIAS_UNITS.items():
+            for unit, value in clamp.items():
                 x[unit] = value
             r = np.tanh(x)
             out[t] = w_out @ r
@@ -191,6 +196,25 @@ def main(argv: list[str] | None = None) -> int:
         "or two outputs (match, non-match) with one-hot targets scored by ½ squared error "
         "(bioperturb's delayed_match)",
     )
+    ap.add_argument(
+        "--no-bias-units",
+        action="store_true",
+        help="no clamped bias units (the paper clamps units 1, 10, 11; bioperturb has a fixed "
+        "bias b, 0 by default)",
+    )
+    ap.add_argument(
+        "--start",
+        choices=("random", "zero"),
+        default="random",
+        help="the state at each trial's start: uniform in ±0.1 (the paper) or 0 (bioperturb)",
+    )
+    ap.add_argument(
+        "--gap",
+        type=float,
+        default=200.0,
+        help="ms between the end of cue 2 and the response (the paper: 200; bioperturb's "
+        "delayed_match has none); the trial lasts 800 ms + gap",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke version (CI)")
     args = ap.parse_args(argv)
@@ -203,7 +227,14 @@ def main(argv: list[str] | None = None) -> int:
             kick=s.kick / ratio,
             trace_keep=s.trace_keep**ratio,
         )
-    s = replace(s, readout=args.readout, coding=args.coding)
+    s = replace(
+        s,
+        readout=args.readout,
+        coding=args.coding,
+        bias_units=not args.no_bias_units,
+        start=args.start,
+        trial_ms=int(round(800 + args.gap)),
+    )
     if args.quick:
         s = replace(s, n=20, trial_ms=100, response_ms=20, warmup=2)
         args.seeds, args.trials = args.seeds[:1], 12
@@ -230,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
             f"--trials {args.trials}{f' --dt {args.dt:g}' if args.dt != 1.0 else ''}"
             f"{f' --readout {args.readout}' if args.readout != 'unit' else ''}"
             f"{f' --coding {args.coding}' if args.coding != 'sign' else ''}"
+            f"{' --no-bias-units' if args.no_bias_units else ''}"
+            f"{' --start zero' if args.start == 'zero' else ''}"
+            f"{f' --gap {args.gap:g}' if args.gap != 200 else ''}"
             f"{' --quick' if args.quick else ''}` "
             f"({(time.perf_counter() - tic) / 60:.1f} min on this machine); N = {s.n}, "
             f"dt = {s.dt:g} ms, τ = {s.tau:g} ms, g = {s.g}; "
@@ -254,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     name = "miconi_reference" + (f"_dt{args.dt:g}" if args.dt != 1.0 else "")
     name += "_random_readout" if args.readout == "random" else ""
     name += "_onehot" if args.coding == "onehot" else ""
+    name += "_no_bias_units" if args.no_bias_units else ""
+    name += "_zero_start" if args.start == "zero" else ""
+    name += f"_gap{args.gap:g}" if args.gap != 200 else ""
     name += "_quick.md" if args.quick else ".md"
     (args.out / name).write_text(text + "\n")
     print(text)

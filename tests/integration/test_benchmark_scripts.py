@@ -64,6 +64,10 @@ def test_nest_speed_quick_times_both_simulators(capsys, monkeypatch):
         ([], "miconi_reference_quick.md"),
         (["--readout", "random"], "miconi_reference_random_readout_quick.md"),
         (["--coding", "onehot"], "miconi_reference_onehot_quick.md"),
+        (
+            ["--no-bias-units", "--start", "zero"],
+            "miconi_reference_no_bias_units_zero_start_quick.md",
+        ),
     ],
 )
 def test_miconi_reference_quick_writes_its_table(tmp_path, extra, name):
