@@ -21,9 +21,11 @@ trial is *correct* when E < 1 (the output's mean is on the target's side of 0).
 (a·b)³ = a³b³, so the trial's eligibility is one matrix product of the cubed fluctuations
 and the cubed presynaptic rates over the trial's steps.
 
-``--readout random`` and ``--coding onehot`` swap in bioperturb's conventions one at a time
-(a fixed random linear readout of all units; two outputs with one-hot targets and the
-½ squared error), to find which of them keeps the rule from learning.
+``--readout random``, ``--coding onehot``, ``--no-bias-units``, ``--start zero`` and
+``--gap 0`` swap in bioperturb's conventions one at a time (a fixed random linear readout
+of all units; two outputs with one-hot targets and the ½ squared error; a fixed bias
+instead of clamped units; each trial from x = 0; the answer right after cue 2), to find
+which of them keeps the rule from learning (docs/temporal-credit.md).
 
 Usage: python benchmarks/miconi_reference.py [--seeds 0 1 2] [--trials 3000]
 Writes benchmarks/results/miconi_reference.md (the fraction correct per 100 trials and

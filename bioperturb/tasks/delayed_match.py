@@ -18,12 +18,13 @@ from bioperturb.tasks.base import Task, Trials, consecutive_periods, whole_steps
 
 __all__ = ["DelayedMatchTask"]
 
-_PERIODS = ("fixation", "sample", "delay", "test", "decision")
+_PERIODS = ("fixation", "sample", "delay", "test", "gap", "decision")
 
 
 class DelayedMatchTask(Task):
     """Delayed match-to-sample with one-hot stimuli and two-choice output.
 
+    Periods: fixation, sample, delay, test, gap (0 ms by default), decision.
     Inputs: channel 0 is the fixation cue (1 in every period but ``decision``), channels
     1 … n_stimuli carry the one-hot sample (``sample`` period) and test (``test`` period)
     stimuli.  Outputs: channel 0 = match, channel 1 = non-match; the target is 1 on the
@@ -51,6 +52,14 @@ class DelayedMatchTask(Task):
         )
         test_duration: float = param(
             0.2, unit="second", positive=True, doc="duration of the test stimulus"
+        )
+        gap_duration: float = param(
+            0.0,
+            unit="second",
+            nonnegative=True,
+            doc="a wait between the test stimulus and the decision, no stimulus and the "
+            "fixation cue still on (Miconi 2017's DNMS: 200 ms; 0: the decision follows "
+            "the test at once)",
         )
         decision_duration: float = param(
             0.1, unit="second", positive=True, doc="duration of the decision period"
@@ -134,7 +143,9 @@ class DelayedMatchTask(Task):
         """Each trial's periods when its delay is ``extra`` steps shorter than the longest."""
         out = {}
         for name, (start, stop) in self._periods.items():
-            shift = {"delay": (0, 1), "test": (1, 1), "decision": (1, 1)}.get(name, (0, 0))
+            shift = {"delay": (0, 1), "test": (1, 1), "gap": (1, 1), "decision": (1, 1)}.get(
+                name, (0, 0)
+            )
             out[name] = np.stack([start - shift[0] * extra, stop - shift[1] * extra], axis=1)
         return out
 

@@ -65,8 +65,8 @@ def test_nest_speed_quick_times_both_simulators(capsys, monkeypatch):
         (["--readout", "random"], "miconi_reference_random_readout_quick.md"),
         (["--coding", "onehot"], "miconi_reference_onehot_quick.md"),
         (
-            ["--no-bias-units", "--start", "zero"],
-            "miconi_reference_no_bias_units_zero_start_quick.md",
+            ["--no-bias-units", "--start", "zero", "--gap", "0"],
+            "miconi_reference_no_bias_units_zero_start_gap0_quick.md",
         ),
     ],
 )

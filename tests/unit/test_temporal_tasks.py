@@ -439,7 +439,7 @@ def test_delayed_match_with_variable_delays_names_each_trials_periods():
     answer = np.where(sample == test, 0, 1)
     for i in range(trials.n_trials):
         per = trials.periods_of(i)
-        assert list(per) == ["fixation", "sample", "delay", "test", "decision"]
+        assert list(per) == ["fixation", "sample", "delay", "test", "gap", "decision"]
         assert all(per[a][1] == per[b][0] for a, b in zip(per, list(per)[1:], strict=False))
         end = per["decision"][1]
         assert end == task.n_steps - (8 - delays[i])
@@ -459,6 +459,26 @@ def test_delayed_match_with_variable_delays_names_each_trials_periods():
     ev = task.eval_trials()
     assert ev.trial_periods is None and ev.periods["delay"] == (4, 12)
     assert fixed.trials(np.random.default_rng(0), 3).trial_periods is None
+
+
+def test_delayed_match_gap_waits_silently_before_the_decision(rng):
+    """gap_duration (Miconi 2017's 200 ms): after the test, only the fixation cue; no
+    target and no loss; the decision moves later by the gap."""
+    from bioperturb.tasks.delayed_match import DelayedMatchTask
+
+    base = dict(fixation_duration=0.0, sample_duration=0.02, delay_duration=0.02)
+    base.update(test_duration=0.02, decision_duration=0.02, input_noise=0.0)
+    plain = DelayedMatchTask(DelayedMatchTask.Params(**base), 0.01)
+    task = DelayedMatchTask(DelayedMatchTask.Params(**base, gap_duration=0.03), 0.01)
+    assert task.n_steps == plain.n_steps + 3
+    assert task.eval_trials().periods["gap"] == (6, 9)
+    assert plain.eval_trials().periods["gap"] == (6, 6)
+    a, b = plain.trials(np.random.default_rng(2), 20), task.trials(np.random.default_rng(2), 20)
+    np.testing.assert_array_equal(b.inputs[:, :6], a.inputs[:, :6])
+    np.testing.assert_array_equal(b.inputs[:, 6:9], np.eye(3)[[0, 0, 0]][None].repeat(20, 0))
+    assert not b.targets[:, :9].any() and not b.mask[:, :9].any()
+    np.testing.assert_array_equal(b.targets[:, 9:], a.targets[:, 6:])
+    np.testing.assert_array_equal(b.mask[:, 9:], a.mask[:, 6:])
 
 
 def test_delay_jitter_must_be_whole_steps():
