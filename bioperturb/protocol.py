@@ -367,7 +367,12 @@ class OutputConfig:
 
     dir: str = param("results", doc="output directory (relative to the working directory)")
     record_dt: float = param(0.01, unit="second", positive=True, doc="sampling step of traces")
-    n_record_units: int = param(10, nonnegative=True, doc="hidden units whose activity is kept")
+    n_record_units: int = param(
+        10,
+        nonnegative=True,
+        doc="hidden units whose activity is kept (drawn from the run's seed; all of them when the "
+        "network has fewer)",
+    )
     figures: bool = param(True, doc="write PNG figures next to the .nc file")
     progress: bool = param(True, doc="show a progress bar")
     alignment: bool = param(
