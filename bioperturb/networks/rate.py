@@ -642,21 +642,16 @@ def add_weight_synapses(
             for var, value in optimizer_values(training).items():
                 setattr(syn, var, value)
             code = update + handle.constraints.get(name, "")
-            if code.strip():  # (online SGD without a kept estimate: nothing left at the trial end)
+            # (online SGD without a kept estimate leaves nothing to do before the clear)
+            steps = [("update", code, 0)] if code.strip() else []
+            for label, text, order in [*steps, ("clear", CLEAR_CODE, 1)]:
                 syn.run_regularly(
-                    code,
+                    text,
                     clock=handle.trial_clock,
                     when="end",
-                    order=0,
-                    name=f"{name.lower()}_update",
+                    order=order,
+                    name=f"{name.lower()}_{label}",
                 )
-            syn.run_regularly(
-                CLEAR_CODE,
-                clock=handle.trial_clock,
-                when="end",
-                order=1,
-                name=f"{name.lower()}_clear",
-            )
 
 
 def finish_readout(handle: RateNetwork, twin: bool) -> None:
