@@ -22,9 +22,11 @@ trial is *correct* when E < 1 (the output's mean is on the target's side of 0).
 and the cubed presynaptic rates over the trial's steps.
 
 ``--readout random``, ``--coding onehot``, ``--no-bias-units``, ``--start zero`` and
-``--gap 0`` swap in bioperturb's conventions one at a time (a fixed random linear readout
-of all units; two outputs with one-hot targets and the ½ squared error; a fixed bias
-instead of clamped units; each trial from x = 0; the answer right after cue 2), to find
+``--gap 0``, ``--fixation`` and ``--constant-lr`` swap in bioperturb's conventions one at
+a time (a fixed random linear readout of all units; two outputs with one-hot targets and
+the ½ squared error; a fixed bias instead of clamped units; each trial from x = 0; the
+answer right after cue 2; a fixation cue on input 0 until the response; a constant
+learning rate instead of η Ē_c), to find
 which of them keeps the rule from learning (docs/temporal-credit.md).
 
 Usage: python benchmarks/miconi_reference.py [--seeds 0 1 2] [--trials 3000]
@@ -61,6 +63,8 @@ class Settings:
     trial_ms: int = 1000
     response_ms: int = 200
     warmup: int = 100
+    fixation: bool = False  # input 0 = 1 until the response (bioperturb's fixation cue)
+    constant_lr: float = 0.0  # > 0: ΔW = clip(−lr e (E − Ē_c)), no factor Ē_c (bioperturb's)
     readout: str = "unit"  # "unit": r of unit 0 (the paper); "random": w·r, w ~ N(0, 1/N)
     bias_units: bool = True  # units 1, 10, 11 clamped at +1, +1, −1 (the paper)
     start: str = "random"  # x at a trial's start: uniform in ±0.1 (the paper), or "zero"
@@ -81,6 +85,7 @@ def cues(s: Settings) -> tuple[np.ndarray, np.ndarray]:
     on2 = slice(int(400 / s.dt), int(600 / s.dt))
     inputs = np.zeros((4, steps, 3))
     for c, (a, b) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)]):
+        inputs[c, : steps - int(s.response_ms / s.dt), 0] = float(s.fixation)
         inputs[c, on1, a] = 1.0
         inputs[c, on2, b] = 1.0
     match = np.array([True, False, False, True])
@@ -98,7 +103,8 @@ def train(
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((s.n, s.n)) * s.g / np.sqrt(s.n)
     w_in = rng.uniform(-1.0, 1.0, (s.n, 3))
-    w_in[:, 0] = 0.0
+    if not s.fixation:
+        w_in[:, 0] = 0.0  # the paper's input 0 is unused
     units = OUTPUT_UNITS[s.coding]
     w_out = np.zeros((len(units), s.n))
     if s.readout == "random":  # a fixed random readout of every unit (our networks')
@@ -150,7 +156,8 @@ def train(
             correct[k] = err < 1.0
         if k > s.warmup:
             elig = post3.T @ pre3  # Σ_t (fluct_i r_j)³
-            step = -s.eta * baseline[c] * elig * (err - baseline[c])
+            rate = s.constant_lr if s.constant_lr > 0 else s.eta * baseline[c]
+            step = -rate * elig * (err - baseline[c])
             w += np.clip(step, -s.max_dw, s.max_dw)
         baseline[c] = s.baseline_keep * baseline[c] + (1.0 - s.baseline_keep) * err
         errors[k] = err
@@ -217,6 +224,19 @@ def main(argv: list[str] | None = None) -> int:
         help="ms between the end of cue 2 and the response (the paper: 200; bioperturb's "
         "delayed_match has none); the trial lasts 800 ms + gap",
     )
+    ap.add_argument(
+        "--fixation",
+        action="store_true",
+        help="input 0 is 1 until the response (bioperturb's delayed_match fixation cue; the "
+        "paper's input 0 is unused)",
+    )
+    ap.add_argument(
+        "--constant-lr",
+        type=float,
+        default=0.0,
+        help="> 0: the step −lr e (E − Ē_c), clipped, without the paper's factor Ē_c (as "
+        "bioperturb's miconi rule with SGD and training.max_step)",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke version (CI)")
     args = ap.parse_args(argv)
@@ -236,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         bias_units=not args.no_bias_units,
         start=args.start,
         trial_ms=int(round(800 + args.gap)),
+        fixation=args.fixation,
+        constant_lr=args.constant_lr,
     )
     if args.quick:
         s = replace(s, n=20, trial_ms=100, response_ms=20, warmup=2)
@@ -266,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{' --no-bias-units' if args.no_bias_units else ''}"
             f"{' --start zero' if args.start == 'zero' else ''}"
             f"{f' --gap {args.gap:g}' if args.gap != 200 else ''}"
+            f"{' --fixation' if args.fixation else ''}"
+            f"{f' --constant-lr {args.constant_lr:g}' if args.constant_lr else ''}"
             f"{' --quick' if args.quick else ''}` "
             f"({(time.perf_counter() - tic) / 60:.1f} min on this machine); N = {s.n}, "
             f"dt = {s.dt:g} ms, τ = {s.tau:g} ms, g = {s.g}; "
@@ -293,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     name += "_no_bias_units" if args.no_bias_units else ""
     name += "_zero_start" if args.start == "zero" else ""
     name += f"_gap{args.gap:g}" if args.gap != 200 else ""
+    name += "_fixation" if args.fixation else ""
+    name += f"_lr{args.constant_lr:g}" if args.constant_lr else ""
     name += "_quick.md" if args.quick else ".md"
     (args.out / name).write_text(text + "\n")
     print(text)

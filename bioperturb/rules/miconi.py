@@ -17,6 +17,9 @@ condition* c, turns the trace into the update::
     ΔW_ij = η e_ij (R − R̄_c)      i.e.   acc_ij = e_ij (L_trial − L̄_c),  ΔW = −η acc (SGD)
     L̄_c ← L̄_c + α_R (L_trial − L̄_c)        (after use, training trials of condition c only)
 
+With ``error_scaling`` the signal is L̄_c (L_trial − L̄_c), the authors' code's extra
+factor Ē_c: the step shrinks as the condition's loss falls.
+
 The optimiser (``training.optimizer``; clipping with ``training.max_step``) is separate
 from the rule. W_in pairs the fluctuation with the input u_{j,t−1}; W_out with the
 readout's own fluctuation y_k − ȳ_k (same running average) and r_{j,t}. The paper trains
@@ -88,6 +91,11 @@ class MiconiParams:
         doc="α_R: weight of the newest trial in the per-condition baseline L̄_c "
         "(authors' code: 1 − 0.75)",
     )
+    error_scaling: bool = param(
+        False,
+        doc="multiply the signal by the condition's running loss L̄_c (the authors' code's "
+        "step η Ē_c e (E − Ē_c): steps shrink as the task is learned)",
+    )
     train: tuple[str, ...] = param(["W_rec"], doc="plastic weight matrices (paper: W_rec)")
 
     def check(self) -> None:
@@ -156,14 +164,15 @@ class Miconi(PerturbationRule):
 
     def group_equations(self, group: str) -> Equations:
         if group == "loss":
+            scale = "Lbar_c * " if self.params.error_scaling else ""
             return Equations(
-                """
+                f"""
                 nrm_hidden = 1 : 1
                 nrm_readout = 1 : 1
                 L_trial : 1
                 Lbar_c : 1
                 seen_c : 1
-                signal = seen_c * (L_trial - Lbar_c) : 1
+                signal = seen_c * {scale}(L_trial - Lbar_c) : 1
                 """
             )
         eqs = super().group_equations(group)

@@ -25,7 +25,8 @@ class DelayedMatchTask(Task):
     """Delayed match-to-sample with one-hot stimuli and two-choice output.
 
     Periods: fixation, sample, delay, test, gap (0 ms by default), decision.
-    Inputs: channel 0 is the fixation cue (1 in every period but ``decision``), channels
+    Inputs: channel 0 is the fixation cue (1 in every period but ``decision``; always 0
+    with ``fixation_cue = false``), channels
     1 … n_stimuli carry the one-hot sample (``sample`` period) and test (``test`` period)
     stimuli.  Outputs: channel 0 = match, channel 1 = non-match; the target is 1 on the
     correct channel and 0 on the other during ``decision``, 0 on both elsewhere. With
@@ -63,6 +64,11 @@ class DelayedMatchTask(Task):
         )
         decision_duration: float = param(
             0.1, unit="second", positive=True, doc="duration of the decision period"
+        )
+        fixation_cue: bool = param(
+            True,
+            doc="input channel 0 is 1 until the decision (a go cue when it ends); false: "
+            "channel 0 stays 0, as in Miconi 2017's DNMS, which has no such cue",
         )
         n_stimuli: int = param(2, positive=True, doc="number of distinct stimuli (one-hot)")
         match_prob: float = param(0.5, nonnegative=True, doc="probability of a match trial")
@@ -167,7 +173,7 @@ class DelayedMatchTask(Task):
             return (step >= per[name][:, :1]) & (step < per[name][:, 1:])
 
         inputs = np.zeros((n, self._n_steps, self.n_inputs))
-        inputs[..., 0] = step < per["decision"][:, :1]
+        inputs[..., 0] = (step < per["decision"][:, :1]) * float(self.params.fixation_cue)
         inputs[during("sample"), :] += np.eye(self.n_inputs)[1 + sample].repeat(
             per["sample"][:, 1] - per["sample"][:, 0], axis=0
         )

@@ -68,6 +68,7 @@ def test_nest_speed_quick_times_both_simulators(capsys, monkeypatch):
             ["--no-bias-units", "--start", "zero", "--gap", "0"],
             "miconi_reference_no_bias_units_zero_start_gap0_quick.md",
         ),
+        (["--fixation", "--constant-lr", "0.1"], "miconi_reference_fixation_lr0.1_quick.md"),
     ],
 )
 def test_miconi_reference_quick_writes_its_table(tmp_path, extra, name):

@@ -143,6 +143,8 @@ def numpy_estimates(trainer, raw) -> dict[str, list[np.ndarray]]:
         }
         L = float((raw["L"][k] * raw["M_inv"][k]).sum())
         signal = L - lbar[c] if c in seen else 0.0
+        if rule.error_scaling and c in seen:  # the authors' factor Ē_c
+            signal *= lbar[c]
         lbar[c] = lbar[c] + rule.baseline_rate * (L - lbar[c]) if c in seen else L
         seen.add(c)
         for m in rule.train:
@@ -150,8 +152,12 @@ def numpy_estimates(trainer, raw) -> dict[str, list[np.ndarray]]:
     return out
 
 
-@pytest.mark.parametrize("exponent", [1.0, 3.0], ids=["identity", "cube"])
-def test_update_matches_numpy_with_per_condition_baseline(exponent):
+@pytest.mark.parametrize(
+    ("exponent", "scaling"),
+    [(1.0, False), (3.0, False), (3.0, True)],
+    ids=["identity", "cube", "cube-error_scaling"],
+)
+def test_update_matches_numpy_with_per_condition_baseline(exponent, scaling):
     # Input noise makes every training trial different; the kicks (here 200 Hz, A = 0.5)
     # add the exploration. The first training trial of each condition has no baseline:
     # its update is exactly 0; every other trial's equals the numpy recomputation.
@@ -159,6 +165,7 @@ def test_update_matches_numpy_with_per_condition_baseline(exponent):
         "name": "miconi",
         "train": ALL,
         "exponent": exponent,
+        "error_scaling": scaling,
         "kick_rate": "200 Hz",
         "baseline_rate": 0.4,
         "tau_avg": "3 ms",

@@ -481,6 +481,18 @@ def test_delayed_match_gap_waits_silently_before_the_decision(rng):
     np.testing.assert_array_equal(b.mask[:, 9:], a.mask[:, 6:])
 
 
+def test_delayed_match_without_fixation_cue_keeps_channel_0_silent():
+    from bioperturb.tasks.delayed_match import DelayedMatchTask
+
+    kw = dict(input_noise=0.0, gap_duration=0.1)
+    cued = DelayedMatchTask(DelayedMatchTask.Params(**kw), 0.01)
+    bare = DelayedMatchTask(DelayedMatchTask.Params(**kw, fixation_cue=False), 0.01)
+    a, b = cued.trials(np.random.default_rng(5), 8), bare.trials(np.random.default_rng(5), 8)
+    assert a.inputs[..., 0].any() and not b.inputs[..., 0].any()
+    np.testing.assert_array_equal(a.inputs[..., 1:], b.inputs[..., 1:])
+    np.testing.assert_array_equal(a.targets, b.targets)
+
+
 def test_delay_jitter_must_be_whole_steps():
     from bioperturb.tasks.delayed_match import DelayedMatchTask
 
