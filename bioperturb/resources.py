@@ -39,6 +39,7 @@ __all__ = [
     "check_disk",
     "existing_ancestor",
     "human_bytes",
+    "synapse_state_bytes",
 ]
 
 #: upper bound of the bytes of state per synapse of W_rec, by engine (measured with

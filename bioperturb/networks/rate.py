@@ -627,7 +627,7 @@ def add_weight_synapses(
     for name, (pre, post, lines, kwargs) in specs.items():
         eqs = Equations("w : 1") + Equations("\n".join(lines)) + plastic
         eqs += rule.matrix_equations(name)
-        # fused: the engine's GEMM forms the sum, no stored trace
+        # what nothing reads: acc_last without alignment, elig where the GEMM forms the sum
         away = (*dropped, *(FUSED_AWAY if name in handle.batched else ()))
         if away:
             eqs = Equations([eq for eq in eqs.ordered if eq.varname not in away])
