@@ -236,7 +236,8 @@ def test_dms_shapes_and_dtypes(rng, n_stimuli):
 
 @pytest.mark.parametrize("dt", [1e-3, 1e-2, 5e-4])
 def test_dms_periods_match_durations(dt):
-    durations = {"fixation": 0.05, "sample": 0.2, "delay": 0.7, "test": 0.1, "decision": 0.3}
+    durations = {"fixation": 0.05, "sample": 0.2, "delay": 0.7, "test": 0.1, "gap": 0.15}
+    durations["decision"] = 0.3
     task = dms(dt=dt, **{f"{k}_duration": v for k, v in durations.items()})
     periods = task.eval_trials().periods
     assert list(periods) == list(durations)
