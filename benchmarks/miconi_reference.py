@@ -262,6 +262,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         s = replace(s, n=20, trial_ms=100, response_ms=20, warmup=2)
         args.seeds, args.trials = args.seeds[:1], 12
+    # each choice that differs from the paper: (the option as typed, its file-name suffix)
+    options = [
+        (args.dt != 1.0, f"--dt {args.dt:g}", f"_dt{args.dt:g}"),
+        (args.readout != "unit", f"--readout {args.readout}", f"_{args.readout}_readout"),
+        (args.coding != "sign", f"--coding {args.coding}", f"_{args.coding}"),
+        (args.no_bias_units, "--no-bias-units", "_no_bias_units"),
+        (args.start != "random", f"--start {args.start}", f"_{args.start}_start"),
+        (args.gap != 200, f"--gap {args.gap:g}", f"_gap{args.gap:g}"),
+        (args.fixation, "--fixation", "_fixation"),
+        (args.constant_lr > 0, f"--constant-lr {args.constant_lr:g}", f"_lr{args.constant_lr:g}"),
+        (args.quick, "--quick", "_quick"),
+    ]
+    changed = [(flag, suffix) for on, flag, suffix in options if on]
     rows, curves = [], {}
     tic = time.perf_counter()
     for seed in args.seeds:
@@ -282,15 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             "## Miconi (2017) DNMS, the published algorithm in plain numpy",
             "",
             f"`python benchmarks/miconi_reference.py --seeds {' '.join(map(str, args.seeds))} "
-            f"--trials {args.trials}{f' --dt {args.dt:g}' if args.dt != 1.0 else ''}"
-            f"{f' --readout {args.readout}' if args.readout != 'unit' else ''}"
-            f"{f' --coding {args.coding}' if args.coding != 'sign' else ''}"
-            f"{' --no-bias-units' if args.no_bias_units else ''}"
-            f"{' --start zero' if args.start == 'zero' else ''}"
-            f"{f' --gap {args.gap:g}' if args.gap != 200 else ''}"
-            f"{' --fixation' if args.fixation else ''}"
-            f"{f' --constant-lr {args.constant_lr:g}' if args.constant_lr else ''}"
-            f"{' --quick' if args.quick else ''}` "
+            f"--trials {args.trials}{''.join(f' {flag}' for flag, _ in changed)}` "
             f"({(time.perf_counter() - tic) / 60:.1f} min on this machine); N = {s.n}, "
             f"dt = {s.dt:g} ms, τ = {s.tau:g} ms, g = {s.g}; "
             + (
@@ -311,15 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "miconi_reference" + (f"_dt{args.dt:g}" if args.dt != 1.0 else "")
-    name += "_random_readout" if args.readout == "random" else ""
-    name += "_onehot" if args.coding == "onehot" else ""
-    name += "_no_bias_units" if args.no_bias_units else ""
-    name += "_zero_start" if args.start == "zero" else ""
-    name += f"_gap{args.gap:g}" if args.gap != 200 else ""
-    name += "_fixation" if args.fixation else ""
-    name += f"_lr{args.constant_lr:g}" if args.constant_lr else ""
-    name += "_quick.md" if args.quick else ".md"
+    name = "miconi_reference" + "".join(suffix for _, suffix in changed) + ".md"
     (args.out / name).write_text(text + "\n")
     print(text)
     return 0
