@@ -72,6 +72,8 @@ def _load(args: argparse.Namespace):
 def _cmd_run(args: argparse.Namespace) -> int:
     from bioperturb.runs import describe_run, run_protocol
 
+    if _synaptic_file(args.protocol):
+        return _cmd_run_synaptic(args)
     protocol = _load(args)
     out_dir = Path(args.out) if args.out else Path(protocol.output.dir)
     _check_writable(out_dir, *(("--out",) if args.out else (args.protocol, "output.dir")))
@@ -97,6 +99,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         return 130
     return 0 if summary["status"] == "completed" else 1
+
+
+def _synaptic_file(path: str) -> bool:
+    """Whether ``path`` holds a synaptic protocol (``kind = "synaptic"``); a file that
+    cannot be read is left to the training protocol's loader to report."""
+    from bioperturb.config import read_toml_text
+    from bioperturb.synaptic import is_synaptic
+
+    try:
+        data, _ = read_toml_text(Path(path), str(path))
+    except ConfigError:
+        return False
+    return is_synaptic(data)
+
+
+def _cmd_run_synaptic(args: argparse.Namespace) -> int:
+    """``bioperturb run`` on a synaptic protocol: the whole grid in one Brian2 run."""
+    from bioperturb.synaptic import load_synaptic, run_synaptic, write_synaptic
+
+    if args.resume:
+        raise UsageError("--resume: a synaptic protocol runs in one piece; run it again")
+    overrides = _overrides(args.set)
+    protocol = load_synaptic(args.protocol, overrides)
+    out_dir = Path(args.out) if args.out else Path(protocol.output.dir)
+    _check_writable(out_dir, *(("--out",) if args.out else (args.protocol, "output.dir")))
+    ds = run_synaptic(protocol, progress=not args.quiet)
+    path = write_synaptic(protocol, ds, out_dir)
+    cells = ds.sizes["repetition"]
+    for dim in protocol.dims:
+        cells *= ds.sizes[dim]
+    print(
+        f"completed: {cells} cells ({' x '.join(protocol.dims) or 'one point'}) of "
+        f"'{protocol.rule_name}' in {ds.attrs['wall_time_s']:.3g} s; wrote {path}"
+    )
+    return 0
 
 
 def _report_resume(protocol, out_dir: Path) -> None:
@@ -235,6 +272,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
             except (KeyError, ValueError) as err:  # a broken plugin: say so, list the rest
                 description = f"cannot be loaded: {err}"
             print(f"  {name:20s} [{origin}] {description}")
+    from bioperturb.synaptic import SYNAPTIC_RULES, supported_rules
+
+    print("synaptic protocols (kind = 'synaptic', docs/synaptic.md): rules")
+    for name in supported_rules():
+        where = "synaptic only" if name in SYNAPTIC_RULES else "training code"
+        print(f"  {name:20s} [{where}]")
     print("model kinds:")
     for kind in sorted(MODELS.names(), key=lambda n: (MODELS.origin(n) != "builtin", n)):
         try:

@@ -187,17 +187,8 @@ MAX_NAME_BYTES = 200
 MAX_SEED = 2**63 - 1
 
 
-def protocol_from_mapping(
-    data: dict[str, Any], where: str = "<memory>", base_dir: Path | None = None
-) -> Protocol:
-    """Validate a parsed protocol table and resolve presets and defaults."""
-    from bioperturb.rules import RULES
-    from bioperturb.tasks import TASKS
-
-    base_dir = base_dir or Path.cwd()
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise ConfigError(where, unknown[0], f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
+def check_name_seed(data: dict[str, Any], where: str) -> tuple[str, int]:
+    """A protocol's ``name`` (it names the run's files) and ``seed``, validated."""
     name = data.get("name", Path(where).stem if where != "<memory>" else "run")
     if not isinstance(name, str) or not name or any(c in name for c in "/\\\0"):
         raise ConfigError(where, "name", "must be a non-empty string usable as a file name")
@@ -219,6 +210,28 @@ def protocol_from_mapping(
         raise ConfigError(
             where, "seed", f"must be a non-negative integer below 2**63 (int64), got {seed!r}"
         )
+    return name, seed
+
+
+def protocol_from_mapping(
+    data: dict[str, Any], where: str = "<memory>", base_dir: Path | None = None
+) -> Protocol:
+    """Validate a parsed protocol table and resolve presets and defaults."""
+    from bioperturb.rules import RULES
+    from bioperturb.tasks import TASKS
+
+    base_dir = base_dir or Path.cwd()
+    if data.get("kind") == "synaptic":
+        raise ConfigError(
+            where,
+            "kind",
+            "a synaptic protocol (kind = 'synaptic') runs with 'bioperturb run'; compare and "
+            "sweep take training protocols (docs/synaptic.md)",
+        )
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(where, unknown[0], f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
+    name, seed = check_name_seed(data, where)
 
     model_table = _resolve_model(data.get("model", {}), where, base_dir)
     model = from_mapping(model_class(model_table, where), model_table, where, "model.")

@@ -205,6 +205,12 @@ def plot_result(path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
         The files written (see :func:`standard_figures` for the names).  A figure the data
         cannot support (e.g. PCA of a diverged run) is skipped with a logged warning.
     """
+    if _is_synaptic_file(path):
+        from bioperturb.synaptic import synaptic_figures
+
+        ds = read_dataset(path)
+        out = _output_dir(Path(path).parent if out_dir is None else out_dir)
+        return _save_all(synaptic_figures(ds), out, Path(path).stem)
     ds = load_result(path)
     if not ds.sizes.get("eval_trial", 0):
         status = ds.attrs.get("status", "?")
@@ -217,6 +223,15 @@ def plot_result(path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
         )
     out = _output_dir(Path(path).parent if out_dir is None else out_dir)
     return _save_all(standard_figures(ds), out, Path(path).stem)
+
+
+def _is_synaptic_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a readable result of a synaptic protocol (kind = "synaptic")."""
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            return ds.attrs.get("kind") == "synaptic"
+    except (OSError, ValueError):
+        return False  # load_result reports the problem
 
 
 def _cell(value: float, digits: int) -> str:

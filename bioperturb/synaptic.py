@@ -1,0 +1,969 @@
+r"""Synaptic plasticity protocols: pairing, perturbation and delayed-reward experiments.
+
+A *synaptic* protocol (``kind = "synaptic"`` at the top of the TOML file) is the
+experiment a three-factor rule exists to answer, not a training run on a task: a
+presynaptic and a postsynaptic event with a defined timing, repeated, then a reward
+(neuromodulator) pulse after a delay; the result is the weight change as a function of the
+timings. Every point of a grid over the timings is an independent *cell* (``n_pre``
+presynaptic and ``n_post`` postsynaptic units, all-to-all synapses); all cells of a
+protocol run side by side in one Brian2 network, one run.
+
+Schedule of one cell (pairing k = 0 … n_pairings − 1; jitter drawn per event)::
+
+    t_pre,k  = first_pairing + k · period            presynaptic event
+    t_post,k = t_pre,k + pairing_dt                  postsynaptic event
+    t_R      = max(t_pre, t_post of the last pairing) + reward_delay
+    R(t)     = reward / reward_duration   for t_R ≤ t < t_R + reward_duration
+
+Rules, and what the events are for them:
+
+* twin perturbation rules (``td_anp``, ``np``): each postsynaptic unit is the rate
+  network's unit with a clean and a noisy twin, τ dh/dt = −h + Σ_j w_ij u_j (both twins);
+  the postsynaptic event is a *kick* added to the noisy twin's h̃ (the perturbation,
+  ``schedule.kick``), the presynaptic event a pulse of activity u (amplitude
+  ``pre_amplitude``, length ``pre_duration``, low-passed with ``pre_tau``). The rule's own
+  Brian2 fragments run unchanged: its hidden-group equations on the postsynaptic units, its
+  loss-group equations on a one-unit-per-cell group, its per-synapse step code
+  (:meth:`~bioperturb.rules.perturbation.PerturbationRule.trace_code` of ``W_in``) on the
+  synapses. Only the global signal differs: the loss difference L̃_t − L_t is replaced by
+  the delivered reward, L̃_t − L_t = −R(t)·dt (a reward says the perturbation lowered the
+  loss), so the dense signal is M_t = −c·R(t)·dt and, as in training,
+  Δw = −η Σ_t M_t elig_t = η c Σ_t R(t) dt elig_t (``rule.lr`` = η).
+* ``da_stdp`` (Izhikevich 2007, :mod:`bioperturb.rules.da_stdp`): the events are pre- and
+  postsynaptic spikes, the reward drives the dopamine d (dd/dt = −d/τ_d + R(t)).
+
+The result is an xarray Dataset with the grid as dimensions (``pairing_dt``,
+``reward_delay``, ``n_pairings``, any grid over a rule parameter such as ``tau_e``), plus
+``repetition`` and ``synapse``: ``dw`` (weight change per synapse), and per cell the
+recorded ``eligibility`` (of its first synapse), ``modulator`` (the signal its first
+postsynaptic unit receives), ``pre`` and ``post`` drive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from bioperturb.schema import ConfigError, from_mapping, param, to_mapping
+
+__all__ = [
+    "SynapticProtocol",
+    "synaptic_figures",
+    "write_synaptic",
+    "load_synaptic",
+    "is_synaptic",
+    "run_synaptic",
+    "fit_decay",
+    "SYNAPTIC_RULES",
+]
+
+#: grid dimensions of the schedule (other grid keys are rule parameters)
+SCHEDULE_GRID = ("pairing_dt", "reward_delay", "n_pairings")
+#: what a synaptic cell provides to a twin rule's W_in product
+POST_VARS = {"h", "h_n", "nrm", "gate", "noise_h", "inv_var"}
+PRE_VARS = {"u_prev"}
+_TOP = {"kind", "name", "seed", "model", "rule", "schedule", "grid", "engine", "output"}
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """``[model]``: one cell's units (twin rules) and the time step."""
+
+    dt: float = param(0.001, unit="second", positive=True, doc="time step")
+    tau: float = param(
+        0.01, unit="second", positive=True, doc="τ of the postsynaptic rate unit (twin rules)"
+    )
+    n_pre: int = param(1, positive=True, doc="presynaptic units per cell")
+    n_post: int = param(1, positive=True, doc="postsynaptic units per cell")
+    w0: float = param(0.0, doc="initial weight of every synapse")
+    sigma: float = param(
+        0.1,
+        positive=True,
+        doc="σ that NP's normaliser assumes (σ_ξ² = 2σ² dt/τ); the perturbation itself is "
+        "schedule.kick",
+    )
+
+    def check(self) -> None:
+        if self.tau < self.dt:
+            raise ValueError(f"tau: {self.tau} s is shorter than dt = {self.dt} s")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """``[schedule]``: the events of one cell (values a ``[grid]`` may vary)."""
+
+    duration: float = param(unit="second", positive=True, doc="length of one experiment")
+    first_pairing: float = param(
+        0.1, unit="second", nonnegative=True, doc="time of the first presynaptic event"
+    )
+    n_pairings: int = param(1, positive=True, doc="number of pre/post pairings")
+    period: float = param(1.0, unit="second", positive=True, doc="time between pairings")
+    pairing_dt: float = param(0.01, unit="second", doc="Δt = t_post − t_pre")
+    pre_amplitude: float = param(1.0, doc="presynaptic activity during the pulse (twin rules)")
+    pre_duration: float = param(
+        0.001, unit="second", positive=True, doc="length of the presynaptic pulse (twin rules)"
+    )
+    pre_tau: float = param(
+        0.02,
+        unit="second",
+        nonnegative=True,
+        doc="τ of the presynaptic low-pass, τ du/dt = −u + pulse (0: the square pulse)",
+    )
+    kick: float = param(0.1, doc="perturbation added to the noisy twin's h̃ at t_post")
+    reward: float = param(1.0, doc="amount of reward per delivery (∫R dt); 0: no reward")
+    reward_delay: float = param(
+        0.5, unit="second", doc="d: reward onset after the last pairing's later event"
+    )
+    reward_duration: float = param(
+        0.001, unit="second", positive=True, doc="length of the reward pulse"
+    )
+    jitter: float = param(
+        0.0, unit="second", nonnegative=True, doc="std of the Gaussian jitter of each event"
+    )
+    repetitions: int = param(1, positive=True, doc="independent repetitions (new jitter)")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    codegen: str = param("numpy", choices=("numpy", "cython"), doc="Brian2 code generation target")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str = param("results", doc="output folder")
+    record_dt: float = param(
+        0.005, unit="second", positive=True, doc="sampling step of the recorded traces"
+    )
+
+
+@dataclass(frozen=True)
+class SynapticProtocol:
+    """A validated synaptic protocol (see the module docstring)."""
+
+    name: str
+    seed: int
+    model: CellConfig
+    rule_name: str
+    rule_table: dict[str, Any]
+    lr: float
+    schedule: ScheduleConfig
+    grid: dict[str, tuple[tuple[str, str], tuple[Any, ...]]]
+    engine: EngineConfig
+    output: OutputConfig
+    source: str = ""
+
+    @property
+    def dims(self) -> list[str]:
+        return list(self.grid)
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Every grid point as ``{dim: value}`` (row-major over :attr:`dims`)."""
+        names = self.dims
+        values = [self.grid[n][1] for n in names]
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+
+    def schedule_at(self, point: Mapping[str, Any]) -> ScheduleConfig:
+        changes = {d: v for d, v in point.items() if self.grid[d][0][0] == "schedule"}
+        return dataclasses.replace(self.schedule, **changes)
+
+    def rule_at(self, point: Mapping[str, Any]) -> Any:
+        changes = {  # the TOML spelling of the grid's (SI) values
+            d: _write(v, _unit_of("rule", self.rule_name, d))
+            for d, v in point.items()
+            if self.grid[d][0][0] == "rule"
+        }
+        return make_rule(self.rule_name, {**self.rule_table, **changes}, self.source)
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        grid: dict[str, dict[str, list[Any]]] = {}
+        for (table, key), values in self.grid.values():
+            unit = _unit_of(table, self.rule_name, key)
+            grid.setdefault(table, {})[key] = [_write(v, unit) for v in values]
+        data = {
+            "kind": "synaptic",
+            "name": self.name,
+            "seed": self.seed,
+            "model": to_mapping(self.model),
+            "rule": {
+                "name": self.rule_name,
+                **to_mapping(make_rule(self.rule_name, self.rule_table, self.source).params),
+                "lr": self.lr,
+            },
+            "schedule": to_mapping(self.schedule),
+            "grid": grid,
+            "engine": to_mapping(self.engine),
+            "output": to_mapping(self.output),
+        }
+        if self.rule_name in SYNAPTIC_RULES:  # its lr is one of its parameters
+            data["rule"].pop("lr")
+        return tomli_w.dumps(data)
+
+
+def _write(value: Any, unit: str | None) -> Any:
+    from bioperturb.schema import format_quantity
+
+    return format_quantity(value, unit) if unit else value
+
+
+# -- rules ------------------------------------------------------------------------------
+def _synaptic_rules() -> dict[str, type]:
+    from bioperturb.rules.da_stdp import DopamineSTDP
+
+    return {DopamineSTDP.name: DopamineSTDP}
+
+
+SYNAPTIC_RULES = _synaptic_rules()
+
+
+def rule_class(name: str) -> type:
+    from bioperturb.rules import RULES
+
+    if name in SYNAPTIC_RULES:
+        return SYNAPTIC_RULES[name]
+    return RULES[name]
+
+
+def _params_class(name: str) -> type:
+    return rule_class(name).Params
+
+
+def _unit_of(table: str, rule_name: str, key: str) -> str | None:
+    cls = ScheduleConfig if table == "schedule" else _params_class(rule_name)
+    for f in dataclasses.fields(cls):
+        if f.name == key:
+            return f.metadata.get("unit")
+    return None
+
+
+def twin_support(rule: Any) -> str | None:
+    """Why a twin rule cannot run in a synaptic cell (None when it can)."""
+    from bioperturb.rules.perturbation import PerturbationRule
+
+    if not isinstance(rule, PerturbationRule) or not rule.twin:
+        return "it is not a perturbation rule with a clean and a noisy twin"
+    if rule.signal != "dense":
+        return "the reward arrives as a pulse in time: it needs signal = 'dense'"
+    from brian2.parsing.sympytools import str_to_sympy
+
+    names = {s.name for s in str_to_sympy(rule.PRODUCTS["W_in"]).free_symbols}
+    missing = sorted(
+        n
+        for n in names
+        if (n.endswith("_post") and n[:-5] not in POST_VARS)
+        or (n.endswith("_pre") and n[:-4] not in PRE_VARS)
+    )
+    if missing:
+        return f"its product needs {', '.join(missing)}, which a synaptic cell does not provide"
+    return None
+
+
+def make_rule(name: str, table: Mapping[str, Any], where: str) -> Any:
+    """The rule object of ``name`` with the parameters ``table`` (validated)."""
+    cls = rule_class(name)
+    params = from_mapping(cls.Params, dict(table), where, "rule.")
+    rule = cls(params)
+    if name not in SYNAPTIC_RULES:
+        why = twin_support(rule)
+        if why is not None:
+            supported = ", ".join(supported_rules())
+            raise ConfigError(
+                where,
+                "rule.name",
+                f"'{name}' cannot run in a synaptic protocol: {why} (supported: {supported})",
+            )
+    return rule
+
+
+def supported_rules() -> list[str]:
+    """Names of the rules a synaptic protocol runs (at their default parameters)."""
+    from bioperturb.rules import RULES
+
+    out = list(SYNAPTIC_RULES)
+    for name in RULES.names():
+        try:
+            cls = RULES[name]
+            if twin_support(cls(cls.Params())) is None:
+                out.append(name)
+        except Exception:  # a user's rule that cannot be built bare is simply not listed
+            continue
+    return sorted(out)
+
+
+# -- loading ----------------------------------------------------------------------------
+def is_synaptic(data: Mapping[str, Any]) -> bool:
+    return isinstance(data, Mapping) and data.get("kind") == "synaptic"
+
+
+def load_synaptic(path: str | Path, overrides: Mapping[str, Any] | None = None):
+    """Read and validate a synaptic protocol; every problem is a one-line ConfigError."""
+    from bioperturb.config import apply_override, read_toml_text
+
+    where = str(path)
+    data, _ = read_toml_text(Path(path), where)
+    for key, value in (overrides or {}).items():
+        apply_override(data, key, value, "--set")
+    return synaptic_from_mapping(data, where)
+
+
+def _table(data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    table = data.get(key, {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(where, key, "expected a table")
+    return dict(table)
+
+
+def synaptic_from_mapping(data: Mapping[str, Any], where: str) -> SynapticProtocol:
+    if not is_synaptic(data):
+        raise ConfigError(where, "kind", "a synaptic protocol needs kind = 'synaptic'")
+    unknown = sorted(set(data) - _TOP)
+    if unknown:
+        raise ConfigError(where, unknown[0], f"unknown key (known: {', '.join(sorted(_TOP))})")
+    from bioperturb.config import check_name_seed
+
+    name, seed = check_name_seed(dict(data), where)
+    model = from_mapping(CellConfig, _table(data, "model", where), where, "model.")
+    rule_table = _table(data, "rule", where)
+    rule_name = rule_table.pop("name", None)
+    if not isinstance(rule_name, str):
+        raise ConfigError(where, "rule.name", "required key is missing")
+    try:
+        rule_class(rule_name)
+    except KeyError as err:
+        raise ConfigError(where, "rule.name", str(err).strip("'\"")) from None
+    lr = 1.0
+    if rule_name not in SYNAPTIC_RULES:  # η of Δw = −η acc (da_stdp has its own lr)
+        lr = rule_table.pop("lr", 1.0)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
+            raise ConfigError(where, "rule.lr", f"expected a number, got {lr!r}")
+    rule = make_rule(rule_name, rule_table, where)
+    schedule = from_mapping(ScheduleConfig, _table(data, "schedule", where), where, "schedule.")
+    grid = _grid(_table(data, "grid", where), schedule, rule_name, rule_table, where)
+    protocol = SynapticProtocol(
+        name=str(name),
+        seed=seed,
+        model=model,
+        rule_name=rule_name,
+        rule_table=rule_table,
+        lr=float(lr),
+        schedule=schedule,
+        grid=grid,
+        engine=from_mapping(EngineConfig, _table(data, "engine", where), where, "engine."),
+        output=from_mapping(OutputConfig, _table(data, "output", where), where, "output."),
+        source=where,
+    )
+    _check_rule_model(rule, model, where)
+    for point in protocol.cells():  # every grid point's timing fits in the experiment
+        _check_timing(protocol.schedule_at(point), point, where)
+        protocol.rule_at(point)
+    return protocol
+
+
+def _check_rule_model(rule: Any, model: CellConfig, where: str) -> None:
+    decay = getattr(rule, "trace_decay", None)
+    if decay is not None:
+        try:
+            decay("W_in", model.dt)
+        except ValueError as err:
+            raise ConfigError(where, "rule", str(err).removeprefix("rule.")) from None
+
+
+def _grid(table, schedule, rule_name, rule_table, where):
+    """``[grid.schedule]`` / ``[grid.rule]`` tables → {dim: ((table, key), values)}."""
+    out: dict[str, tuple[tuple[str, str], tuple[Any, ...]]] = {}
+    for section in table:
+        if section not in ("schedule", "rule"):
+            raise ConfigError(
+                where, f"grid.{section}", "unknown table (known: grid.schedule, grid.rule)"
+            )
+        sub = table[section]
+        if not isinstance(sub, Mapping):
+            raise ConfigError(where, f"grid.{section}", "expected a table")
+        for key, spec in sub.items():
+            full = f"grid.{section}.{key}"
+            if section == "schedule" and key not in SCHEDULE_GRID:
+                raise ConfigError(
+                    where, full, f"not a grid dimension (known: {', '.join(SCHEDULE_GRID)})"
+                )
+            if section == "rule" and key in ("name", "lr"):
+                raise ConfigError(where, full, "not a rule parameter a grid can vary")
+            if key in out:
+                raise ConfigError(where, full, f"'{key}' is already a grid dimension")
+            raw = _grid_values(spec, where, full)
+            values = []
+            cls = ScheduleConfig if section == "schedule" else _params_class(rule_name)
+            base = to_mapping(schedule) if section == "schedule" else rule_table
+            for k, value in enumerate(raw):
+                try:
+                    obj = from_mapping(cls, {**base, key: value}, where, f"{section}.")
+                except ConfigError as err:
+                    raise ConfigError(where, f"{full}[{k}]", err.reason) from None
+                values.append(getattr(obj, key))
+            if len(set(values)) < len(values):
+                raise ConfigError(where, full, "a value is listed twice")
+            out[key] = ((section, key), tuple(values))
+    return out
+
+
+def _grid_values(spec: Any, where: str, key: str) -> list[Any]:
+    if isinstance(spec, list):
+        if not spec:
+            raise ConfigError(where, key, "the list is empty")
+        return spec
+    if isinstance(spec, Mapping):
+        extra = sorted(set(spec) - {"start", "stop", "num"})
+        if extra or len(spec) != 3:
+            raise ConfigError(where, key, "a range is a table {start, stop, num}")
+        from bioperturb.schema import parse_quantity
+
+        num = spec["num"]
+        if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+            raise ConfigError(where, f"{key}.num", f"must be a positive integer, got {num!r}")
+        start, stop = spec["start"], spec["stop"]
+        if isinstance(start, str) or isinstance(stop, str):
+            unit = "second"
+            try:
+                a, b = parse_quantity(start, unit), parse_quantity(stop, unit)
+            except ValueError as err:
+                raise ConfigError(where, key, str(err)) from None
+            return [f"{float(v)!r} second" for v in np.linspace(a, b, num)]
+        return [float(v) for v in np.linspace(float(start), float(stop), num)]
+    raise ConfigError(where, key, "expected a list of values or a table {start, stop, num}")
+
+
+def _check_timing(s: ScheduleConfig, point: Mapping[str, Any], where: str) -> None:
+    at = ", ".join(f"{k} = {v:g}" for k, v in point.items())
+    at = f" (at {at})" if at else ""
+    first = s.first_pairing + min(0.0, s.pairing_dt) - 3 * s.jitter
+    last = s.first_pairing + (s.n_pairings - 1) * s.period + max(0.0, s.pairing_dt)
+    if first < 0:
+        raise ConfigError(
+            where,
+            "schedule.first_pairing",
+            f"the first event would come before t = 0 (first_pairing + pairing_dt − 3·jitter "
+            f"= {first:g} s{at})",
+        )
+    if s.n_pairings > 1 and s.period <= abs(s.pairing_dt):
+        raise ConfigError(
+            where,
+            "schedule.period",
+            f"pairings overlap: period {s.period:g} s ≤ |pairing_dt| {abs(s.pairing_dt):g} s{at}",
+        )
+    t_r = last + s.reward_delay
+    end = max(last + 3 * s.jitter + s.pre_duration, t_r + s.reward_duration)
+    if t_r < 0:
+        raise ConfigError(where, "schedule.reward_delay", f"the reward would come before t = 0{at}")
+    if end > s.duration:
+        raise ConfigError(
+            where,
+            "schedule.duration",
+            f"{s.duration:g} s is too short: the schedule ends at {end:g} s{at}",
+        )
+
+
+# -- the experiment's drives ------------------------------------------------------------
+@dataclass
+class Drives:
+    """Per-step inputs of all cells of one block: (steps, units) arrays."""
+
+    pre: np.ndarray  # presynaptic activity u (twin) or spikes (0/1)
+    post: np.ndarray  # kick on h̃ (twin) or postsynaptic spikes (0/1)
+    reward: np.ndarray  # (steps, cells): R(t)·dt, the reward delivered in each step
+
+
+def event_times(s: ScheduleConfig, rng: np.random.Generator, shape: tuple[int, ...]):
+    """(t_pre, t_post, t_reward): pairing times (…, n_pairings) and reward onsets (…)."""
+    k = np.arange(s.n_pairings)
+    t_pre = s.first_pairing + k * s.period + s.jitter * rng.standard_normal((*shape, len(k)))
+    t_post = t_pre + s.pairing_dt + s.jitter * rng.standard_normal(t_pre.shape)
+    ref = s.first_pairing + (s.n_pairings - 1) * s.period + max(0.0, s.pairing_dt)
+    return t_pre, t_post, np.full(shape, ref + s.reward_delay)
+
+
+def _step(t: np.ndarray, dt: float) -> np.ndarray:
+    return np.rint(np.asarray(t) / dt).astype(int)
+
+
+def build_drives(
+    schedules: list[ScheduleConfig], model: CellConfig, spiking: bool, rng, n_steps: int
+) -> Drives:
+    """The drives of cells with the given schedules (one per cell), in cell order."""
+    dt, n_pre, n_post = model.dt, model.n_pre, model.n_post
+    n_cells = len(schedules)
+    pre = np.zeros((n_steps, n_cells * n_pre))
+    post = np.zeros((n_steps, n_cells * n_post))
+    reward = np.zeros((n_steps, n_cells))
+    for c, s in enumerate(schedules):
+        t_pre, t_post, t_r = event_times(s, rng, (max(n_pre, n_post),))
+        r0 = _step(t_r[0], dt)
+        r1 = max(r0 + 1, _step(t_r[0] + s.reward_duration, dt))
+        reward[r0:r1, c] = s.reward / (r1 - r0)  # ∫R dt = reward, whatever the steps
+        for j in range(n_pre):
+            col = c * n_pre + j
+            for start in _step(t_pre[j], dt):
+                if spiking:
+                    pre[start, col] = 1.0
+                else:
+                    stop = max(start + 1, start + _step(s.pre_duration, dt))
+                    pre[start:stop, col] = s.pre_amplitude
+            if not spiking and s.pre_tau > 0:
+                pre[:, col] = _low_pass(pre[:, col], dt / s.pre_tau)
+        for i in range(n_post):
+            col = c * n_post + i
+            for start in _step(t_post[i], dt):
+                post[start, col] = 1.0 if spiking else post[start, col] + s.kick
+    return Drives(pre=pre, post=post, reward=reward)
+
+
+def _low_pass(x: np.ndarray, a: float) -> np.ndarray:
+    """Exact step of τ du/dt = −u + x for x constant within a step (a = dt/τ)."""
+    from scipy.signal import lfilter
+
+    keep = math.exp(-a)
+    return lfilter([1.0 - keep], [1.0, -keep], x)
+
+
+# -- Brian2 blocks ----------------------------------------------------------------------
+def _cell_index(n_cells: int, per_cell: int) -> np.ndarray:
+    return np.repeat(np.arange(n_cells), per_cell)
+
+
+def _synapse_pairs(n_cells: int, n_pre: int, n_post: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pre, post) unit indices of every cell's all-to-all synapses, cell by cell,
+    postsynaptic unit major: synapse s of cell c is (post s // n_pre, pre s % n_pre)."""
+    c, i, j = np.meshgrid(np.arange(n_cells), np.arange(n_post), np.arange(n_pre), indexing="ij")
+    return (c * n_pre + j).ravel(), (c * n_post + i).ravel()
+
+
+def _twin_block(rule: Any, model: CellConfig, drives: Drives, lr: float, tag: str, rec_dt):
+    """The Brian2 objects of the cells of one twin-rule variant."""
+    from brian2 import Equations, NeuronGroup, StateMonitor, Synapses, TimedArray, second
+
+    dt = model.dt
+    n_cells = drives.reward.shape[1]
+    n_pre, n_post = model.n_pre, model.n_post
+    ns: dict[str, Any] = {
+        "pre_drive": TimedArray(drives.pre, dt=dt * second),
+        "kick_at": TimedArray(drives.post, dt=dt * second),
+        "reward_at": TimedArray(drives.reward, dt=dt * second),
+        "noise_at": TimedArray(np.ones(1), dt=dt * second),
+        "tau": model.tau * second,
+        "sigma": model.sigma,
+        "state_gain": dt / model.tau,
+        "lr": lr,
+    }
+    ns.update(rule.namespace(n_pre, n_post, 0))
+    pre = NeuronGroup(
+        n_cells * n_pre, "u : 1\nu_prev : 1", name=f"pre_{tag}", namespace=ns, dt=dt * second
+    )
+    post_eqs = Equations(
+        """
+            dh/dt = (-h + I_in) / tau : 1
+            dh_n/dt = (-h_n + I_in) / tau : 1
+            I_in : 1
+            noise_h : 1
+            """
+    ) + rule.group_equations("hidden")
+    post = NeuronGroup(
+        n_cells * n_post, post_eqs, method="euler", name=f"post_{tag}", namespace=ns, dt=dt * second
+    )
+    loss_eqs = rule.group_equations("loss") + Equations(
+        "L : 1\nL_n = -reward_at(t, i) : 1\nM_inv : 1"
+    )
+    cells = NeuronGroup(n_cells, loss_eqs, name=f"cells_{tag}", namespace=ns, dt=dt * second)
+    cells.M_inv = 1.0  # one reward pulse is the trial's signal: no 1/M averaging
+    objs = [pre, post, cells]
+    objs.append(pre.run_regularly("u = pre_drive(t, i)", when="start", order=-3))
+    objs.append(pre.run_regularly("u_prev = u", when="after_groups", order=1))
+    objs.append(post.run_regularly("noise_h = kick_at(t, i)\nh_n += noise_h", when="after_groups"))
+    post_cell = _cell_index(n_cells, n_post)
+    if "dd_h" in cells.variables:  # ‖δ‖² of the cell's postsynaptic units (TD-ANP)
+        dd = Synapses(
+            post,
+            cells,
+            "dd_h_post = (h_n_pre - h_pre)**2 : 1 (summed)",
+            namespace=ns,
+            dt=dt * second,
+        )
+        dd.connect(i=np.arange(n_cells * n_post), j=post_cell)
+        _at(dd, "dd_h", "start", 2)
+        objs.append(dd)
+    bc = Synapses(
+        cells,
+        post,
+        "gate_post = signal_pre : 1 (summed)\nnrm_post = nrm_hidden_pre : 1 (summed)",
+        name=f"broadcast_{tag}",
+        namespace=ns,
+        dt=dt * second,
+    )
+    bc.connect(i=post_cell, j=np.arange(n_cells * n_post))
+    _at(bc, "gate", "start", 3)
+    _at(bc, "nrm", "start", 3)
+    syn_eqs = rule.synapse_equations() + Equations("w : 1\nI_in_post = w * u_pre : 1 (summed)")
+    syn = Synapses(pre, post, syn_eqs, name=f"w_{tag}", namespace=ns, dt=dt * second)
+    i, j = _synapse_pairs(n_cells, n_pre, n_post)
+    syn.connect(i=i, j=j)
+    syn.w = model.w0
+    _at(syn, "I_in", "groups", -1)
+    step, end = rule.trace_code("W_in", dt)  # the rule's own per-synapse code, unchanged
+    objs += [bc, syn, syn.run_regularly(step, when="start", order=4, name=f"rule_step_{tag}")]
+    first = np.arange(n_cells) * n_pre * n_post
+    mon_e = StateMonitor(syn, "elig", record=first, dt=rec_dt * second, name=f"elig_{tag}")
+    # the signal is a pulse: recorded every step, summed over each recorded bin
+    mon_m = StateMonitor(post, "gate", record=np.arange(n_cells) * n_post, name=f"mod_{tag}")
+    objs += [mon_e, mon_m]
+
+    def dw() -> np.ndarray:
+        if rule.online:  # the rule changed w every step
+            return np.asarray(syn.w[:]) - model.w0
+        return -lr * np.asarray(syn.acc[:])
+
+    return objs, dw, mon_e, mon_m
+
+
+def _spike_block(rule: Any, model: CellConfig, drives: Drives, tag: str, rec_dt):
+    from brian2 import NeuronGroup, StateMonitor, Synapses, TimedArray, second
+
+    dt = model.dt
+    n_cells = drives.reward.shape[1]
+    n_pre, n_post = model.n_pre, model.n_post
+    post_reward = np.repeat(drives.reward, n_post, axis=1)
+    ns: dict[str, Any] = {
+        "pre_spike": TimedArray(drives.pre, dt=dt * second),
+        "post_spike": TimedArray(drives.post, dt=dt * second),
+        "reward_at": TimedArray(post_reward, dt=dt * second),
+        **rule.namespace(),
+    }
+    pre = NeuronGroup(
+        n_cells * n_pre,
+        "",
+        threshold="pre_spike(t, i) > 0.5",
+        reset="",
+        name=f"pre_{tag}",
+        namespace=ns,
+        dt=dt * second,
+    )
+    post = NeuronGroup(
+        n_cells * n_post,
+        rule.post_equations(),
+        threshold="post_spike(t, i) > 0.5",
+        reset="",
+        method="exact",
+        name=f"post_{tag}",
+        namespace=ns,
+        dt=dt * second,
+    )
+    # the reward enters d once per step: dd/dt = −d/τ_d + R(t), R(t)·dt per step
+    kick = post.run_regularly("da += reward_at(t, i)", when="start", order=0)
+    syn = Synapses(
+        pre,
+        post,
+        rule.synapse_equations(),
+        on_pre=rule.on_pre,
+        on_post=rule.on_post,
+        method="euler",
+        name=f"w_{tag}",
+        namespace=ns,
+        dt=dt * second,
+    )
+    i, j = _synapse_pairs(n_cells, n_pre, n_post)
+    syn.connect(i=i, j=j)
+    syn.w = model.w0
+    first = np.arange(n_cells) * n_pre * n_post
+    mon_e = StateMonitor(syn, rule.eligibility, record=first, dt=rec_dt * second)
+    mon_m = StateMonitor(
+        post, rule.modulator, record=np.arange(n_cells) * n_post, dt=rec_dt * second
+    )
+
+    def dw() -> np.ndarray:
+        return np.asarray(syn.w[:]) - model.w0
+
+    return [pre, post, kick, syn, mon_e, mon_m], dw, mon_e, mon_m
+
+
+def _at(syn: Any, var: str, when: str, order: int) -> None:
+    updater = syn.summed_updaters[f"{var}_post"]
+    updater.when, updater.order = when, order
+
+
+# -- running ----------------------------------------------------------------------------
+def run_synaptic(protocol: SynapticProtocol, progress: bool = False) -> xr.Dataset:
+    """Run every cell of ``protocol`` in one Brian2 network; return the result Dataset."""
+    import brian2
+    from brian2 import Network, second
+
+    brian2.prefs.codegen.target = protocol.engine.codegen
+    model, sched = protocol.model, protocol.schedule
+    spiking = protocol.rule_name in SYNAPTIC_RULES
+    points = protocol.cells()
+    reps = sched.repetitions
+    duration = max(protocol.schedule_at(p).duration for p in points)
+    n_steps = int(round(duration / model.dt))
+    rng = np.random.default_rng(protocol.seed)
+    # group cells by their rule variant: one block (groups + synapses) per variant
+    variants: dict[tuple[Any, ...], list[int]] = {}
+    rule_dims = [d for d in protocol.dims if protocol.grid[d][0][0] == "rule"]
+    for k, point in enumerate(points):
+        variants.setdefault(tuple(point[d] for d in rule_dims), []).append(k)
+    net = Network()
+    blocks = []
+    for b, members in enumerate(variants.values()):
+        schedules = [protocol.schedule_at(points[k]) for k in members for _ in range(reps)]
+        drives = build_drives(schedules, model, spiking, rng, n_steps + 1)
+        rule = protocol.rule_at(points[members[0]])
+        rec_dt = protocol.output.record_dt
+        if spiking:
+            objs, dw, mon_e, mon_m = _spike_block(rule, model, drives, f"b{b}", rec_dt)
+        else:
+            objs, dw, mon_e, mon_m = _twin_block(rule, model, drives, protocol.lr, f"b{b}", rec_dt)
+        net.add(*objs)
+        blocks.append((members, drives, dw, mon_e, mon_m))
+    started = time.perf_counter()
+    net.run(n_steps * model.dt * second, report="text" if progress else None)
+    if abs(float(net.t / second) - n_steps * model.dt) > model.dt / 2:  # Ctrl-C inside run
+        raise KeyboardInterrupt(f"the simulation stopped at {float(net.t / second):g} s")
+    wall = time.perf_counter() - started
+    return _dataset(protocol, blocks, points, n_steps, wall)
+
+
+def _dataset(protocol, blocks, points, n_steps, wall) -> xr.Dataset:
+    model, reps = protocol.model, protocol.schedule.repetitions
+    spiking = protocol.rule_name in SYNAPTIC_RULES
+    n_syn = model.n_pre * model.n_post
+    shape = [len(protocol.grid[d][1]) for d in protocol.dims]
+    n_rec = None
+    dw = np.full((len(points), reps, n_syn), np.nan)
+    rec_step = max(1, int(round(protocol.output.record_dt / model.dt)))
+    for members, drives, dw_fn, mon_e, mon_m in blocks:
+        values = dw_fn().reshape(len(members), reps, n_syn)
+        e = np.asarray(getattr(mon_e, mon_e.record_variables[0])).reshape(len(members), reps, -1)
+        if n_rec is None:
+            n_rec = e.shape[-1]
+            elig = np.full((len(points), reps, n_rec), np.nan)
+            mod, pre, post = (np.full_like(elig, np.nan) for _ in range(3))
+        m = np.asarray(getattr(mon_m, mon_m.record_variables[0]))
+        if not spiking:  # every step: the bin sums of the pulse-like signal
+            m = _bins(m.T, rec_step, n_rec).T
+        m = m.reshape(len(members), reps, -1)
+        # row s of a drive acts in the step at s·dt; bin k holds rows k·w … k·w + w − 1
+        first_pre = drives.pre[:, :: model.n_pre]
+        first_pre = _bins(first_pre, rec_step, n_rec) if spiking else first_pre[::rec_step]
+        first_post = _bins(drives.post[:, :: model.n_post], rec_step, n_rec)
+        first_pre, first_post = first_pre[:n_rec].T, first_post.T
+        for slot, k in enumerate(members):
+            dw[k], elig[k], mod[k] = values[slot], e[slot], m[slot]
+            pre[k] = first_pre[slot * reps : (slot + 1) * reps]
+            post[k] = first_post[slot * reps : (slot + 1) * reps]
+    dims = protocol.dims
+    grid_shape = (*shape, reps)
+    time_axis = np.arange(n_rec) * rec_step * model.dt
+    coords: dict[str, Any] = {d: list(protocol.grid[d][1]) for d in dims}
+    coords.update(repetition=np.arange(reps), synapse=np.arange(n_syn), time=time_axis)
+    ds = xr.Dataset(
+        {
+            "dw": ([*dims, "repetition", "synapse"], dw.reshape(*grid_shape, n_syn)),
+            "eligibility": ([*dims, "repetition", "time"], elig.reshape(*grid_shape, n_rec)),
+            "modulator": ([*dims, "repetition", "time"], mod.reshape(*grid_shape, n_rec)),
+            "pre": ([*dims, "repetition", "time"], pre.reshape(*grid_shape, n_rec)),
+            "post": ([*dims, "repetition", "time"], post.reshape(*grid_shape, n_rec)),
+        },
+        coords=coords,
+    )
+    ds["dw"].attrs.update(long_name="weight change per synapse", units="1")
+    ds["eligibility"].attrs["long_name"] = (
+        "eligibility c of the first synapse"
+        if spiking
+        else "eligibility trace of the first synapse"
+    )
+    ds["modulator"].attrs["long_name"] = (
+        "dopamine d at the first postsynaptic unit"
+        if spiking
+        else "signal M_t = −c·R(t)·dt at the first postsynaptic unit, summed per bin"
+    )
+    ds["pre"].attrs["long_name"] = (
+        "presynaptic spikes of the first unit, per bin" if spiking else "presynaptic activity u"
+    )
+    ds["post"].attrs["long_name"] = (
+        "postsynaptic spikes of the first unit, per bin"
+        if spiking
+        else "kicks on the noisy twin h̃, summed per bin"
+    )
+    ds["time"].attrs["units"] = "second"
+    for d in dims:
+        unit = _unit_of(*protocol.grid[d][0][:1], protocol.rule_name, d)
+        if unit:
+            ds[d].attrs["units"] = unit
+    ds.attrs.update(
+        kind="synaptic",
+        name=protocol.name,
+        rule=protocol.rule_name,
+        protocol=protocol.to_toml(),
+        n_steps=n_steps,
+        wall_time_s=wall,
+        brian2_target=protocol.engine.codegen,
+    )
+    return ds
+
+
+def _bins(x: np.ndarray, width: int, n: int) -> np.ndarray:
+    """Sums of (steps, units) ``x`` over ``n`` consecutive bins of ``width`` steps."""
+    x = x[: n * width]
+    pad = n * width - len(x)
+    if pad:
+        x = np.concatenate([x, np.zeros((pad, *x.shape[1:]))])
+    return x.reshape(n, width, *x.shape[1:]).sum(axis=1)
+
+
+def write_synaptic(protocol: SynapticProtocol, ds: xr.Dataset, out_dir: Path) -> Path:
+    from bioperturb.dataset import write_dataset
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return write_dataset(ds, out_dir / f"{protocol.name}.nc")
+
+
+# -- analysis ---------------------------------------------------------------------------
+def fit_decay(delay: np.ndarray, dw: np.ndarray) -> tuple[float, float]:
+    """(A, τ) of dw = A exp(−d/τ), least squares on the points with d ≥ 0 and dw ≠ 0."""
+    from scipy.optimize import curve_fit
+
+    d, y = np.asarray(delay, dtype=float), np.asarray(dw, dtype=float)
+    keep = (d >= 0) & (y != 0) & np.isfinite(y)
+    d, y = d[keep], y[keep]
+    if len(d) < 3:
+        raise ValueError("fit_decay: needs at least 3 delays ≥ 0 with a non-zero change")
+    slope, icpt = np.polyfit(d, np.log(np.abs(y)), 1)  # start from the log-linear fit
+    sign = np.sign(y[0])
+
+    def model(x, a, tau):
+        return a * np.exp(-x / tau)
+
+    (a, tau), _ = curve_fit(model, d, y, p0=(sign * math.exp(icpt), -1.0 / slope))
+    return float(a), float(tau)
+
+
+# -- figures ----------------------------------------------------------------------------
+_SCALE = {"second": (1e3, "ms")}
+
+
+def _axis(ds: xr.Dataset, dim: str) -> tuple[np.ndarray, str]:
+    factor, unit = _SCALE.get(ds[dim].attrs.get("units", ""), (1.0, ""))
+    label = dim.replace("_", " ") + (f" ({unit})" if unit else "")
+    return np.asarray(ds[dim].values, dtype=float) * factor, label
+
+
+def _curves(ds: xr.Dataset, x_dim: str):
+    """Mean Δw (over synapses and repetitions) against ``x_dim``, one curve per value of
+    the first other grid dimension (the remaining ones at their first value)."""
+    mean = ds["dw"].mean("synapse")
+    others = [d for d in mean.dims if d not in (x_dim, "repetition")]
+    if others[1:]:
+        mean = mean.isel({d: 0 for d in others[1:]})
+    spread = mean.std("repetition") if mean.sizes["repetition"] > 1 else None
+    mean = mean.mean("repetition")
+    if not others:
+        return [("", mean.values, None if spread is None else spread.values)]
+    line_dim = others[0]
+    out = []
+    for k in range(mean.sizes[line_dim]):
+        value = float(ds[line_dim].values[k])
+        factor, unit = _SCALE.get(ds[line_dim].attrs.get("units", ""), (1.0, ""))
+        label = f"{line_dim.replace('_', ' ')} = {value * factor:g}{(' ' + unit) if unit else ''}"
+        sd = None if spread is None else spread.isel({line_dim: k}).values
+        out.append((label, mean.isel({line_dim: k}).values, sd))
+    return out
+
+
+def _window_figure(ds: xr.Dataset):
+    from matplotlib.figure import Figure
+
+    x, xlabel = _axis(ds, "pairing_dt")
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.add_subplot()
+    for label, y, sd in _curves(ds, "pairing_dt"):
+        ax.plot(x, y, "o-", ms=3, label=label or None)
+        if sd is not None:
+            ax.fill_between(x, y - sd, y + sd, alpha=0.2)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set(
+        xlabel=f"{xlabel}, t_post − t_pre", ylabel="Δw", title=f"{ds.attrs['rule']}: timing window"
+    )
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _delay_figure(ds: xr.Dataset):
+    from matplotlib.figure import Figure
+
+    x, xlabel = _axis(ds, "reward_delay")
+    d = np.asarray(ds["reward_delay"].values, dtype=float)
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.add_subplot()
+    fine = np.linspace(max(d.min(), 0.0), d.max(), 200)
+    factor = x[0] / d[0] if d[0] else (x[-1] / d[-1] if d[-1] else 1.0)
+    for label, y, sd in _curves(ds, "reward_delay"):
+        (line,) = ax.plot(x, y, "o", ms=4)
+        if sd is not None:
+            ax.errorbar(x, y, yerr=sd, fmt="none", color=line.get_color())
+        try:
+            a, tau = fit_decay(d, y)
+            ax.plot(
+                fine * factor,
+                a * np.exp(-fine / tau),
+                "-",
+                color=line.get_color(),
+                label=f"{label}{'; ' if label else ''}fit τ = {tau * 1e3:.4g} ms",
+            )
+        except (ValueError, RuntimeError):
+            line.set_label(label or None)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set(xlabel=xlabel, ylabel="Δw", title=f"{ds.attrs['rule']}: reward delay")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _traces_figure(ds: xr.Dataset, point: Mapping[str, int] | None = None):
+    from matplotlib.figure import Figure
+
+    point = point or {d: ds.sizes[d] // 2 for d in ds["dw"].dims if d not in ("synapse",)}
+    point = {**point, "repetition": 0}
+    cell = ds.isel(point)
+    t = np.asarray(ds["time"].values) * 1e3
+    fig = Figure(figsize=(6.5, 6))
+    axes = fig.subplots(4, 1, sharex=True)
+    for ax, var in zip(axes, ("pre", "post", "eligibility", "modulator"), strict=True):
+        ax.plot(t, cell[var].values, lw=1)
+        ax.set_ylabel(var, fontsize=8)
+        ax.set_title(ds[var].attrs.get("long_name", ""), fontsize=7, loc="left")
+    axes[-1].set_xlabel("time (ms)")
+    where = ", ".join(
+        f"{d} = {float(cell[d].values):g}"
+        for d in ds["dw"].dims
+        if d not in ("synapse", "repetition")
+    )
+    fig.suptitle(
+        f"{ds.attrs['rule']}: one cell ({where}); Δw = {float(cell['dw'].mean()):.4g}", fontsize=8
+    )
+    return fig
+
+
+def synaptic_figures(ds: xr.Dataset):
+    """(name, make-figure) pairs of a synaptic result: the timing window, the
+    reward-delay curve (each where the grid has that dimension) and one cell's traces."""
+    if "pairing_dt" in ds.dims and ds.sizes["pairing_dt"] > 1:
+        yield "window", lambda: _window_figure(ds)
+    if "reward_delay" in ds.dims and ds.sizes["reward_delay"] > 1:
+        yield "reward_delay", lambda: _delay_figure(ds)
+    yield "traces", lambda: _traces_figure(ds)
