@@ -365,8 +365,38 @@ def synaptic_from_mapping(data: Mapping[str, Any], where: str) -> SynapticProtoc
     _check_rule_model(rule, model, where)
     for point in protocol.cells():  # every grid point's timing fits in the experiment
         _check_timing(protocol.schedule_at(point), point, where)
+    _check_memory(protocol, where)
+    for point in protocol.cells():
         protocol.rule_at(point)
     return protocol
+
+
+def memory_bytes(protocol: SynapticProtocol) -> int:
+    """About how much memory a run needs: the drives (as numpy arrays and as Brian2's
+    TimedArray copies), the recorded traces (monitors and Dataset) and the synapses."""
+    m = protocol.model
+    cells = len(protocol.cells()) * protocol.schedule.repetitions
+    duration = max(protocol.schedule_at(p).duration for p in protocol.cells())
+    steps = round(duration / m.dt) + 1
+    samples = round(duration / protocol.output.record_dt) + 1
+    drives = 2 * 8 * steps * cells * (m.n_pre + m.n_post + 1)
+    traces = 8 * samples * cells * (2 + 4)
+    synapses = 8 * 16 * cells * m.n_pre * m.n_post
+    return drives + traces + synapses
+
+
+def _check_memory(protocol: SynapticProtocol, where: str) -> None:
+    from bioperturb.resources import human_bytes, physical_memory
+
+    need, have = memory_bytes(protocol), physical_memory()
+    if have is not None and need > have:
+        raise ConfigError(
+            where,
+            "grid",
+            f"the experiment would need about {human_bytes(need)} of memory, more than this "
+            f"machine's {human_bytes(have)}: fewer grid points or repetitions, a shorter "
+            "schedule.duration or a larger model.dt",
+        )
 
 
 def _check_rule_model(rule: Any, model: CellConfig, where: str) -> None:
@@ -572,6 +602,7 @@ def _twin_block(rule: Any, model: CellConfig, drives: Drives, lr: float, tag: st
             dh_n/dt = (-h_n + I_in) / tau : 1
             I_in : 1
             noise_h : 1
+            mod_cum : 1
             """
     ) + rule.group_equations("hidden")
     post = NeuronGroup(
@@ -619,8 +650,12 @@ def _twin_block(rule: Any, model: CellConfig, drives: Drives, lr: float, tag: st
     objs += [bc, syn, syn.run_regularly(step, when="start", order=4, name=f"rule_step_{tag}")]
     first = np.arange(n_cells) * n_pre * n_post
     mon_e = StateMonitor(syn, "elig", record=first, dt=rec_dt * second, name=f"elig_{tag}")
-    # the signal is a pulse: recorded every step, summed over each recorded bin
-    mon_m = StateMonitor(post, "gate", record=np.arange(n_cells) * n_post, name=f"mod_{tag}")
+    # the signal is a pulse that sampling would miss: record its running sum (the bin
+    # sums are its differences), not every step
+    objs.append(post.run_regularly("mod_cum += gate", when="start", order=5))
+    mon_m = StateMonitor(
+        post, "mod_cum", record=np.arange(n_cells) * n_post, dt=rec_dt * second, name=f"mod_{tag}"
+    )
     objs += [mon_e, mon_m]
 
     def dw() -> np.ndarray:
@@ -752,10 +787,10 @@ def _dataset(protocol, blocks, points, n_steps, wall) -> xr.Dataset:
             elig = np.full((len(points), reps, n_rec), np.nan)
             mod, pre, post = (np.full_like(elig, np.nan) for _ in range(3))
         m = np.asarray(getattr(mon_m, mon_m.record_variables[0]))
-        if not spiking:  # every step: the bin sums of the pulse-like signal
-            m = _bins(m.T, rec_step, n_rec).T
+        if not spiking:  # running sums → sums over the bins ending at each sample
+            m = np.diff(m, axis=1, prepend=0.0)
         m = m.reshape(len(members), reps, -1)
-        # row s of a drive acts in the step at s·dt; bin k holds rows k·w … k·w + w − 1
+        # row s of a drive acts in the step at s·dt; monitors sample at the start of a step
         first_pre = drives.pre[:, :: model.n_pre]
         first_pre = _bins(first_pre, rec_step, n_rec) if spiking else first_pre[::rec_step]
         first_post = _bins(drives.post[:, :: model.n_post], rec_step, n_rec)
@@ -788,7 +823,7 @@ def _dataset(protocol, blocks, points, n_steps, wall) -> xr.Dataset:
     ds["modulator"].attrs["long_name"] = (
         "dopamine d at the first postsynaptic unit"
         if spiking
-        else "signal M_t = −c·R(t)·dt at the first postsynaptic unit, summed per bin"
+        else "signal M_t = −c·R(t)·dt at the first postsynaptic unit, summed over each bin"
     )
     ds["pre"].attrs["long_name"] = (
         "presynaptic spikes of the first unit, per bin" if spiking else "presynaptic activity u"
@@ -816,12 +851,11 @@ def _dataset(protocol, blocks, points, n_steps, wall) -> xr.Dataset:
 
 
 def _bins(x: np.ndarray, width: int, n: int) -> np.ndarray:
-    """Sums of (steps, units) ``x`` over ``n`` consecutive bins of ``width`` steps."""
-    x = x[: n * width]
-    pad = n * width - len(x)
-    if pad:
-        x = np.concatenate([x, np.zeros((pad, *x.shape[1:]))])
-    return x.reshape(n, width, *x.shape[1:]).sum(axis=1)
+    """Sums of (steps, units) ``x`` over the n bins ending before rows 0, w, 2w, …: bin k
+    holds rows (k − 1)·w … k·w − 1, as the differences of a running sum that a monitor
+    samples at the start of step k·w do."""
+    sums = np.concatenate([np.zeros((1, *x.shape[1:])), np.cumsum(x, axis=0)])
+    return np.diff(sums[::width][:n], axis=0, prepend=np.zeros((1, *x.shape[1:])))
 
 
 def write_synaptic(protocol: SynapticProtocol, ds: xr.Dataset, out_dir: Path) -> Path:

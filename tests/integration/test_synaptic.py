@@ -63,6 +63,8 @@ def test_reward_delay_curve_is_exponential_with_the_trace_time_constant(rule):
     _, tau = fit_decay(ds["reward_delay"].values, mean_dw(ds))
     assert tau == pytest.approx(0.5, rel=0.02)
     assert np.all(mean_dw(ds) > 0)  # a causal pairing and a reward: potentiation
+    if rule == "td_anp":  # the recorded signal M_t = −c R(t) dt holds every reward once
+        np.testing.assert_allclose(ds["modulator"].sum("time").values, -1.0, rtol=1e-12)
 
 
 @pytest.mark.parametrize("rule", ["td_anp", "da_stdp"])
@@ -217,6 +219,14 @@ def edited(**tables: Any) -> dict[str, Any]:
         (edited(rule={"name": "td_anp", "tau_e": "0.5 ms"}), "rule", "shorter than dt"),
         (edited(model={"n_post": 0}), "model.n_post", "positive"),
         (edited(rule={"name": "da_stdp", "lr": 1.0}), "rule.lr", "unit"),
+        (
+            edited(
+                schedule={"duration": "10000 s"},
+                grid={"schedule": {"reward_delay": {"start": "0 s", "stop": "1 s", "num": 100}}},
+            ),
+            "grid",
+            "memory",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
