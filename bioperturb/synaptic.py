@@ -5,8 +5,8 @@ experiment a three-factor rule exists to answer, not a training run on a task: a
 presynaptic and a postsynaptic event with a defined timing, repeated, then a reward
 (neuromodulator) pulse after a delay; the result is the weight change as a function of the
 timings. Every point of a grid over the timings is an independent *cell* (``n_pre``
-presynaptic and ``n_post`` postsynaptic units, all-to-all synapses); all cells of a
-protocol run side by side in one Brian2 network, one run.
+presynaptic and ``n_post`` postsynaptic units, all-to-all synapses); all cells that share
+the rule's parameters run side by side in one Brian2 network, one run.
 
 Schedule of one cell (pairing k = 0 … n_pairings − 1; jitter drawn per event)::
 
@@ -17,16 +17,17 @@ Schedule of one cell (pairing k = 0 … n_pairings − 1; jitter drawn per event
 
 Rules, and what the events are for them:
 
-* twin perturbation rules (``td_anp``, ``np``): each postsynaptic unit is the rate
-  network's unit with a clean and a noisy twin, τ dh/dt = −h + Σ_j w_ij u_j (both twins);
-  the postsynaptic event is a *kick* added to the noisy twin's h̃ (the perturbation,
-  ``schedule.kick``), the presynaptic event a pulse of activity u (amplitude
-  ``pre_amplitude``, length ``pre_duration``, low-passed with ``pre_tau``). The rule's own
-  Brian2 fragments run unchanged: its hidden-group equations on the postsynaptic units, its
-  loss-group equations on a one-unit-per-cell group, its per-synapse step code
-  (:meth:`~bioperturb.rules.perturbation.PerturbationRule.trace_code` of ``W_in``) on the
-  synapses. Only the global signal differs: the loss difference L̃_t − L_t is replaced by
-  the delivered reward, L̃_t − L_t = −R(t)·dt (a reward says the perturbation lowered the
+* perturbation rules (``td_anp``, ``np``, ``online_anp`` with its temporal baseline):
+  each postsynaptic unit is the rate network's unit, τ dh/dt = −h + Σ_j w_ij u_j (a clean
+  and a noisy twin, or one network); the postsynaptic event is a *kick* added to the
+  perturbed state (``schedule.kick``), the presynaptic event a pulse of activity u
+  (amplitude ``pre_amplitude``, length ``pre_duration``, low-passed with ``pre_tau``).
+  The cells of one rule variant form a network in miniature (:class:`CellNetwork`:
+  ``hidden``, one ``loss`` and one silent ``readout`` unit per cell, the synapses as
+  ``W_in``) on which the rule's own :meth:`~bioperturb.rules.base.Rule.install` runs
+  unchanged; its global sums and broadcasts join each cell's units to the cell's loss
+  unit (``connect_global``). Only the global signal differs: the perturbed loss is the
+  delivered reward, L̃_t − L_t = −R(t)·dt (a reward says the perturbation lowered the
   loss), so the dense signal is M_t = −c·R(t)·dt and, as in training,
   Δw = −η Σ_t M_t elig_t = η c Σ_t R(t) dt elig_t (``rule.lr`` = η).
 * ``da_stdp`` (Izhikevich 2007, :mod:`bioperturb.rules.da_stdp`): the events are pre- and
@@ -68,9 +69,10 @@ __all__ = [
 
 #: grid dimensions of the schedule (other grid keys are rule parameters)
 SCHEDULE_GRID = ("pairing_dt", "reward_delay", "n_pairings")
-#: what a synaptic cell provides to a twin rule's W_in product
-POST_VARS = {"h", "h_n", "nrm", "gate", "noise_h", "inv_var"}
-PRE_VARS = {"u_prev"}
+#: what a synaptic cell's units provide to a rule's W_in product (besides the rule's own
+#: group variables; ``h_n`` for twin rules)
+CELL_POST_VARS = {"h", "r", "I_in", "noise_h"}
+CELL_PRE_VARS = {"u", "u_prev"}
 _TOP = {"kind", "name", "seed", "model", "rule", "schedule", "grid", "engine", "output"}
 
 
@@ -247,21 +249,28 @@ def _unit_of(table: str, rule_name: str, key: str) -> str | None:
 
 
 def twin_support(rule: Any) -> str | None:
-    """Why a twin rule cannot run in a synaptic cell (None when it can)."""
-    from bioperturb.rules.perturbation import PerturbationRule
-
-    if not isinstance(rule, PerturbationRule) or not rule.twin:
-        return "it is not a perturbation rule with a clean and a noisy twin"
-    if rule.signal != "dense":
-        return "the reward arrives as a pulse in time: it needs signal = 'dense'"
+    """Why a perturbation rule cannot run in a synaptic cell (None when it can)."""
     from brian2.parsing.sympytools import str_to_sympy
 
+    from bioperturb.rules.perturbation import PerturbationRule
+
+    if not isinstance(rule, PerturbationRule):
+        return "it is not a perturbation rule with a broadcast signal"
+    if rule.noise != "white" or rule.noisy_weight != "w" or rule.per_condition:
+        return "its exploration is not a perturbation of the units' states"
+    if getattr(rule, "trial", False):
+        return "its per-time-point baselines need repeated trials (use baseline = 'temporal')"
+    if rule.signal != "dense":
+        return "the reward arrives as a pulse in time: it needs signal = 'dense'"
+    have_post = CELL_POST_VARS | set(rule.group_equations("hidden").names)
+    if rule.twin:
+        have_post.add("h_n")
     names = {s.name for s in str_to_sympy(rule.PRODUCTS["W_in"]).free_symbols}
     missing = sorted(
         n
         for n in names
-        if (n.endswith("_post") and n[:-5] not in POST_VARS)
-        or (n.endswith("_pre") and n[:-4] not in PRE_VARS)
+        if (n.endswith("_post") and n[:-5] not in have_post)
+        or (n.endswith("_pre") and n[:-4] not in CELL_PRE_VARS)
     )
     if missing:
         return f"its product needs {', '.join(missing)}, which a synaptic cell does not provide"
@@ -271,7 +280,14 @@ def twin_support(rule: Any) -> str | None:
 def make_rule(name: str, table: Mapping[str, Any], where: str) -> Any:
     """The rule object of ``name`` with the parameters ``table`` (validated)."""
     cls = rule_class(name)
-    params = from_mapping(cls.Params, dict(table), where, "rule.")
+    table = dict(table)
+    if name not in SYNAPTIC_RULES and "train" in {f.name for f in dataclasses.fields(cls.Params)}:
+        if "train" in table and list(table["train"]) != ["W_in"]:
+            raise ConfigError(
+                where, "rule.train", "set by a synaptic protocol: its synapses are W_in"
+            )
+        table["train"] = ["W_in"]
+    params = from_mapping(cls.Params, table, where, "rule.")
     rule = cls(params)
     if name not in SYNAPTIC_RULES:
         why = twin_support(rule)
@@ -575,11 +591,43 @@ def _synapse_pairs(n_cells: int, n_pre: int, n_post: int) -> tuple[np.ndarray, n
     return (c * n_pre + j).ravel(), (c * n_post + i).ravel()
 
 
-def _twin_block(rule: Any, model: CellConfig, drives: Drives, lr: float, tag: str, rec_dt):
-    """The Brian2 objects of the cells of one twin-rule variant."""
-    from brian2 import Equations, NeuronGroup, StateMonitor, Synapses, TimedArray, second
+class CellNetwork:
+    """What a rule's :meth:`~bioperturb.rules.base.Rule.install` asks of a network, for a
+    block of independent cells: the ``hidden`` (postsynaptic units), ``readout`` (one
+    silent unit per cell) and ``loss`` (one unit per cell) groups, the plastic synapses as
+    ``W_in``, the clocks, and :meth:`connect_global`, which joins each cell's units to its
+    own loss unit where a network joins all of them to its one loss unit."""
+
+    def __init__(self, hidden, readout, loss, syn, clock, trial_clock, n_post: int):
+        self.hidden, self.readout, self.loss = hidden, readout, loss
+        self.synapses = {"W_in": syn}
+        self.batched: tuple[str, ...] = ()
+        self.clock, self.trial_clock = clock, trial_clock
+        n_cells = len(loss)
+        self._cell = {
+            hidden.name: _cell_index(n_cells, n_post),
+            readout.name: np.arange(n_cells),
+        }
+
+    def schedule_summed(self, syn: Any, var: str, order: int) -> None:
+        _at(syn, var, "start", order)
+
+    def connect_global(self, syn: Any) -> None:
+        if syn.source is self.loss:
+            syn.connect(i=self._cell[syn.target.name], j=np.arange(len(syn.target)))
+        elif syn.target is self.loss:
+            syn.connect(i=np.arange(len(syn.source)), j=self._cell[syn.source.name])
+        else:
+            raise ValueError(f"{syn.name}: a global sum or broadcast joins the loss group")
+
+
+def _rule_block(rule: Any, model: CellConfig, drives: Drives, lr: float, rec_dt: float):
+    """The Brian2 objects of the cells of one perturbation-rule variant: the rule's own
+    equations and :meth:`install`, on cells instead of a network."""
+    from brian2 import Clock, Equations, NeuronGroup, StateMonitor, Synapses, TimedArray, second
 
     dt = model.dt
+    n_steps = drives.reward.shape[0]
     n_cells = drives.reward.shape[1]
     n_pre, n_post = model.n_pre, model.n_post
     ns: dict[str, Any] = {
@@ -593,69 +641,61 @@ def _twin_block(rule: Any, model: CellConfig, drives: Drives, lr: float, tag: st
         "lr": lr,
     }
     ns.update(rule.namespace(n_pre, n_post, 0))
-    pre = NeuronGroup(
-        n_cells * n_pre, "u : 1\nu_prev : 1", name=f"pre_{tag}", namespace=ns, dt=dt * second
+    clock = Clock(dt=dt * second, name="cell_step")
+    # the whole experiment is one trial: the trial-end operations tick only at t = 0
+    trial_clock = Clock(dt=(n_steps + 1) * dt * second, name="cell_trial")
+    twin = rule.twin  # a clean and a noisy twin, or one network whose h is kicked
+    kicked = "h_n" if twin else "h"
+    states = ["dh/dt = (-h + I_in) / tau : 1"]
+    if twin:
+        states.append("dh_n/dt = (-h_n + I_in) / tau : 1")
+    hidden_eqs = Equations(
+        "\n".join(states) + "\nr = tanh(h) : 1\nI_in : 1\nnoise_h : 1\nmod_cum : 1"
     )
-    post_eqs = Equations(
-        """
-            dh/dt = (-h + I_in) / tau : 1
-            dh_n/dt = (-h_n + I_in) / tau : 1
-            I_in : 1
-            noise_h : 1
-            mod_cum : 1
-            """
-    ) + rule.group_equations("hidden")
-    post = NeuronGroup(
-        n_cells * n_post, post_eqs, method="euler", name=f"post_{tag}", namespace=ns, dt=dt * second
+    hidden = NeuronGroup(
+        n_cells * n_post,
+        hidden_eqs + rule.group_equations("hidden"),
+        method="euler",
+        clock=clock,
+        name="hidden",
     )
-    loss_eqs = rule.group_equations("loss") + Equations(
-        "L : 1\nL_n = -reward_at(t, i) : 1\nM_inv : 1"
+    readout = NeuronGroup(
+        n_cells,
+        Equations("y : 1" + ("\ny_n : 1" if twin else "")) + rule.group_equations("readout"),
+        clock=clock,
+        name="readout",
     )
-    cells = NeuronGroup(n_cells, loss_eqs, name=f"cells_{tag}", namespace=ns, dt=dt * second)
-    cells.M_inv = 1.0  # one reward pulse is the trial's signal: no 1/M averaging
-    objs = [pre, post, cells]
-    objs.append(pre.run_regularly("u = pre_drive(t, i)", when="start", order=-3))
-    objs.append(pre.run_regularly("u_prev = u", when="after_groups", order=1))
-    objs.append(post.run_regularly("noise_h = kick_at(t, i)\nh_n += noise_h", when="after_groups"))
-    post_cell = _cell_index(n_cells, n_post)
-    if "dd_h" in cells.variables:  # ‖δ‖² of the cell's postsynaptic units (TD-ANP)
-        dd = Synapses(
-            post,
-            cells,
-            "dd_h_post = (h_n_pre - h_pre)**2 : 1 (summed)",
-            namespace=ns,
-            dt=dt * second,
-        )
-        dd.connect(i=np.arange(n_cells * n_post), j=post_cell)
-        _at(dd, "dd_h", "start", 2)
-        objs.append(dd)
-    bc = Synapses(
-        cells,
-        post,
-        "gate_post = signal_pre : 1 (summed)\nnrm_post = nrm_hidden_pre : 1 (summed)",
-        name=f"broadcast_{tag}",
-        namespace=ns,
-        dt=dt * second,
+    # the global signal: the loss difference is the delivered reward, L̃_t − L_t = −R(t) dt
+    pert, base = rule.LOSSES
+    loss_rule = rule.group_equations("loss")
+    loss_eqs = [f"{pert} = -reward_at(t, i) : 1", "M_inv : 1"]
+    if base not in loss_rule.names:
+        loss_eqs.append(f"{base} : 1")
+    loss = NeuronGroup(
+        n_cells, loss_rule + Equations("\n".join(loss_eqs)), clock=clock, name="loss"
     )
-    bc.connect(i=post_cell, j=np.arange(n_cells * n_post))
-    _at(bc, "gate", "start", 3)
-    _at(bc, "nrm", "start", 3)
+    loss.M_inv = 1.0  # one reward pulse is the trial's signal: no 1/M averaging
+    pre = NeuronGroup(n_cells * n_pre, "u : 1\nu_prev : 1", clock=clock, name="inputs")
     syn_eqs = rule.synapse_equations() + Equations("w : 1\nI_in_post = w * u_pre : 1 (summed)")
-    syn = Synapses(pre, post, syn_eqs, name=f"w_{tag}", namespace=ns, dt=dt * second)
+    syn = Synapses(pre, hidden, syn_eqs, clock=clock, name="w_in")
     i, j = _synapse_pairs(n_cells, n_pre, n_post)
     syn.connect(i=i, j=j)
     syn.w = model.w0
     _at(syn, "I_in", "groups", -1)
-    step, end = rule.trace_code("W_in", dt)  # the rule's own per-synapse code, unchanged
-    objs += [bc, syn, syn.run_regularly(step, when="start", order=4, name=f"rule_step_{tag}")]
+    cells = CellNetwork(hidden, readout, loss, syn, clock, trial_clock, n_post)
+    objs = [pre, hidden, readout, loss, syn, *rule.install(cells)]  # the rule, unchanged
+    objs += [
+        pre.run_regularly("u = pre_drive(t, i)", when="start", order=-3),
+        pre.run_regularly("u_prev = u", when="after_groups", order=1),
+        hidden.run_regularly(
+            f"noise_h = kick_at(t, i)\n{kicked} += noise_h", when="after_groups", order=0
+        ),
+        # the signal is a pulse that sampling would miss: record its running sum
+        hidden.run_regularly("mod_cum += gate", when="start", order=5),
+    ]
     first = np.arange(n_cells) * n_pre * n_post
-    mon_e = StateMonitor(syn, "elig", record=first, dt=rec_dt * second, name=f"elig_{tag}")
-    # the signal is a pulse that sampling would miss: record its running sum (the bin
-    # sums are its differences), not every step
-    objs.append(post.run_regularly("mod_cum += gate", when="start", order=5))
-    mon_m = StateMonitor(
-        post, "mod_cum", record=np.arange(n_cells) * n_post, dt=rec_dt * second, name=f"mod_{tag}"
-    )
+    mon_e = StateMonitor(syn, "elig", record=first, dt=rec_dt * second)
+    mon_m = StateMonitor(hidden, "mod_cum", record=np.arange(n_cells) * n_post, dt=rec_dt * second)
     objs += [mon_e, mon_m]
 
     def dw() -> np.ndarray:
@@ -663,7 +703,7 @@ def _twin_block(rule: Any, model: CellConfig, drives: Drives, lr: float, tag: st
             return np.asarray(syn.w[:]) - model.w0
         return -lr * np.asarray(syn.acc[:])
 
-    return objs, dw, mon_e, mon_m
+    return objs, ns, dw, mon_e, mon_m
 
 
 def _spike_block(rule: Any, model: CellConfig, drives: Drives, tag: str, rec_dt):
@@ -723,7 +763,7 @@ def _spike_block(rule: Any, model: CellConfig, drives: Drives, tag: str, rec_dt)
     def dw() -> np.ndarray:
         return np.asarray(syn.w[:]) - model.w0
 
-    return [pre, post, kick, syn, mon_e, mon_m], dw, mon_e, mon_m
+    return [pre, post, kick, syn, mon_e, mon_m], None, dw, mon_e, mon_m
 
 
 def _at(syn: Any, var: str, when: str, order: int) -> None:
@@ -733,7 +773,8 @@ def _at(syn: Any, var: str, when: str, order: int) -> None:
 
 # -- running ----------------------------------------------------------------------------
 def run_synaptic(protocol: SynapticProtocol, progress: bool = False) -> xr.Dataset:
-    """Run every cell of ``protocol`` in one Brian2 network; return the result Dataset."""
+    """Run every cell of ``protocol``; return the result Dataset. All cells that share the
+    rule's parameters run side by side in one Brian2 network and one ``run``."""
     import brian2
     from brian2 import Network, second
 
@@ -750,23 +791,23 @@ def run_synaptic(protocol: SynapticProtocol, progress: bool = False) -> xr.Datas
     rule_dims = [d for d in protocol.dims if protocol.grid[d][0][0] == "rule"]
     for k, point in enumerate(points):
         variants.setdefault(tuple(point[d] for d in rule_dims), []).append(k)
-    net = Network()
-    blocks = []
+    blocks, nets = [], []
     for b, members in enumerate(variants.values()):
         schedules = [protocol.schedule_at(points[k]) for k in members for _ in range(reps)]
         drives = build_drives(schedules, model, spiking, rng, n_steps + 1)
         rule = protocol.rule_at(points[members[0]])
         rec_dt = protocol.output.record_dt
         if spiking:
-            objs, dw, mon_e, mon_m = _spike_block(rule, model, drives, f"b{b}", rec_dt)
-        else:
-            objs, dw, mon_e, mon_m = _twin_block(rule, model, drives, protocol.lr, f"b{b}", rec_dt)
-        net.add(*objs)
+            objs, ns, dw, mon_e, mon_m = _spike_block(rule, model, drives, f"b{b}", rec_dt)
+        else:  # a rule's objects have fixed names: one network per rule variant
+            objs, ns, dw, mon_e, mon_m = _rule_block(rule, model, drives, protocol.lr, rec_dt)
+        nets.append((Network(*objs), ns))
         blocks.append((members, drives, dw, mon_e, mon_m))
     started = time.perf_counter()
-    net.run(n_steps * model.dt * second, report="text" if progress else None)
-    if abs(float(net.t / second) - n_steps * model.dt) > model.dt / 2:  # Ctrl-C inside run
-        raise KeyboardInterrupt(f"the simulation stopped at {float(net.t / second):g} s")
+    for net, ns in nets:
+        net.run(n_steps * model.dt * second, namespace=ns, report="text" if progress else None)
+        if abs(float(net.t / second) - n_steps * model.dt) > model.dt / 2:  # Ctrl-C
+            raise KeyboardInterrupt(f"the simulation stopped at {float(net.t / second):g} s")
     wall = time.perf_counter() - started
     return _dataset(protocol, blocks, points, n_steps, wall)
 

@@ -309,6 +309,13 @@ class RateNetwork:
         handle.n_conditions = tape.n_conditions
         return handle
 
+    def connect_global(self, syn: Synapses) -> None:
+        """Connect a rule's global sum (a layer → the loss group) or broadcast (the loss
+        group → a layer): all-to-all, the loss group being one unit. The cells of a
+        synaptic protocol (:class:`bioperturb.synaptic.CellNetwork`) connect each cell's
+        units to its own loss unit instead."""
+        syn.connect()
+
     def schedule_summed(self, syn: Synapses, var: str, order: int) -> None:
         """Run the summed-variable update of ``var`` at the start of the step."""
         updater = syn.summed_updaters[f"{var}_post"]

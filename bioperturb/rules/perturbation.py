@@ -220,7 +220,7 @@ class PerturbationRule(Rule):
         ]
         for pre, post, model, name in specs:
             syn = Synapses(pre, post, model, clock=network.clock, name=name)
-            syn.connect()
+            network.connect_global(syn)
             for var in ("gate", "nrm") if post is hid else ("gate_y", "nrm_y"):
                 network.schedule_summed(syn, var, order=3)
             objs.append(syn)

@@ -102,7 +102,7 @@ class TDANP(PerturbationRule):
         out = []
         for pre, model, name in specs:
             syn = Synapses(pre, network.loss, model, clock=network.clock, name=name)
-            syn.connect()
+            network.connect_global(syn)
             network.schedule_summed(syn, model.split("_post")[0], order=2)
             out.append(syn)
         return out

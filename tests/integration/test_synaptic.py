@@ -40,7 +40,11 @@ BASE: dict[str, Any] = {
 RULES = {
     "td_anp": {"name": "td_anp", "normalise": "none", "scale": "one", "tau_e": "500 ms"},
     "da_stdp": {"name": "da_stdp", "tau_c": "500 ms"},
+    "online_anp": {"name": "online_anp", "scale": "one", "tau_e": "500 ms"},
 }
+#: online ANP's 1/(‖δ‖² + its average) grows without bound while a lone kick's δ decays
+#: and u lasts: a square presynaptic pulse ends the product
+SQUARE = {"pre_tau": "0 ms", "pre_duration": "5 ms", "pairing_dt": "2 ms"}
 
 
 def protocol(name: str = "td_anp", **tables: dict[str, Any]):
@@ -56,15 +60,19 @@ def mean_dw(ds) -> np.ndarray:
     return ds["dw"].mean(["repetition", "synapse"]).values
 
 
-@pytest.mark.parametrize("rule", ["td_anp", "da_stdp"])
+@pytest.mark.parametrize("rule", ["td_anp", "da_stdp", "online_anp"])
 def test_reward_delay_curve_is_exponential_with_the_trace_time_constant(rule):
     delays = ["200 ms", "400 ms", "700 ms", "1 s", "1.5 s"]
-    ds = run_synaptic(protocol(rule, grid={"schedule": {"reward_delay": delays}}))
+    square = {"schedule": SQUARE} if rule == "online_anp" else {}
+    ds = run_synaptic(protocol(rule, grid={"schedule": {"reward_delay": delays}}, **square))
     _, tau = fit_decay(ds["reward_delay"].values, mean_dw(ds))
     assert tau == pytest.approx(0.5, rel=0.02)
     assert np.all(mean_dw(ds) > 0)  # a causal pairing and a reward: potentiation
+    total = ds["modulator"].sum("time").values
     if rule == "td_anp":  # the recorded signal M_t = −c R(t) dt holds every reward once
-        np.testing.assert_allclose(ds["modulator"].sum("time").values, -1.0, rtol=1e-12)
+        np.testing.assert_allclose(total, -1.0, rtol=1e-12)
+    if rule == "online_anp":  # L − L̄ telescopes: a running baseline high-passes the reward
+        assert np.abs(total).max() < 1e-12
 
 
 @pytest.mark.parametrize("rule", ["td_anp", "da_stdp"])
@@ -157,22 +165,25 @@ def test_td_anp_cell_equals_numpy():
 
 
 def test_the_synapse_runs_the_rules_training_code():
-    """One rule object, one code: the synapse's per-step code in a synaptic cell is the
-    code the same rule object installs on W_in in a training network."""
+    """One rule object, one code: a synaptic cell installs the rule object with its own
+    install(), so the synapse's per-step code is the one it runs on W_in in training."""
     from bioperturb.engines.runtime import RuntimeEngine
     from bioperturb.experiment import Experiment
-    from bioperturb.synaptic import _twin_block
+    from bioperturb.synaptic import _rule_block
     from tests.conftest import make_protocol
 
-    exp = Experiment(make_protocol(rule={"name": "td_anp", "tau_e": "50 ms"}))
+    rule = {"name": "td_anp", "tau_e": "50 ms", "train": ["W_in"]}
+    exp = Experiment(make_protocol(rule=rule))
     training = RuntimeEngine(exp).network.synapses["W_in"]
     (trained,) = [o for o in training.contained_objects if o.name == "rule_step_w_in"]
     p = protocol()
     drives = build_drives([p.schedule], p.model, False, np.random.default_rng(0), 2001)
-    objs, *_ = _twin_block(exp.rule, p.model, drives, 1.0, "shared", 0.005)
-    (cell,) = [o for o in objs if getattr(o, "name", "") == "rule_step_shared"]
-    assert cell.abstract_code == trained.abstract_code
-    assert "elig = 0.98 * elig" in cell.abstract_code
+    objs, *_ = _rule_block(exp.rule, p.model, drives, 1.0, 0.005)
+    cell = {o.name: o for o in objs}
+    assert cell["rule_step_w_in"].abstract_code == trained.abstract_code
+    assert "elig = 0.98 * elig" in trained.abstract_code
+    # the rule's global sum and broadcast, joined within each cell
+    assert {"anp_sum_hidden", "rule_broadcast_hidden", "rule_trial_loss"} <= set(cell)
 
 
 def write(tmp_path: Path, data: dict[str, Any]) -> Path:
@@ -204,7 +215,9 @@ def edited(**tables: Any) -> dict[str, Any]:
             "expected s",
         ),
         (edited(grid={"schedule": {"period": ["1 s"]}}), "grid.schedule.period", "not a grid"),
-        (edited(rule={"name": "online_anp"}), "rule.name", "cannot run in a synaptic protocol"),
+        (edited(rule={"name": "miconi"}), "rule.name", "cannot run in a synaptic protocol"),
+        (edited(rule={"name": "online_anp", "baseline": "trial"}), "rule.name", "temporal"),
+        (edited(rule={"name": "td_anp", "train": ["W_rec"]}), "rule.train", "W_in"),
         (
             edited(rule={"name": "td_anp", "signal": "trial_end", "tau_e": "1 s"}),
             "rule.name",
