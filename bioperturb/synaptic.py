@@ -121,6 +121,9 @@ class ScheduleConfig:
         doc="τ of the presynaptic low-pass, τ du/dt = −u + pulse (0: the square pulse)",
     )
     kick: float = param(0.1, doc="perturbation added to the noisy twin's h̃ at t_post")
+    post_units: tuple[int, ...] = param(
+        [], doc="postsynaptic units of a cell (0 … n_post − 1) that get the event; [] all"
+    )
     reward: float = param(1.0, doc="amount of reward per delivery (∫R dt); 0: no reward")
     reward_delay: float = param(
         0.5, unit="second", doc="d: reward onset after the last pairing's later event"
@@ -248,7 +251,7 @@ def _unit_of(table: str, rule_name: str, key: str) -> str | None:
     return None
 
 
-def twin_support(rule: Any) -> str | None:
+def cell_support(rule: Any) -> str | None:
     """Why a perturbation rule cannot run in a synaptic cell (None when it can)."""
     from brian2.parsing.sympytools import str_to_sympy
 
@@ -290,7 +293,7 @@ def make_rule(name: str, table: Mapping[str, Any], where: str) -> Any:
     params = from_mapping(cls.Params, table, where, "rule.")
     rule = cls(params)
     if name not in SYNAPTIC_RULES:
-        why = twin_support(rule)
+        why = cell_support(rule)
         if why is not None:
             supported = ", ".join(supported_rules())
             raise ConfigError(
@@ -309,7 +312,7 @@ def supported_rules() -> list[str]:
     for name in RULES.names():
         try:
             cls = RULES[name]
-            if twin_support(cls(cls.Params())) is None:
+            if cell_support(cls(cls.Params())) is None:
                 out.append(name)
         except Exception:  # a user's rule that cannot be built bare is simply not listed
             continue
@@ -378,6 +381,14 @@ def synaptic_from_mapping(data: Mapping[str, Any], where: str) -> SynapticProtoc
         output=from_mapping(OutputConfig, _table(data, "output", where), where, "output."),
         source=where,
     )
+    bad = [u for u in schedule.post_units if not 0 <= u < model.n_post]
+    if bad:
+        raise ConfigError(
+            where,
+            "schedule.post_units",
+            f"unit {bad[0]} is not one of a cell's {model.n_post} postsynaptic units (0 … "
+            f"{model.n_post - 1})",
+        )
     _check_rule_model(rule, model, where)
     for point in protocol.cells():  # every grid point's timing fits in the experiment
         _check_timing(protocol.schedule_at(point), point, where)
@@ -564,7 +575,7 @@ def build_drives(
                     pre[start:stop, col] = s.pre_amplitude
             if not spiking and s.pre_tau > 0:
                 pre[:, col] = _low_pass(pre[:, col], dt / s.pre_tau)
-        for i in range(n_post):
+        for i in s.post_units or range(n_post):
             col = c * n_post + i
             for start in _step(t_post[i], dt):
                 post[start, col] = 1.0 if spiking else post[start, col] + s.kick
@@ -874,7 +885,9 @@ def _dataset(protocol, blocks, points, n_steps, wall) -> xr.Dataset:
         if spiking
         else "kicks on the noisy twin h̃, summed per bin"
     )
-    ds["time"].attrs["units"] = "second"
+    for var in ("eligibility", "modulator", "pre", "post", "repetition", "synapse"):
+        ds[var].attrs["units"] = "1"
+    ds["time"].attrs.update(units="second", long_name="time in the experiment")
     for d in dims:
         unit = _unit_of(*protocol.grid[d][0][:1], protocol.rule_name, d)
         if unit:

@@ -134,6 +134,19 @@ def test_td_anp_window_takes_its_sign_from_kick_and_reward_not_from_the_order():
     assert minus20 / minus10 < plus20 / plus10
 
 
+def test_only_the_kicked_units_synapses_change():
+    """Node perturbation credits the perturbed unit: with unit 0 of two kicked, the
+    synapses onto unit 1 (δ = 0 there) do not change; with per-layer normalisation too."""
+    p = protocol(
+        rule={"normalise": "per_layer"},
+        model={"n_pre": 3, "n_post": 2},
+        schedule={"post_units": [0], "reward_delay": "100 ms"},
+    )
+    dw = run_synaptic(p)["dw"].values.reshape(2, 3)  # (post, pre): post-major synapses
+    assert np.all(dw[0] > 0)
+    assert np.all(dw[1] == 0.0)
+
+
 def test_td_anp_cell_equals_numpy():
     """Known answer: two presynaptic and two postsynaptic units (per-layer ‖δ‖²,
     √(n_pre + n_post) scale, jittered events), the rule's equations stepped in numpy."""
@@ -231,6 +244,7 @@ def edited(**tables: Any) -> dict[str, Any]:
         (edited(schedule={"pairing_dt": "-200 ms"}), "schedule.first_pairing", "before t = 0"),
         (edited(rule={"name": "td_anp", "tau_e": "0.5 ms"}), "rule", "shorter than dt"),
         (edited(model={"n_post": 0}), "model.n_post", "positive"),
+        (edited(schedule={"post_units": [1]}), "schedule.post_units", "not one of"),
         (edited(rule={"name": "da_stdp", "lr": 1.0}), "rule.lr", "unit"),
         (
             edited(
@@ -273,6 +287,7 @@ def test_shipped_synaptic_protocol_runs_and_plots(tmp_path, capsys):
             "synapse": 1,
         }
         assert ds["pairing_dt"].attrs["units"] == "second"
+        assert all("units" in ds[v].attrs for v in [*ds.data_vars, "time"])
         resolved = tomllib.loads(ds.attrs["protocol"])
     again, orig = synaptic_from_mapping(resolved, "<resolved>"), load_synaptic(path)
     assert (again.model, again.schedule, again.rule_at({}).params) == (
