@@ -78,11 +78,14 @@ _TOP = {"kind", "name", "seed", "model", "rule", "schedule", "grid", "engine", "
 
 @dataclass(frozen=True)
 class CellConfig:
-    """``[model]``: one cell's units (twin rules) and the time step."""
+    """``[model]``: one cell's units (perturbation rules) and the time step."""
 
     dt: float = param(0.001, unit="second", positive=True, doc="time step")
     tau: float = param(
-        0.01, unit="second", positive=True, doc="τ of the postsynaptic rate unit (twin rules)"
+        0.01,
+        unit="second",
+        positive=True,
+        doc="τ of the postsynaptic rate unit (perturbation rules)",
     )
     n_pre: int = param(1, positive=True, doc="presynaptic units per cell")
     n_post: int = param(1, positive=True, doc="postsynaptic units per cell")
@@ -110,9 +113,14 @@ class ScheduleConfig:
     n_pairings: int = param(1, positive=True, doc="number of pre/post pairings")
     period: float = param(1.0, unit="second", positive=True, doc="time between pairings")
     pairing_dt: float = param(0.01, unit="second", doc="Δt = t_post − t_pre")
-    pre_amplitude: float = param(1.0, doc="presynaptic activity during the pulse (twin rules)")
+    pre_amplitude: float = param(
+        1.0, doc="presynaptic activity during the pulse (perturbation rules)"
+    )
     pre_duration: float = param(
-        0.001, unit="second", positive=True, doc="length of the presynaptic pulse (twin rules)"
+        0.001,
+        unit="second",
+        positive=True,
+        doc="length of the presynaptic pulse (perturbation rules)",
     )
     pre_tau: float = param(
         0.02,
@@ -120,7 +128,7 @@ class ScheduleConfig:
         nonnegative=True,
         doc="τ of the presynaptic low-pass, τ du/dt = −u + pulse (0: the square pulse)",
     )
-    kick: float = param(0.1, doc="perturbation added to the noisy twin's h̃ at t_post")
+    kick: float = param(0.1, doc="perturbation added to h̃ (h for one-network rules) at t_post")
     post_units: tuple[int, ...] = param(
         [], doc="postsynaptic units of a cell (0 … n_post − 1) that get the event; [] all"
     )
@@ -533,8 +541,8 @@ def _check_timing(s: ScheduleConfig, point: Mapping[str, Any], where: str) -> No
 class Drives:
     """Per-step inputs of all cells of one block: (steps, units) arrays."""
 
-    pre: np.ndarray  # presynaptic activity u (twin) or spikes (0/1)
-    post: np.ndarray  # kick on h̃ (twin) or postsynaptic spikes (0/1)
+    pre: np.ndarray  # presynaptic activity u (perturbation rules) or spikes (0/1)
+    post: np.ndarray  # kick on h̃ or h (perturbation rules) or postsynaptic spikes (0/1)
     reward: np.ndarray  # (steps, cells): R(t)·dt, the reward delivered in each step
 
 
@@ -883,7 +891,7 @@ def _dataset(protocol, blocks, points, n_steps, wall) -> xr.Dataset:
     ds["post"].attrs["long_name"] = (
         "postsynaptic spikes of the first unit, per bin"
         if spiking
-        else "kicks on the noisy twin h̃, summed per bin"
+        else "kicks on the perturbed state (h̃, or h), summed per bin"
     )
     for var in ("eligibility", "modulator", "pre", "post", "repetition", "synapse"):
         ds[var].attrs["units"] = "1"
