@@ -957,6 +957,13 @@ def _axis(ds: xr.Dataset, dim: str) -> tuple[np.ndarray, str]:
     return np.asarray(ds[dim].values, dtype=float) * factor, label
 
 
+def _value_label(ds: xr.Dataset, dim: str, value: float, spaced: bool = False) -> str:
+    """``dim = value unit`` with times in ms."""
+    factor, unit = _SCALE.get(ds[dim].attrs.get("units", ""), (1.0, ""))
+    name = dim.replace("_", " ") if spaced else dim
+    return f"{name} = {value * factor:g}{(' ' + unit) if unit else ''}"
+
+
 def _curves(ds: xr.Dataset, x_dim: str):
     """Mean Δw (over synapses and repetitions) against ``x_dim``, one curve per value of
     the first other grid dimension (the remaining ones at their first value)."""
@@ -971,9 +978,7 @@ def _curves(ds: xr.Dataset, x_dim: str):
     line_dim = others[0]
     out = []
     for k in range(mean.sizes[line_dim]):
-        value = float(ds[line_dim].values[k])
-        factor, unit = _SCALE.get(ds[line_dim].attrs.get("units", ""), (1.0, ""))
-        label = f"{line_dim.replace('_', ' ')} = {value * factor:g}{(' ' + unit) if unit else ''}"
+        label = _value_label(ds, line_dim, float(ds[line_dim].values[k]), spaced=True)
         sd = None if spread is None else spread.isel({line_dim: k}).values
         out.append((label, mean.isel({line_dim: k}).values, sd))
     return out
@@ -983,7 +988,7 @@ def _window_figure(ds: xr.Dataset):
     from matplotlib.figure import Figure
 
     x, xlabel = _axis(ds, "pairing_dt")
-    fig = Figure(figsize=(5.5, 4))
+    fig = Figure(figsize=(5.5, 4), layout="constrained")
     ax = fig.add_subplot()
     for label, y, sd in _curves(ds, "pairing_dt"):
         ax.plot(x, y, "o-", ms=3, label=label or None)
@@ -1004,7 +1009,7 @@ def _delay_figure(ds: xr.Dataset):
 
     x, xlabel = _axis(ds, "reward_delay")
     d = np.asarray(ds["reward_delay"].values, dtype=float)
-    fig = Figure(figsize=(5.5, 4))
+    fig = Figure(figsize=(5.5, 4), layout="constrained")
     ax = fig.add_subplot()
     fine = np.linspace(max(d.min(), 0.0), d.max(), 200)
     factor = x[0] / d[0] if d[0] else (x[-1] / d[-1] if d[-1] else 1.0)
@@ -1037,7 +1042,7 @@ def _traces_figure(ds: xr.Dataset, point: Mapping[str, int] | None = None):
     point = {**point, "repetition": 0}
     cell = ds.isel(point)
     t = np.asarray(ds["time"].values) * 1e3
-    fig = Figure(figsize=(6.5, 6))
+    fig = Figure(figsize=(6.5, 6), layout="constrained")
     axes = fig.subplots(4, 1, sharex=True)
     for ax, var in zip(axes, ("pre", "post", "eligibility", "modulator"), strict=True):
         ax.plot(t, cell[var].values, lw=1)
@@ -1045,7 +1050,7 @@ def _traces_figure(ds: xr.Dataset, point: Mapping[str, int] | None = None):
         ax.set_title(ds[var].attrs.get("long_name", ""), fontsize=7, loc="left")
     axes[-1].set_xlabel("time (ms)")
     where = ", ".join(
-        f"{d} = {float(cell[d].values):g}"
+        _value_label(ds, d, float(cell[d].values))
         for d in ds["dw"].dims
         if d not in ("synapse", "repetition")
     )
