@@ -87,7 +87,8 @@ def main() -> None:
     lines = [
         f"# {args.n} × {args.n} grid of one-synapse experiments (benchmarks/synaptic_grid.py)",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average at the end {os.getloadavg()[0]:.2f}; "
         "Brian2 runtime, numpy target; dt = 1 ms, 3.5 s per experiment. One-run-per-cell "
         f"time measured on {args.sample} random cells and extrapolated.",
         "",
