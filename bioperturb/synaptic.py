@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from bioperturb.rules.da_stdp import DopamineSTDP
 from bioperturb.schema import ConfigError, from_mapping, param, to_mapping
 
 __all__ = [
@@ -184,6 +185,15 @@ class SynapticProtocol:
         values = [self.grid[n][1] for n in names]
         return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
+    def variants(self) -> list[list[int]]:
+        """Indices into :meth:`cells` grouped by the cells' rule parameters (one group per
+        point of the ``[grid.rule]`` dimensions; one group without them)."""
+        rule_dims = [d for d in self.dims if self.grid[d][0][0] == "rule"]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for k, point in enumerate(self.cells()):
+            groups.setdefault(tuple(point[d] for d in rule_dims), []).append(k)
+        return list(groups.values())
+
     def schedule_at(self, point: Mapping[str, Any]) -> ScheduleConfig:
         changes = {d: v for d, v in point.items() if self.grid[d][0][0] == "schedule"}
         return dataclasses.replace(self.schedule, **changes)
@@ -230,13 +240,8 @@ def _write(value: Any, unit: str | None) -> Any:
 
 
 # -- rules ------------------------------------------------------------------------------
-def _synaptic_rules() -> dict[str, type]:
-    from bioperturb.rules.da_stdp import DopamineSTDP
-
-    return {DopamineSTDP.name: DopamineSTDP}
-
-
-SYNAPTIC_RULES = _synaptic_rules()
+#: rules that run only in synaptic protocols (not in the training registry ``RULES``)
+SYNAPTIC_RULES: dict[str, type] = {DopamineSTDP.name: DopamineSTDP}
 
 
 def rule_class(name: str) -> type:
@@ -401,8 +406,9 @@ def synaptic_from_mapping(data: Mapping[str, Any], where: str) -> SynapticProtoc
     for point in protocol.cells():  # every grid point's timing fits in the experiment
         _check_timing(protocol.schedule_at(point), point, where)
     _check_memory(protocol, where)
-    for point in protocol.cells():
-        protocol.rule_at(point)
+    points = protocol.cells()
+    for members in protocol.variants():  # each rule variant once, not once per cell
+        protocol.rule_at(points[members[0]])
     return protocol
 
 
@@ -805,13 +811,8 @@ def run_synaptic(protocol: SynapticProtocol, progress: bool = False) -> xr.Datas
     duration = max(protocol.schedule_at(p).duration for p in points)
     n_steps = int(round(duration / model.dt))
     rng = np.random.default_rng(protocol.seed)
-    # group cells by their rule variant: one block (groups + synapses) per variant
-    variants: dict[tuple[Any, ...], list[int]] = {}
-    rule_dims = [d for d in protocol.dims if protocol.grid[d][0][0] == "rule"]
-    for k, point in enumerate(points):
-        variants.setdefault(tuple(point[d] for d in rule_dims), []).append(k)
     blocks, nets = [], []
-    for b, members in enumerate(variants.values()):
+    for b, members in enumerate(protocol.variants()):  # one block per rule variant
         schedules = [protocol.schedule_at(points[k]) for k in members for _ in range(reps)]
         drives = build_drives(schedules, model, spiking, rng, n_steps + 1)
         rule = protocol.rule_at(points[members[0]])
