@@ -898,7 +898,7 @@ def _dataset(protocol, blocks, points, n_steps, wall) -> xr.Dataset:
         ds[var].attrs["units"] = "1"
     ds["time"].attrs.update(units="second", long_name="time in the experiment")
     for d in dims:
-        unit = _unit_of(*protocol.grid[d][0][:1], protocol.rule_name, d)
+        unit = _unit_of(protocol.grid[d][0][0], protocol.rule_name, d)
         if unit:
             ds[d].attrs["units"] = unit
     ds.attrs.update(
@@ -1013,7 +1013,7 @@ def _delay_figure(ds: xr.Dataset):
     fig = Figure(figsize=(5.5, 4), layout="constrained")
     ax = fig.add_subplot()
     fine = np.linspace(max(d.min(), 0.0), d.max(), 200)
-    factor = x[0] / d[0] if d[0] else (x[-1] / d[-1] if d[-1] else 1.0)
+    factor = _SCALE["second"][0]  # reward_delay is in seconds, its axis in ms
     for label, y, sd in _curves(ds, "reward_delay"):
         (line,) = ax.plot(x, y, "o", ms=4)
         if sd is not None:
