@@ -7,6 +7,7 @@ from bioperturb.registry import Registry, decorator_for
 from bioperturb.tasks.base import Task, Trials
 from bioperturb.tasks.copy import CopyTask
 from bioperturb.tasks.delayed_match import DelayedMatchTask
+from bioperturb.tasks.digits import SequentialDigitsTask
 from bioperturb.tasks.flip_flop import FlipFlopTask
 from bioperturb.tasks.mackey_glass import MackeyGlassTask
 from bioperturb.tasks.pattern import PatternTask
@@ -28,6 +29,7 @@ TASKS = Registry(
             CopyTask,
             MackeyGlassTask,
             PerceptualDecisionTask,
+            SequentialDigitsTask,
         )
     },
 )

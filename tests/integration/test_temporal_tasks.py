@@ -47,6 +47,7 @@ TASKS = {
         "coherences": [0.5],
         "n_eval_per_condition": 1,
     },
+    "digits": {"step_duration": "2 ms", "response_duration": "4 ms", "n_eval": 3},
 }
 
 #: the score variables of each task and the metric that computes them
@@ -62,6 +63,7 @@ SCORES = {
     ),
     "mackey_glass": (("eval_nrmse",), metrics.nrmse),
     "perceptual_decision": (("eval_accuracy", "eval_accuracy_condition"), metrics.accuracy),
+    "digits": (("eval_accuracy", "eval_accuracy_condition"), metrics.accuracy),
 }
 
 SCORED = {

@@ -30,7 +30,15 @@ from tests.conftest import TINY
 
 #: rate-network rules and tasks the generator combines (all run on the runtime engine)
 RULES = ("td_anp", "np", "wp", "online_anp", "none")
-TASKS = ("pattern", "delayed_match", "flip_flop", "copy", "perceptual_decision", "mackey_glass")
+TASKS = (
+    "pattern",
+    "delayed_match",
+    "flip_flop",
+    "copy",
+    "perceptual_decision",
+    "mackey_glass",
+    "digits",
+)
 #: fields kept at the base protocol's value (where the run goes, how big it is)
 FIXED = {
     "output.dir",

@@ -1,4 +1,5 @@
-"""Unit tests of the flip-flop, copy, Mackey–Glass and perceptual decision tasks (numpy only)."""
+"""Unit tests of the flip-flop, copy, Mackey–Glass, perceptual decision and sequential
+digits tasks (numpy; the digits from scikit-learn, the ``digits`` extra)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from bioperturb.tasks import (
     MackeyGlassTask,
     PerceptualDecisionTask,
 )
+from bioperturb.tasks.digits import SequentialDigitsTask, load_digits
 from bioperturb.tasks.mackey_glass import mackey_glass_series
 from tests.unit.test_tasks import assert_well_formed
 
@@ -24,10 +26,11 @@ SMALL = {
     CopyTask: {"length": 3, "n_symbols": 4, "symbol_duration": 0.02, "n_eval": 6},
     MackeyGlassTask: {"duration": 0.1, "washout_duration": 0.02, "train_samples": 800},
     PerceptualDecisionTask: {"stimulus_duration": 0.2, "coherences": (0.1, 0.5)},
+    SequentialDigitsTask: {"step_duration": 0.002, "response_duration": 0.004, "n_eval": 20},
 }
 
 #: tasks whose trials are random sequences: training trials have condition −1
-SEQUENCE_TASKS = (FlipFlopTask, CopyTask, MackeyGlassTask)
+SEQUENCE_TASKS = (FlipFlopTask, CopyTask, MackeyGlassTask, SequentialDigitsTask)
 
 
 def make(cls, dt: float = DT, **overrides):
@@ -498,3 +501,87 @@ def test_delay_jitter_must_be_whole_steps():
 
     with pytest.raises(ValueError, match="delay_jitter"):
         DelayedMatchTask(DelayedMatchTask.Params(delay_jitter=0.0015), 0.001)
+
+
+# --------------------------------------------------------------------------- digits
+
+
+def test_digits_rows_show_the_image_row_by_row_then_ask_for_its_class(rng):
+    images, labels = load_digits()
+    assert images.shape == (1797, 8, 8) and images.min() == 0 and images.max() == 1
+    task = make(SequentialDigitsTask, input_scale=2.0)
+    trials = task.eval_trials()
+    assert trials.periods == {"stimulus": (0, 16), "response": (16, 20)}
+    assert (task.n_inputs, task.n_outputs, task.n_steps) == (8, 10, 20)
+    for k, image in enumerate(task.eval_images):
+        # row r during steps 2r, 2r + 1; nothing during the response
+        np.testing.assert_array_equal(trials.inputs[k, :16], 2 * np.repeat(images[image], 2, 0))
+        assert not trials.inputs[k, 16:].any()
+        assert not trials.targets[k, :16].any() and not trials.mask[k, :16].any()
+        assert (trials.targets[k, 16:].argmax(-1) == labels[image]).all()
+        assert (trials.targets[k, 16:].sum(-1) == 1).all() and (trials.mask[k, 16:] == 1).all()
+    assert np.array_equal(task.labels(trials), labels[task.eval_images])
+
+
+def test_digits_split_holds_out_the_eval_images_from_training(rng):
+    task = make(SequentialDigitsTask, n_eval=300)
+    assert task.eval_images.size == 300 and task.train_images.size == 1497
+    assert not np.intersect1d(task.eval_images, task.train_images).size
+    images, _ = load_digits()
+    drawn = task.trials(rng, 400).inputs[:, :16:2]  # one step per row
+    flat = images.reshape(1797, -1)
+    train = set(task.train_images.tolist())
+    seen = [set(np.flatnonzero((flat == x.ravel()).all(1)).tolist()) for x in drawn]
+    assert all(match & train for match in seen)  # each drawn image is a training image
+    assert len(set().union(*seen)) > 300
+    other = make(SequentialDigitsTask, n_eval=300, split_seed=1)
+    assert not np.array_equal(task.eval_images, other.eval_images)
+
+
+def test_digits_pixels_in_raster_or_a_fixed_permuted_order():
+    images, _ = load_digits()
+    raster = make(SequentialDigitsTask, order="pixels", step_duration=0.001)
+    permuted = make(SequentialDigitsTask, order="pixels", step_duration=0.001, permute=True)
+    a, b = raster.eval_trials(), permuted.eval_trials()
+    assert raster.n_inputs == 1 and raster.n_steps == 64 + 4
+    first = images[raster.eval_images[0]].ravel()
+    np.testing.assert_array_equal(a.inputs[0, :64, 0], first)
+    order = permuted.pixel_order
+    assert sorted(order) == list(range(64)) and not np.array_equal(order, np.arange(64))
+    np.testing.assert_array_equal(b.inputs[0, :64, 0], first[order])
+    assert np.array_equal(a.targets, b.targets)
+    again = make(SequentialDigitsTask, order="pixels", step_duration=0.001, permute=True)
+    assert np.array_equal(again.pixel_order, order)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"permute": True}, "^permute: needs order = 'pixels'"),
+        ({"n_eval": 1797}, r"^n_eval: 1797 leaves no training images \(at most 1796\)$"),
+        ({"step_duration": 0.0015}, "^step_duration: "),
+    ],
+)
+def test_digits_bad_parameters(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make(SequentialDigitsTask, **overrides)
+
+
+def test_digits_without_scikit_learn_is_a_one_line_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_sklearn(name, *args, **kwargs):
+        if name.startswith("sklearn"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    load_digits.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+    try:
+        with pytest.raises(ValueError, match=r"^name: .*pip install 'bioperturb\[digits\]'$"):
+            make(SequentialDigitsTask)
+    finally:
+        monkeypatch.undo()
+        load_digits.cache_clear()
