@@ -110,3 +110,51 @@ def test_temporal_credit_keeps_no_interrupted_run(tmp_path):
         1.0,
     ]
     assert path.exists()
+
+
+def test_sample_efficiency_splits_time_to_solution_into_trials_and_cost():
+    """Known curves: the rule reaches 50 % of its start at trial 6, after 6 trials of 0.5 s,
+    BPTT at trial 2, after 2 trials of 0.1 s: 3 s / 0.2 s = 15 = 3 (trials) x 5 (cost)."""
+    bench = _load("sample_efficiency")
+    eval_loss = [[1.0, 0.8, 0.6, 0.4], [1.0, 0.4, 0.2, 0.2]]  # at trials 0, 2, 4, 6
+    wall = [[0.5] * 6, [0.1] * 6]
+    ds = xr.Dataset(
+        {
+            "eval_loss": (("method", "eval_trial"), eval_loss),
+            "wall_time": (("method", "trial"), wall, {"units": "s"}),
+        },
+        coords={"method": ["td_anp", "bptt"], "eval_trial": [0, 2, 4, 6], "trial": range(6)},
+        attrs={"engines": "td_anp: brian2-2.10.1-cpp_standalone-threads1; bptt: jax-reference"},
+    )
+    cells = bench.measured_cells(ds, "td_anp", [0.7, 0.5])
+    assert cells == [
+        "cpp_standalone",
+        "4 / 2 (2.0x)",
+        "6 / 2 (3.0x)",
+        "3 / 0.2",
+        "15 = 3 x 5",
+        "0.4 / 0.2",
+        "500 / 100",
+    ]
+    assert len(bench.header([0.7, 0.5]).splitlines()[0].split("|")) == len(cells) + 5
+
+
+@pytest.mark.slow
+def test_paper_rnn_quick_runs_the_new_task_and_methods(tmp_path):
+    """benchmarks/paper/rnn.py: its defaults reach temporal_credit.py, later options win;
+    the digits task and decorrelated TD-ANP (its [model] keys) run beside BPTT."""
+    spec = importlib.util.spec_from_file_location("paper_rnn", BENCHMARKS / "paper" / "rnn.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--quick", "--workers", "1", "--tasks", "digits", "--rules", "danp"]
+    assert bench.main([*argv, "--seeds", "1", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "temporal_credit.md").read_text()
+    assert "cos full BPTT" not in text  # --draws 0: no credit diagnostics by default
+    assert "| `bptt` |" in text and "| `danp` |" in text and "| `wp` |" not in text
+    tc = sys.modules["temporal_credit"]  # the module rnn.py ran
+    danp, td_anp = (tc.make_protocol("digits", r, 1, True, None) for r in ("danp", "td_anp"))
+    assert list(danp.model.decorrelate) == ["input", "recurrent"] and danp.model.decor_lr == 0.02
+    assert not td_anp.model.decorrelate and danp.rule == td_anp.rule
+    with xr.open_dataset(tmp_path / "temporal_credit.nc") as ds:
+        assert list(ds["task"].values) == ["digits"]
+        assert ((ds["score"] >= 0) & (ds["score"] <= 1)).all()
