@@ -21,9 +21,10 @@ Usage::
         [--out benchmarks/results] [--quick]
 
 Tasks: ``recall``, ``dnms``, ``mackey_glass`` (the default), ``copy``, ``recall_jitter``
-(variable delay), ``perceptual`` and ``dnms_miconi`` (Miconi's DNMS, trial-end reward);
-rules: the default six, ``miconi`` and the per-neuron-signal comparators ``rflo`` and
-``rflo_symmetric``.
+(variable delay), ``perceptual``, ``dnms_miconi`` (Miconi's DNMS, trial-end reward) and
+``digits`` (sequential 8x8 digits; the digits extra); rules: the default six, ``miconi``,
+the per-neuron-signal comparators ``rflo`` and ``rflo_symmetric``, and the paper's
+``danp`` (decorrelated TD-ANP) and ``wp`` (benchmarks/paper/rnn.py runs those).
 
 Finished runs are kept in ``<out>/runs/*.json``, so the same command computes only what is
 missing. Writes ``<out>/temporal_credit.md`` (tables), ``temporal_credit.nc`` (all curves) and
@@ -56,7 +57,11 @@ TASKS = {
     "recall_jitter": PROTOCOLS / "recall_jitter_np_trace_rate.toml",
     "perceptual": PROTOCOLS / "perceptual_decision_np_trace_rate.toml",
     "dnms_miconi": PROTOCOLS / "dnms_miconi_np_reinforce_rate.toml",
+    "digits": PROTOCOLS / "digits_np_trace_rate.toml",
 }
+#: task label -> [task] keys of the --quick version (the runtime engine runs one
+#: evaluation trial per net.run: keep the evaluation sets small)
+QUICK_TASK: dict[str, dict[str, Any]] = {"digits": {"n_eval": 10}}
 #: the tasks of the committed table (--tasks adds the others)
 DEFAULT_TASKS = ["recall", "dnms", "mackey_glass"]
 #: the Dataset variable that scores a task, and whether higher is better
@@ -65,7 +70,7 @@ SCORES["mackey_glass"] = ("eval_nrmse", False)
 SCORES["copy"] = ("eval_sequence_accuracy", True)
 #: chance level of the tasks scored by accuracy (the figure's dashed line)
 CHANCE = {"recall": 0.25, "dnms": 0.5, "copy": 0.25, "recall_jitter": 0.25}
-CHANCE.update(perceptual=0.5, dnms_miconi=0.5)
+CHANCE.update(perceptual=0.5, dnms_miconi=0.5, digits=0.1)
 _WHOLE = "1000 s"  # a trace longer than any trial: λ = 1 − dt/τ_e ≈ 1
 #: rule label -> the [rule] table that replaces the protocol's
 RULES: dict[str, dict[str, Any]] = {
@@ -80,6 +85,14 @@ RULES: dict[str, dict[str, Any]] = {
     # comparators with a per-neuron learning signal (Murray 2019)
     "rflo": {"name": "rflo"},
     "rflo_symmetric": {"name": "rflo", "feedback": "symmetric"},
+    # the paper's decorrelated TD-ANP (its [model] keys below) and weight perturbation
+    "danp": {"name": "td_anp"},
+    "wp": {"name": "wp"},
+}
+#: rule label -> the [model] keys it sets (decorrelating lateral weights for DANP, as in
+#: protocols/pattern_danp_rate.toml)
+MODEL: dict[str, dict[str, Any]] = {
+    "danp": {"decorrelate": ["input", "recurrent"], "decor_lr": 0.02},
 }
 #: variance reduction (training.batch = 2 twins of one trial per update): independent twins,
 #: and antithetic pairs (the second twin gets −ξ; runtime engine)
@@ -104,6 +117,8 @@ WHAT = {
     "miconi": "Miconi 2017: sparse kicks, cubed trace, trial-end reward (W_rec)",
     "rflo": "RFLO (Murray 2019): random feedback B, leak-only trace; per-neuron signal",
     "rflo_symmetric": "RFLO with symmetric feedback B = W_outᵀ; per-neuron signal",
+    "danp": "decorrelated TD-ANP (τ_e = 0, dense signal; lateral decorrelation of input and r)",
+    "wp": "weight perturbation (σ_w = 1e-3, trial-end signal)",
 }
 for _label in TRAINING:
     _base, _, _kind = _label.rpartition("_")
@@ -134,11 +149,14 @@ def make_protocol(task: str, rule: str | None, seed: int, quick: bool, trials: i
     }
     if rule in TRAINING:
         data["training"].update(TRAINING[rule])
+    if rule in MODEL:
+        data["model"].update(MODEL[rule])
     if rule is not None and not get_rule(data["rule"]["name"]).standalone:
         data["engine"] = {"name": "runtime"}  # e.g. Miconi's baselines
     elif data["training"].get("antithetic"):
         data["engine"] = {"name": "runtime"}  # the pairs replay the runtime random state
     if quick:
+        data["task"].update(QUICK_TASK.get(task, {}))
         data["model"].update(n_hidden=12)
         data["training"].update(n_trials=20, eval_every=10)
         data["engine"] = {"name": "runtime", "codegen": "numpy"}
