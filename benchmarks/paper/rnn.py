@@ -1,6 +1,7 @@
 """Reproducing García Fernández, Keemink & van Gerven (2024), the recurrent half: TD-ANP,
 decorrelated TD-ANP (DANP), NP (with and without a whole-trial trace) and weight
-perturbation beside a true BPTT, on the paper's three task families — the copy task,
+perturbation beside a true BPTT (and the readout-only control, which learns no memory),
+on the paper's three task families — the copy task,
 Mackey–Glass prediction (τ = 17, 15 samples ahead) and sequential image classification
 (scikit-learn's 8×8 digits row by row, the offline stand-in for sequential MNIST).
 
@@ -9,8 +10,8 @@ tasks and methods; each task is its shipped protocol (``protocols/copy_np_trace_
 ``mackey_glass_np_trace_rate.toml``, ``digits_np_trace_rate.toml``: N = 100 rate units,
 dt = 10 ms, τ = 50 ms, Adam), every method starts from the same weights and sees the same
 trials, and BPTT is the JAX reference with the same dynamics (not the one-step-truncated
-"BP" of the paper's code). Writes ``benchmarks/results/paper/temporal_credit.{md,nc,png}``;
-docs/paper.md reads them.
+"BP" of the paper's code). Writes ``benchmarks/results/paper/temporal_credit.{md,nc,png}``
+(the .nc, all curves, is not committed); docs/paper.md reads them.
 
 Usage: python benchmarks/paper/rnn.py [--seeds 1 2 3] [--workers 2] [--quick] [...]
 (any further option of temporal_credit.py; ``--quick`` is the seconds-long CI version).
@@ -24,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TASKS = ["copy", "mackey_glass", "digits"]
-RULES = ["td_anp", "danp", "np", "np_trace", "wp"]
+RULES = ["td_anp", "danp", "np", "np_trace", "wp", "readout_only"]
 
 
 def _temporal_credit():

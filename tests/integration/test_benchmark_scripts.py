@@ -153,7 +153,7 @@ def test_paper_rnn_quick_runs_the_new_task_and_methods(tmp_path):
     assert "| `bptt` |" in text and "| `danp` |" in text and "| `wp` |" not in text
     tc = sys.modules["temporal_credit"]  # the module rnn.py ran
     danp, td_anp = (tc.make_protocol("digits", r, 1, True, None) for r in ("danp", "td_anp"))
-    assert list(danp.model.decorrelate) == ["input", "recurrent"] and danp.model.decor_lr == 0.02
+    assert list(danp.model.decorrelate) == ["input", "recurrent"] and danp.model.decor_lr == 0.002
     assert not td_anp.model.decorrelate and danp.rule == td_anp.rule
     with xr.open_dataset(tmp_path / "temporal_credit.nc") as ds:
         assert list(ds["task"].values) == ["digits"]
