@@ -24,7 +24,8 @@ Tasks: ``recall``, ``dnms``, ``mackey_glass`` (the default), ``copy``, ``recall_
 (variable delay), ``perceptual``, ``dnms_miconi`` (Miconi's DNMS, trial-end reward) and
 ``digits`` (sequential 8x8 digits; the digits extra); rules: the default six, ``miconi``,
 the per-neuron-signal comparators ``rflo`` and ``rflo_symmetric``, and the paper's
-``danp`` (decorrelated TD-ANP) and ``wp`` (benchmarks/paper/rnn.py runs those).
+``danp`` (decorrelated TD-ANP; ``danp_trace`` with a whole-trial trace) and ``wp``
+(benchmarks/paper/rnn.py runs those).
 
 Finished runs are kept in ``<out>/runs/*.json``, so the same command computes only what is
 missing. Writes ``<out>/temporal_credit.md`` (tables), ``temporal_credit.nc`` (all curves) and
@@ -87,6 +88,7 @@ RULES: dict[str, dict[str, Any]] = {
     "rflo_symmetric": {"name": "rflo", "feedback": "symmetric"},
     # the paper's decorrelated TD-ANP (its [model] keys below) and weight perturbation
     "danp": {"name": "td_anp"},
+    "danp_trace": {"name": "td_anp", "tau_e": _WHOLE, "tau_e_out": "0 s"},
     "wp": {"name": "wp"},
 }
 #: rule label -> the [model] keys it sets: decorrelating lateral weights for DANP, at a
@@ -95,6 +97,7 @@ RULES: dict[str, dict[str, Any]] = {
 MODEL: dict[str, dict[str, Any]] = {
     "danp": {"decorrelate": ["input", "recurrent"], "decor_lr": 0.002},
 }
+MODEL["danp_trace"] = MODEL["danp"]
 #: variance reduction (training.batch = 2 twins of one trial per update): independent twins,
 #: and antithetic pairs (the second twin gets −ξ; runtime engine)
 _TWINS = {"batch": 2, "repeat": True}
@@ -119,6 +122,7 @@ WHAT = {
     "rflo": "RFLO (Murray 2019): random feedback B, leak-only trace; per-neuron signal",
     "rflo_symmetric": "RFLO with symmetric feedback B = W_outᵀ; per-neuron signal",
     "danp": "decorrelated TD-ANP (τ_e = 0, dense signal; decorrelation of input and r, rate 0.002)",
+    "danp_trace": "decorrelated TD-ANP with a whole-trial trace (readout τ_e = 0)",
     "wp": "weight perturbation (σ_w = 1e-3, trial-end signal)",
 }
 for _label in TRAINING:

@@ -1,5 +1,5 @@
 """Reproducing García Fernández, Keemink & van Gerven (2024), the recurrent half: TD-ANP,
-decorrelated TD-ANP (DANP), NP (with and without a whole-trial trace) and weight
+decorrelated TD-ANP (DANP; with and without a whole-trial trace), NP (the same) and weight
 perturbation beside a true BPTT (and the readout-only control, which learns no memory),
 on the paper's three task families — the copy task,
 Mackey–Glass prediction (τ = 17, 15 samples ahead) and sequential image classification
@@ -25,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TASKS = ["copy", "mackey_glass", "digits"]
-RULES = ["td_anp", "danp", "np", "np_trace", "wp", "readout_only"]
+RULES = ["td_anp", "danp", "danp_trace", "np", "np_trace", "wp", "readout_only"]
 
 
 def _temporal_credit():
