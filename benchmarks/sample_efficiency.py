@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         if not headers or headers[-1] != table.splitlines()[0]:
             fh.write(f"\n{table}\n")  # a new table where the columns differ
         fh.write(row + "\n")
-    print(header(args.fractions))
+    print(table)
     print(row)
     print(f"wrote {path}")
     return 0

@@ -122,19 +122,18 @@ class SequentialDigitsTask(Task):
         self._n_steps = stimulus + response
         images, labels = load_digits()
         split = np.random.default_rng(params.split_seed).permutation(labels.size)
-        self._eval_index = np.sort(split[: params.n_eval])
-        self._train_index = np.sort(split[params.n_eval :])
-        # element k of the sequence is pixel order[k] of the flattened image
-        flat = images.reshape(labels.size, -1)
-        if params.order == "pixels":
-            order = np.arange(SIDE * SIDE)
-            if params.permute:
-                order = np.random.default_rng([params.split_seed, 1]).permutation(order)
-            self._sequence = flat[:, order, None]  # (n, 64, 1)
-            self.pixel_order = order
-        else:
-            self._sequence = flat.reshape(labels.size, SIDE, SIDE)  # (n, 8 rows, 8)
-            self.pixel_order = np.arange(SIDE * SIDE)
+        #: indices (into the data set) of the held-out evaluation images, in their order
+        self.eval_images = np.sort(split[: params.n_eval])
+        #: indices (into the data set) of the images training trials draw from
+        self.train_images = np.sort(split[params.n_eval :])
+        #: the flattened image's pixels in presentation order (raster unless permuted)
+        self.pixel_order = np.arange(SIDE * SIDE)
+        if params.permute:
+            shuffle = np.random.default_rng([params.split_seed, 1])
+            self.pixel_order = shuffle.permutation(self.pixel_order)
+        # (images, elements, inputs): 8 rows of 8 pixels, or 64 pixels of 1
+        flat = images.reshape(labels.size, -1)[:, self.pixel_order]
+        self._sequence = flat.reshape(labels.size, n_elements, self.n_inputs)
         self._labels = labels
 
     @property
@@ -148,16 +147,6 @@ class SequentialDigitsTask(Task):
     @property
     def n_steps(self) -> int:
         return self._n_steps
-
-    @property
-    def train_images(self) -> np.ndarray:
-        """Indices (into the data set) of the images training trials draw from."""
-        return self._train_index
-
-    @property
-    def eval_images(self) -> np.ndarray:
-        """Indices (into the data set) of the held-out evaluation images, in their order."""
-        return self._eval_index
 
     def labels(self, trials: Trials) -> np.ndarray:
         """The class (n_trials,) of each trial, read from its targets."""
@@ -187,10 +176,10 @@ class SequentialDigitsTask(Task):
     def trials(self, rng: np.random.Generator, n: int) -> Trials:
         """``n`` training trials, images drawn uniformly with replacement from the
         training part (conditions −1)."""
-        index = self._train_index[rng.integers(self._train_index.size, size=n)]
+        index = self.train_images[rng.integers(self.train_images.size, size=n)]
         return self._batch(index, np.full(n, -1, dtype=np.int64))
 
     def eval_trials(self) -> Trials:
         """The ``n_eval`` held-out images in data-set order (conditions 0 … n_eval − 1)."""
-        n = self._eval_index.size
-        return self._batch(self._eval_index, np.arange(n, dtype=np.int64))
+        n = self.eval_images.size
+        return self._batch(self.eval_images, np.arange(n, dtype=np.int64))
