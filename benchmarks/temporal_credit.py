@@ -59,10 +59,14 @@ TASKS = {
     "perceptual": PROTOCOLS / "perceptual_decision_np_trace_rate.toml",
     "dnms_miconi": PROTOCOLS / "dnms_miconi_np_reinforce_rate.toml",
     "digits": PROTOCOLS / "digits_np_trace_rate.toml",
+    # feed-forward stacks (model.kind = "mlp"): no memory; benchmarks/paper/ff.py
+    "ff_digits": PROTOCOLS / "classify_digits_anp_mlp.toml",
+    "ff_breast_cancer": PROTOCOLS / "classify_breast_cancer_anp_mlp.toml",
 }
 #: task label -> [task] keys of the --quick version (the runtime engine runs one
 #: evaluation trial per net.run: keep the evaluation sets small)
 QUICK_TASK: dict[str, dict[str, Any]] = {"digits": {"n_eval": 10}}
+QUICK_TASK["ff_digits"] = QUICK_TASK["ff_breast_cancer"] = {"eval_fraction": 0.05}
 #: the tasks of the committed table (--tasks adds the others)
 DEFAULT_TASKS = ["recall", "dnms", "mackey_glass"]
 #: the Dataset variable that scores a task, and whether higher is better
@@ -71,7 +75,7 @@ SCORES["mackey_glass"] = ("eval_nrmse", False)
 SCORES["copy"] = ("eval_sequence_accuracy", True)
 #: chance level of the tasks scored by accuracy (the figure's dashed line)
 CHANCE = {"recall": 0.25, "dnms": 0.5, "copy": 0.25, "recall_jitter": 0.25}
-CHANCE.update(perceptual=0.5, dnms_miconi=0.5, digits=0.1)
+CHANCE.update(perceptual=0.5, dnms_miconi=0.5, digits=0.1, ff_digits=0.1, ff_breast_cancer=0.5)
 _WHOLE = "1000 s"  # a trace longer than any trial: λ = 1 − dt/τ_e ≈ 1
 #: rule label -> the [rule] table that replaces the protocol's
 RULES: dict[str, dict[str, Any]] = {
@@ -90,6 +94,8 @@ RULES: dict[str, dict[str, Any]] = {
     "danp": {"name": "td_anp"},
     "danp_trace": {"name": "td_anp", "tau_e": _WHOLE, "tau_e_out": "0 s"},
     "wp": {"name": "wp"},
+    # NP with decorrelation (Dalm et al. 2024's DNP; its [model] keys below)
+    "dnp": {"name": "np"},
 }
 #: rule label -> the [model] keys it sets: decorrelating lateral weights for DANP, at a
 #: tenth of protocols/pattern_danp_rate.toml's rate (its dt is 1 ms; at the memory tasks'
@@ -97,7 +103,13 @@ RULES: dict[str, dict[str, Any]] = {
 MODEL: dict[str, dict[str, Any]] = {
     "danp": {"decorrelate": ["input", "recurrent"], "decor_lr": 0.002},
 }
-MODEL["danp_trace"] = MODEL["danp"]
+MODEL["danp_trace"] = MODEL["dnp"] = MODEL["danp"]
+#: task label -> [model] keys that replace a decorrelated rule's above: the feed-forward
+#: stacks diverged at 0.002 (ANP-decorrelated on digits, trial 1,202) and 0.02 (trial 61)
+TASK_MODEL: dict[str, dict[str, Any]] = {
+    "ff_digits": {"decor_lr": 0.0002},
+    "ff_breast_cancer": {"decor_lr": 0.0002},
+}
 #: variance reduction (training.batch = 2 twins of one trial per update): independent twins,
 #: and antithetic pairs (the second twin gets −ξ; runtime engine)
 _TWINS = {"batch": 2, "repeat": True}
@@ -124,6 +136,7 @@ WHAT = {
     "danp": "decorrelated TD-ANP (τ_e = 0, dense signal; decorrelation of input and r, rate 0.002)",
     "danp_trace": "decorrelated TD-ANP with a whole-trial trace (readout τ_e = 0)",
     "wp": "weight perturbation (σ_w = 1e-3, trial-end signal)",
+    "dnp": "decorrelated NP (τ_e = 0, dense signal; decorrelation of input and r, rate 0.002)",
 }
 for _label in TRAINING:
     _base, _, _kind = _label.rpartition("_")
@@ -155,14 +168,17 @@ def make_protocol(task: str, rule: str | None, seed: int, quick: bool, trials: i
     if rule in TRAINING:
         data["training"].update(TRAINING[rule])
     if rule in MODEL:
-        data["model"].update(MODEL[rule])
+        data["model"].update(MODEL[rule], **TASK_MODEL.get(task, {}))
     if rule is not None and not get_rule(data["rule"]["name"]).standalone:
         data["engine"] = {"name": "runtime"}  # e.g. Miconi's baselines
     elif data["training"].get("antithetic"):
         data["engine"] = {"name": "runtime"}  # the pairs replay the runtime random state
     if quick:
         data["task"].update(QUICK_TASK.get(task, {}))
-        data["model"].update(n_hidden=12)
+        if data["model"].get("preset") == "mlp":
+            data["model"].update(layers=[8, 8])
+        else:
+            data["model"].update(n_hidden=12)
         data["training"].update(n_trials=20, eval_every=10)
         data["engine"] = {"name": "runtime", "codegen": "numpy"}
     if trials is not None:

@@ -341,6 +341,28 @@ def _check_cross(protocol: Protocol, task_cls: type, where: str) -> None:
             f"'units' reads each of the task's {task.n_outputs} outputs from its own hidden "
             f"unit: n_hidden = {protocol.model.n_hidden} is too small",
         )
+    if getattr(protocol.model, "hold_noise", False):  # a feed-forward stack must settle
+        from bioperturb.networks.mlp import check_settled
+        from bioperturb.rules import get_rule
+
+        try:
+            check_settled(protocol.model, task.eval_trials().mask)
+        except ValueError as err:
+            raise ConfigError(where, "model.layers", str(err).split(": ", 1)[1]) from None
+        if protocol.training.antithetic:
+            raise ConfigError(
+                where,
+                "training.antithetic",
+                "a feed-forward stack draws one perturbation per trial; pairs are not built",
+            )
+        noise = getattr(get_rule(protocol.rule_name), "noise", "white")
+        if noise != "white":
+            raise ConfigError(
+                where,
+                "rule.name",
+                f"'{protocol.rule_name}' perturbs with {noise!r}; a feed-forward stack holds "
+                "one white perturbation per trial",
+            )
     if getattr(protocol.rule, "apply", "trial_end") == "online" and (
         protocol.training.optimizer != "sgd"
     ):

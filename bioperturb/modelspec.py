@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from bioperturb.protocol import LIFConfig, RateConfig
+from bioperturb.protocol import LIFConfig, MLPConfig, RateConfig
 from bioperturb.registry import Registry, decorator_for
 
 __all__ = ["ModelSpec", "MODELS", "model_family", "model_spec", "register_model"]
@@ -87,6 +87,27 @@ class RateModel(ModelSpec):
         return build_rate_network(*args, **kw)
 
 
+class MLPModel(ModelSpec):
+    name = "mlp"
+    family = "rate"
+    config = MLPConfig
+    exact_gradient = True
+    activity = "rate r = tanh(h) of sampled hidden units (all layers), noise-free evaluation"
+    doc = "feed-forward stack of tanh layers, one sample held per trial (networks/mlp.py)"
+
+    @staticmethod
+    def init_weights(*args: Any) -> dict[str, Any]:
+        from bioperturb.networks.mlp import init_mlp_weights
+
+        return init_mlp_weights(*args)
+
+    @staticmethod
+    def build(*args: Any, **kw: Any) -> Any:
+        from bioperturb.networks.rate import build_rate_network
+
+        return build_rate_network(*args, **kw)
+
+
 class LIFModel(ModelSpec):
     name = "lif"
     family = "lif"
@@ -110,7 +131,9 @@ class LIFModel(ModelSpec):
 
 
 #: model kinds by ``model.kind`` (a read-only mapping; see :class:`bioperturb.registry.Registry`)
-MODELS = Registry("model", ModelSpec, "bioperturb.models", {"rate": RateModel, "lif": LIFModel})
+MODELS = Registry(
+    "model", ModelSpec, "bioperturb.models", {"rate": RateModel, "lif": LIFModel, "mlp": MLPModel}
+)
 
 register_model = decorator_for(MODELS)
 

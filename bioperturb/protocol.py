@@ -23,6 +23,7 @@ __all__ = [
     "RateConfig",
     "ModelConfig",
     "LIFConfig",
+    "MLPConfig",
     "TrainingConfig",
     "EngineConfig",
     "OutputConfig",
@@ -130,6 +131,82 @@ class RateConfig:
             raise ValueError(
                 f"dt ({self.dt} s) must not exceed tau ({self.tau} s): Euler is unstable"
             )
+        _check_network(self)
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """A feed-forward stack of noisy tanh layers read out linearly (docs/network-mlp.md).
+
+    It is the rate network with τ = dt and a layered W_rec (networks/mlp.py): hidden layer
+    1 receives the input, layer l + 1 only layer l, the readout only the last layer. One
+    sample is held as input for a whole trial; after L steps the L layers have settled to
+
+        h_1 = U û + b + ξ_1,   h_(l+1) = W_l r̂_l + b + ξ_(l+1),   r_l = tanh(h_l),  y = V r_L
+
+    with one perturbation ξ per unit and trial, held for the trial (noisy twin only), so
+    the loss steps see the static network of Dalm et al. (2024) exactly.
+    """
+
+    kind: str = param("mlp", choices=("mlp",), doc="network type")
+    layers: tuple[int, ...] = param([64, 64], doc="sizes of the hidden layers, input side first")
+    dt: float = param(
+        0.001, unit="second", positive=True, doc="step; also τ, so a step is one layer's update"
+    )
+    sigma: float = param(
+        0.05,
+        nonnegative=True,
+        doc="perturbation: every unit of the noisy twin gets σ √2 ξ (ξ ~ N(0, 1)), drawn "
+        "once per trial and held (the rate network's per-step increment at τ = dt)",
+    )
+    nonlinearity: str = param("tanh", choices=("tanh",), doc="rate function φ")
+    g: float = param(1.0, nonnegative=True, doc="initial W_l ~ N(0, g²/n_l), n_l its fan-in")
+    input_scale: float = param(1.0, nonnegative=True, doc="initial U ~ N(0, input_scale²/n_in)")
+    output_scale: float = param(
+        1.0, nonnegative=True, doc="initial V ~ N(0, output_scale²/n_L) (last layer)"
+    )
+    bias: float = param(0.0, doc="constant bias b of every unit")
+    n_outputs: int | None = _n_outputs()
+    decorrelate: tuple[str, ...] = param(
+        [],
+        doc="decorrelating lateral weights: 'input' (û = D_in u before layer 1), 'recurrent' "
+        "(r̂_l = D_l r_l within each hidden layer before the next; with both, every layer's "
+        "input is decorrelated: DNP/DANP)",
+    )
+    decor_lr: float = _decor_lr()
+
+    #: a feed-forward stack has no sparse W_rec beyond its layers and no unit readout
+    p_connect = 1.0
+    output_init = "gaussian"
+    #: the noisy twin's perturbation is drawn once per trial (networks/rate.py)
+    hold_noise = True
+
+    @property
+    def n_hidden(self) -> int:
+        """All hidden units, the layers in order (one Brian2 group)."""
+        return sum(self.layers)
+
+    @property
+    def tau(self) -> float:
+        """τ = dt: the Euler step sets h to its input, so a layer has no memory."""
+        return self.dt
+
+    @property
+    def state_gain(self) -> float:
+        """∂h/∂(W x) = dt/τ = 1."""
+        return 1.0
+
+    @property
+    def depth(self) -> int:
+        """Number of hidden layers L (steps a sample needs to reach the readout)."""
+        return len(self.layers)
+
+    def check(self) -> None:
+        if not self.layers:
+            raise ValueError("layers: at least one hidden layer")
+        bad = [n for n in self.layers if int(n) != n or n < 1]
+        if bad:
+            raise ValueError(f"layers: sizes must be positive integers, got {bad[0]!r}")
         _check_network(self)
 
 
@@ -389,7 +466,7 @@ class Protocol:
 
     name: str
     seed: int
-    model: RateConfig | LIFConfig
+    model: RateConfig | LIFConfig | MLPConfig
     task_name: str
     task: Any
     rule_name: str

@@ -167,7 +167,9 @@ class Trainer:
         """
         kinds = self.tape.kinds
         every = self.protocol.training.checkpoint_every
-        most = self.max_block if self.max_block is not None else self.engine.MAX_BLOCK
+        most = self.max_block
+        if most is None:
+            most = self.engine.block_trials(self.tape.n_steps)
         n = 0
         while position + n < len(kinds) and kinds[position + n][0] == "eval":
             n += 1
@@ -292,7 +294,8 @@ class Trainer:
         if "D_rec" in lateral:  # ∂L/∂W = ∂L/∂(W D) · Dᵀ
             grad["W_rec"] = grad["W_rec"] @ lateral["D_rec"].T
         for name, mask in self.network.masks.items():  # sparse: only existing synapses
-            grad[name] = np.where(mask, grad[name], 0.0)
+            if name in grad:  # (not the lateral D of a feed-forward stack)
+                grad[name] = np.where(mask, grad[name], 0.0)
         return grad
 
     def _record_alignment(self, trial: int, gradient: dict[str, np.ndarray]) -> None:

@@ -69,6 +69,17 @@ class Engine(ABC):
     #: most training trials in one block (bounds how late a divergence, an interruption or
     #: a progress update is noticed)
     MAX_BLOCK: ClassVar[int]
+    #: most simulated steps a block of training trials should hold before MAX_BLOCK
+    #: trials do (short trials: more of them per block; None: MAX_BLOCK trials)
+    MIN_BLOCK_STEPS: ClassVar[int | None] = None
+
+    def block_trials(self, n_steps: int) -> int:
+        """Most training trials in one block for trials of ``n_steps`` steps: MAX_BLOCK, or
+        more where MAX_BLOCK trials are shorter than MIN_BLOCK_STEPS steps."""
+        if self.MIN_BLOCK_STEPS is None:
+            return self.MAX_BLOCK
+        return max(self.MAX_BLOCK, self.MIN_BLOCK_STEPS // max(n_steps, 1))
+
     #: whether a block may start with an evaluation set and go on with training trials
     #: (else an evaluation set is a block of its own)
     joins_eval: ClassVar[bool] = False

@@ -1,7 +1,9 @@
 """Brian2's runtime mode: the network built in this process, one ``net.run`` per block.
 
-Training trials run up to :attr:`RuntimeEngine.MAX_BLOCK` per ``net.run``; an evaluation
-set runs one trial per ``net.run`` with the evaluation monitors switched on. The noise is
+Training trials run up to :attr:`RuntimeEngine.MAX_BLOCK` per ``net.run`` (more when the
+trials are short, :meth:`~bioperturb.engines.base.Engine.block_trials`); an evaluation set
+runs in one ``net.run`` with the evaluation monitors switched on (a spiking network's one
+``net.run`` per trial). The noise is
 drawn from the run's own random state (:class:`bioperturb.brian_rng.BrianRNG`), installed
 only while simulating, so several networks in one process do not share a stream. With
 ``training.antithetic`` an operation at every trial's end saves the random state before
@@ -33,6 +35,9 @@ class RuntimeEngine(Engine):
 
     name = "runtime"
     MAX_BLOCK = 20
+    # every net.run re-creates Brian2's code objects (~1 s for a twin network): short
+    # trials (a feed-forward stack's few steps) run hundreds per block instead of 20
+    MIN_BLOCK_STEPS = 2000
 
     def __init__(self, experiment: Experiment):
         super().__init__(experiment)
@@ -132,6 +137,11 @@ class RuntimeEngine(Engine):
         T = exp.tape.n_steps * self.protocol.model.dt
         if exp.tape.kinds[position][0] == "eval":
             return self._run_eval(position, n, T)
+        return self._run_train(n, T)
+
+    def _run_train(self, n: int, T: float) -> Block:
+        """``n`` trials in one ``net.run``: their losses from the trial-end monitor."""
+        exp = self.experiment
         net, mon = self.network, self._trial_mon
         n_ticks = len(mon.t)
         n_samples = len(net.monitors["loss_t"].t)
@@ -147,9 +157,20 @@ class RuntimeEngine(Engine):
         return Block(np.diff(clean), np.diff(noisy), loss_t, wall)
 
     def _run_eval(self, position: int, n: int, T: float) -> Block:
-        """Evaluation trials, one ``net.run`` each with the evaluation monitors on."""
+        """Evaluation trials with the evaluation monitors on: one ``net.run`` for the block
+        (a spiking network: one each, so that every trial's spikes are its own)."""
         net, exp = self.network, self.experiment
         per_trial = exp.samples_per_trial
+        if "spikes" not in net.monitors:
+            self._eval_monitors(True)
+            block = self._run_train(n, T)
+            self._eval_monitors(False)
+            mons = net.monitors
+            activity = np.asarray(mons["activity"].r[:, -n * per_trial :]).T
+            output = np.asarray(mons["output"].y[:, -n * per_trial :]).T
+            block.activity = list(activity.reshape(n, per_trial, -1))
+            block.output = list(output.reshape(n, per_trial, -1))
+            return block
         losses, loss_t = [], []
         block = Block(np.zeros(0), np.zeros(0), np.zeros((0, per_trial)), 0.0)
         tic = time.perf_counter()

@@ -74,6 +74,7 @@ from brian2 import (
     second,
 )
 
+from bioperturb.networks.mlp import check_settled, layer_masks
 from bioperturb.optimizers import (
     CLEAR_CODE,
     optimizer_code,
@@ -256,7 +257,11 @@ def sparsify(rng: np.random.Generator, weights: dict[str, np.ndarray], model: An
 
 
 def connectivity(weights: dict[str, np.ndarray], model: Any) -> dict[str, np.ndarray]:
-    """Boolean (post, pre) masks of the matrices that are not all-to-all (W_rec if sparse)."""
+    """Boolean (post, pre) masks of the matrices that are not all-to-all (W_rec if sparse;
+    every matrix and the lateral D_rec of a feed-forward stack, networks/mlp.py)."""
+    if getattr(model, "layers", None):
+        n_out = weights["W_out"].shape[0]
+        return layer_masks(tuple(model.layers), weights["W_in"].shape[1], n_out)
     if getattr(model, "p_connect", 1.0) < 1:
         return {"W_rec": weights["W_rec"] != 0}
     return {}
@@ -425,6 +430,9 @@ def build_rate_network(
         )
     if "recurrent" in decor:
         hidden_eqs += Equations("rhat : 1" + ("\nrhat_n : 1" if twin else ""))
+    if getattr(model, "hold_noise", False):
+        hidden_eqs += Equations("noise_hold : 1")
+        check_settled(model, tape.mask[1:].reshape(-1, tape.n_steps))
     if fuse is not None and fuse.batched:
         hidden_eqs += Equations("fused_a : 1\nfused_b : 1")
         handle.batched = ("W_rec",)  # no per-synapse trace on W_rec (add_weight_synapses)
@@ -432,7 +440,8 @@ def build_rate_network(
     hidden.b = model.bias
     hidden.sigma = model.sigma
     if rule.node_noise:
-        add_node_noise(hidden, noisy, rule.noise, training.antithetic)
+        hold = trial_clock if getattr(model, "hold_noise", False) else None
+        add_node_noise(hidden, noisy, rule.noise, training.antithetic, hold=hold)
     hidden.run_regularly(
         f"r_prev = {rvar}\nr = tanh(h)" + ("\nr_n = tanh(h_n)" if twin else ""),
         when="after_groups",
@@ -548,7 +557,11 @@ NOISE_KINDS = {
 
 
 def add_node_noise(
-    group: NeuronGroup, target: str, kind: str = "white", antithetic: bool = False
+    group: NeuronGroup,
+    target: str,
+    kind: str = "white",
+    antithetic: bool = False,
+    hold: Clock | None = None,
 ) -> None:
     """Noise on ``target`` as a separate step after the deterministic one.
 
@@ -559,10 +572,31 @@ def add_node_noise(
     ``"kicks"``. The evaluation trials' gate ``noise_at(t)`` = 0 switches either off.
     With ``antithetic`` the increment is multiplied by the tape's ``sign_at(t)`` (−1 on
     the mirror twin of a pair, whose draws the runtime engine replays).
+
+    With ``hold`` = the trial clock (a feed-forward stack, ``MLPConfig.hold_noise``) one
+    white draw per unit is made at every trial boundary into ``noise_hold`` (a variable the
+    group must have) and added every step of the trial: a static perturbation of the
+    whole forward pass.
     """
     sign = "\nnoise_h = noise_h * sign_at(t)" if antithetic else ""
+    noise = NOISE_KINDS[kind]
+    if hold is not None:
+        if kind != "white" or antithetic:
+            raise ValueError(
+                "model.kind: a feed-forward stack holds one white perturbation per trial; "
+                f"it takes neither rule noise = {kind!r} nor training.antithetic"
+            )
+        # the trial clock ticks at t = 0 and on the last step of every trial
+        group.run_regularly(
+            "noise_hold = sigma * sqrt(2 * dt / tau) * randn()",
+            clock=hold,
+            when="end",
+            order=2,
+            name="hidden_noise_draw",
+        )
+        noise = "noise_h = noise_at(t) * noise_hold"
     group.run_regularly(
-        f"{NOISE_KINDS[kind]}{sign}\n{target} += noise_h",
+        f"{noise}{sign}\n{target} += noise_h",
         when="after_groups",
         order=0,
         name="hidden_noise",
@@ -732,7 +766,11 @@ def _add_lateral(
         lines.append(f"{hat}_n_post = d * {src}_n_pre : 1 (summed)")
     eqs = Equations("d : 1\noffdiag : 1 (constant)\ndacc : 1") + Equations("\n".join(lines))
     syn = Synapses(group, group, eqs, clock=clock, name=name.lower())
-    syn.connect()
+    if name in handle.masks:  # block-diagonal (a feed-forward stack: within each layer)
+        post_idx, pre_idx = np.nonzero(handle.masks[name])
+        syn.connect(i=pre_idx, j=post_idx)
+    else:
+        syn.connect()
     syn.offdiag = "int(i != j)"
     syn.d = "int(i == j)"
     for line in lines:

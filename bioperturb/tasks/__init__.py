@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bioperturb.registry import Registry, decorator_for
 from bioperturb.tasks.base import Task, Trials
+from bioperturb.tasks.classify import ClassifyTask
 from bioperturb.tasks.copy import CopyTask
 from bioperturb.tasks.delayed_match import DelayedMatchTask
 from bioperturb.tasks.digits import SequentialDigitsTask
@@ -30,6 +31,7 @@ TASKS = Registry(
             MackeyGlassTask,
             PerceptualDecisionTask,
             SequentialDigitsTask,
+            ClassifyTask,
         )
     },
 )

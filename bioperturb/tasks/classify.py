@@ -1,0 +1,180 @@
+"""Static classification of a small data set that ships with scikit-learn: one sample held
+as input for a whole trial, its class answered at the trial's end.
+
+It is the feed-forward benchmark of Dalm, van Gerven & Ahmad (2024; node perturbation,
+iterative and activity-based, with and without decorrelation, against backpropagation)
+on data sets small enough for a laptop and read from files inside scikit-learn, so
+nothing is downloaded at run time: the 8×8 handwritten digits (1,797 samples, 64
+features, 10 classes; the paper used MNIST and CIFAR-10), the Wisconsin breast-cancer
+data (569, 30, 2), wine (178, 13, 3) and iris (150, 4, 3). Meant for ``model.kind =
+"mlp"`` (docs/network-mlp.md), which needs the input for one step per hidden layer before
+the loss counts. scikit-learn is an optional extra (``pip install 'bioperturb[digits]'``).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from bioperturb.schema import param
+from bioperturb.tasks.base import Task, Trials, consecutive_periods
+
+__all__ = ["ClassifyTask", "load_dataset", "DATASETS"]
+
+#: data set name → scikit-learn loader
+DATASETS = {
+    "digits": "load_digits",
+    "breast_cancer": "load_breast_cancer",
+    "wine": "load_wine",
+    "iris": "load_iris",
+}
+
+
+@functools.cache
+def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features (n, d) and labels (n,) of a shipped data set, in its order (read-only);
+    ``ValueError("name: …")`` if scikit-learn is not installed."""
+    try:
+        import sklearn.datasets
+    except ImportError:
+        raise ValueError(
+            "name: the 'classify' task reads its data from scikit-learn, which is not "
+            "installed: pip install 'bioperturb[digits]'"
+        ) from None
+    data = getattr(sklearn.datasets, DATASETS[name])()
+    features = np.asarray(data.data, dtype=np.float64)
+    labels = np.asarray(data.target, dtype=np.int64)
+    features.setflags(write=False)
+    labels.setflags(write=False)
+    return features, labels
+
+
+class ClassifyTask(Task):
+    """Classify one sample of a shipped data set, held as input for the whole trial.
+
+    Periods: ``stimulus`` (the sample alone, ``stimulus_duration``), ``response`` (the
+    sample still held; the one-hot class is the target and alone counts in the loss).
+    Features are standardised with the mean and standard deviation of the training part
+    (``standardise``; else divided by the training part's largest absolute value) and
+    scaled by ``input_scale``. The data set is split once, by ``split_seed``, into an
+    evaluation part (``eval_fraction``, stratified by class; conditions 0 … n_eval − 1)
+    and the rest, from which training trials draw with replacement (conditions −1).
+    Scored by accuracy.
+    """
+
+    name: ClassVar[str] = "classify"
+    score: ClassVar[str | None] = "accuracy"
+
+    @dataclass(frozen=True)
+    class Params:
+        dataset: str = param("digits", choices=tuple(DATASETS), doc="which scikit-learn data set")
+        stimulus_duration: float = param(
+            0.002,
+            unit="second",
+            positive=True,
+            doc="input before the loss counts (an MLP needs one step per hidden layer)",
+        )
+        response_duration: float = param(
+            0.001, unit="second", positive=True, doc="steps where the class is the target"
+        )
+        input_scale: float = param(1.0, positive=True, doc="scale of the standardised input")
+        standardise: bool = param(
+            True,
+            doc="z-score each feature with the training part's mean and std (else divide by "
+            "the training part's largest absolute value)",
+        )
+        eval_fraction: float = param(
+            0.2, positive=True, doc="fraction of the data held out for evaluation"
+        )
+        split_seed: int = param(0, nonnegative=True, doc="seed of the train/evaluation split")
+
+        def check(self) -> None:
+            """Cross-field constraints (raise ``ValueError("key: reason")``)."""
+            if not self.eval_fraction < 1:
+                raise ValueError(f"eval_fraction: must be below 1, got {self.eval_fraction}")
+
+    meta: ClassVar[dict[str, Any]] = {
+        "description": (
+            "Static classification of a shipped data set (digits, breast cancer, wine, "
+            "iris): one sample held per trial, its class on one output per class."
+        ),
+        "reference": (
+            "Dalm S, van Gerven M, Ahmad N (2024) Effective learning with node perturbation "
+            "in multi-layer neural networks, arXiv:2310.00965. Data: Alpaydin & Kaynak "
+            "(1998) UCI optical digits; Street, Wolberg & Mangasarian (1993) Wisconsin "
+            "breast cancer; Aeberhard & Forina (1991) UCI wine; Fisher (1936) iris."
+        ),
+        "tags": ["classification", "static", "supervised", "multi-class", "data set"],
+    }
+
+    def __init__(self, params: ClassifyTask.Params, dt: float):
+        super().__init__(params, dt)
+        params.check()
+        self._periods, self._n_steps = consecutive_periods(
+            params, ("stimulus", "response"), self.dt
+        )
+        features, labels = load_dataset(params.dataset)
+        self._classes = int(labels.max()) + 1
+        rng = np.random.default_rng(params.split_seed)
+        held = []
+        for c in range(self._classes):  # stratified: the same fraction of every class
+            members = rng.permutation(np.nonzero(labels == c)[0])
+            held.append(members[: max(1, round(params.eval_fraction * members.size))])
+        held = np.sort(np.concatenate(held))
+        if held.size >= labels.size:
+            raise ValueError(f"eval_fraction: {params.eval_fraction} leaves no training samples")
+        #: indices (into the data set) of the evaluation samples, in data-set order
+        self.eval_samples = held
+        #: indices of the samples training trials draw from
+        self.train_samples = np.setdiff1d(np.arange(labels.size), held)
+        train = features[self.train_samples]
+        if params.standardise:
+            centre, spread = train.mean(axis=0), train.std(axis=0)
+        else:
+            centre, spread = np.zeros(features.shape[1]), np.abs(train).max(axis=0)
+        spread = np.where(spread > 0, spread, 1.0)  # constant features (digit borders) stay 0
+        self._features = (features - centre) / spread * params.input_scale
+        self._labels = labels
+
+    @property
+    def n_inputs(self) -> int:
+        return self._features.shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        return self._classes
+
+    @property
+    def n_steps(self) -> int:
+        return self._n_steps
+
+    def _batch(self, index: np.ndarray, conditions: np.ndarray) -> Trials:
+        n = index.size
+        inputs = np.repeat(self._features[index][:, None, :], self._n_steps, axis=1)
+        targets = np.zeros((n, self._n_steps, self._classes))
+        mask = np.zeros((n, self._n_steps))
+        resp = slice(*self._periods["response"])
+        targets[np.arange(n), resp, self._labels[index]] = 1.0
+        mask[:, resp] = 1.0
+        return Trials(
+            inputs=inputs,
+            targets=targets,
+            mask=mask,
+            periods=dict(self._periods),
+            conditions=conditions,
+            dt=self.dt,
+        )
+
+    def trials(self, rng: np.random.Generator, n: int) -> Trials:
+        """``n`` training trials, samples drawn uniformly with replacement from the
+        training part (conditions −1)."""
+        index = self.train_samples[rng.integers(self.train_samples.size, size=n)]
+        return self._batch(index, np.full(n, -1, dtype=np.int64))
+
+    def eval_trials(self) -> Trials:
+        """The held-out samples in data-set order (conditions 0 … n_eval − 1)."""
+        n = self.eval_samples.size
+        return self._batch(self.eval_samples, np.arange(n, dtype=np.int64))
