@@ -63,8 +63,7 @@ TASKS = {
     "ff_digits": PROTOCOLS / "classify_digits_anp_mlp.toml",
     "ff_breast_cancer": PROTOCOLS / "classify_breast_cancer_anp_mlp.toml",
 }
-#: task label -> [task] keys of the --quick version (the runtime engine runs one
-#: evaluation trial per net.run: keep the evaluation sets small)
+#: task label -> [task] keys of the --quick version (small evaluation sets)
 QUICK_TASK: dict[str, dict[str, Any]] = {"digits": {"n_eval": 10}}
 QUICK_TASK["ff_digits"] = QUICK_TASK["ff_breast_cancer"] = {"eval_fraction": 0.05}
 #: the tasks of the committed table (--tasks adds the others)
@@ -106,6 +105,8 @@ MODEL: dict[str, dict[str, Any]] = {
 MODEL["danp_trace"] = MODEL["dnp"] = MODEL["danp"]
 #: task label -> [model] keys that replace a decorrelated rule's above: the feed-forward
 #: stacks diverged at 0.002 (ANP-decorrelated on digits, trial 1,202) and 0.02 (trial 61)
+#: the tasks on feed-forward stacks (model.kind = "mlp"), where BPTT is BP
+FEED_FORWARD = ("ff_digits", "ff_breast_cancer")
 TASK_MODEL: dict[str, dict[str, Any]] = {
     "ff_digits": {"decor_lr": 0.0002},
     "ff_breast_cancer": {"decor_lr": 0.0002},
@@ -129,14 +130,14 @@ WHAT = {
     "np": "NP, no trace",
     "np_trace": "NP, whole-trial trace, dense signal (readout τ_e = 0)",
     "np_trace_trial_end": "NP, whole-trial trace, one signal at trial end (REINFORCE)",
-    "readout_only": "control: only W_out plastic (NP readout, no memory learned)",
+    "readout_only": "control: only W_out plastic (NP readout of the fixed random network)",
     "miconi": "Miconi 2017: sparse kicks, cubed trace, trial-end reward (W_rec)",
     "rflo": "RFLO (Murray 2019): random feedback B, leak-only trace; per-neuron signal",
     "rflo_symmetric": "RFLO with symmetric feedback B = W_outᵀ; per-neuron signal",
-    "danp": "decorrelated TD-ANP (τ_e = 0, dense signal; decorrelation of input and r, rate 0.002)",
+    "danp": "decorrelated TD-ANP (τ_e = 0, dense signal; decorrelation of input and r)",
     "danp_trace": "decorrelated TD-ANP with a whole-trial trace (readout τ_e = 0)",
     "wp": "weight perturbation (σ_w = 1e-3, trial-end signal)",
-    "dnp": "decorrelated NP (τ_e = 0, dense signal; decorrelation of input and r, rate 0.002)",
+    "dnp": "decorrelated NP (τ_e = 0, dense signal; decorrelation of input and r)",
 }
 for _label in TRAINING:
     _base, _, _kind = _label.rpartition("_")
@@ -281,6 +282,25 @@ def _trials_to(curve: xr.DataArray, level: float, higher: bool) -> float:
     return float(curve["eval_trial"].values[ok.argmax()]) if ok.any() else np.nan
 
 
+def _task_notes(task: str, rules: list[str]) -> list[str]:
+    """Lines under a task's heading: what `bptt` is there, the decorrelation rates."""
+    notes = []
+    if task in FEED_FORWARD:
+        notes.append(
+            "A feed-forward stack: `bptt` (BPTT through its settling steps) is backpropagation."
+        )
+    rates = sorted(
+        {
+            float({**MODEL[r], **TASK_MODEL.get(task, {})}["decor_lr"])
+            for r in rules
+            if "decor_lr" in MODEL.get(r, {})
+        }
+    )
+    if rates:
+        notes.append(f"Decorrelation rate (decor_lr): {', '.join(f'{x:g}' for x in rates)}.")
+    return [" ".join(notes), ""] if notes else []
+
+
 def tables(ds: xr.Dataset, credit: list[dict], header: str) -> str:
     lines = [header, ""]
     for task in ds["task"].values:
@@ -296,6 +316,7 @@ def tables(ds: xr.Dataset, credit: list[dict], header: str) -> str:
         lines += [
             f"### {task} ({TASKS[task].name}, {int(sub.eval_trial[-1])} trials)",
             "",
+            *_task_notes(str(task), [str(r) for r in sub["rule"].values]),
             f"| rule | what | final {what} | {target} (seeds that reach it) | final eval loss |",
             "|---|---|---|---|---|",
         ]
@@ -337,13 +358,23 @@ def tables(ds: xr.Dataset, credit: list[dict], header: str) -> str:
     return "\n".join(lines)
 
 
+def _style(rule: str) -> tuple[str, str]:
+    """(colour, line style): a decorrelated variant dashed in its base rule's colour, the
+    readout-only control grey and dotted."""
+    from bioperturb.plotting import method_color
+
+    if rule == "readout_only":
+        return "#999999", ":"
+    if rule in MODEL:
+        return method_color(RULES[rule]["name"]), "--"
+    return method_color(rule), "-"
+
+
 def figure(ds: xr.Dataset, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from bioperturb.plotting import method_color
 
     tasks = ds["task"].values
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
@@ -353,8 +384,8 @@ def figure(ds: xr.Dataset, path: Path) -> None:
             curve = sub.sel(rule=rule)
             x = curve["eval_trial"].values
             mean, sd = curve.mean("seed").values, curve.std("seed").values
-            color = method_color(str(rule))
-            ax.plot(x, mean, label=str(rule), color=color, lw=2 if rule == "bptt" else 1.2)
+            color, ls = _style(str(rule))
+            ax.plot(x, mean, label=str(rule), color=color, ls=ls, lw=2 if rule == "bptt" else 1.2)
             ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.12, lw=0)
         if str(task) in CHANCE:
             ax.axhline(CHANCE[str(task)], color="0.5", ls="--", lw=1, label="chance")
@@ -378,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=300, help="draws per credit diagnostic (0: skip)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke version (CI)")
+    ap.add_argument("--title", default="Temporal credit: rule x memory task, beside BPTT")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.draws = args.seeds[:1], min(args.draws, 20)
@@ -433,9 +465,11 @@ def main(argv: list[str] | None = None) -> int:
         command += f" --tasks {' '.join(args.tasks)}"
     if args.rules != DEFAULT_RULES:
         command += f" --rules {' '.join(args.rules)}"
+    if args.trials is not None:
+        command += f" --trials {args.trials}"
     run_minutes = sum(float(r.get("wall", 0.0)) for r in results) / 60
     header = (
-        f"## Temporal credit: rule x memory task, beside BPTT\n\n"
+        f"## {args.title}\n\n"
         f"`python benchmarks/temporal_credit.py {command}"
         f"{' --quick' if args.quick else ''}` ({args.workers} worker processes, "
         f"{(time.perf_counter() - tic) / 60:.1f} min, the runs {run_minutes:.0f} min of "

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     defaults = ["--tasks", *TASKS, "--rules", *RULES, "--draws", "0"]
     defaults += ["--out", str(HERE.parent / "results" / "paper" / "ff")]
+    defaults += ["--title", "Feed-forward stacks: the node-perturbation family beside BP"]
     return _temporal_credit().main(defaults + argv)  # later options win
 
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Trials", "Task", "whole_steps", "consecutive_periods"]
+__all__ = ["Trials", "Task", "DataSetTask", "whole_steps", "consecutive_periods"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,60 @@ class Task:
         """The fixed, deterministic evaluation set (one trial per condition, or a seeded
         set of trials for tasks whose trials are random sequences)."""
         raise NotImplementedError
+
+
+class DataSetTask(Task):
+    """A classification task over a fixed data set, split into training and evaluation.
+
+    Training trials draw samples uniformly with replacement from ``train_index``
+    (conditions −1); the evaluation set is ``eval_index`` in that order (conditions 0 …
+    n_eval − 1). Each trial's one-hot class is the target over the ``response`` period,
+    where alone the loss counts. A subclass sets ``_periods`` (with ``"response"``),
+    ``_n_steps``, ``_labels`` (per sample), ``train_index``, ``eval_index`` and
+    :attr:`n_outputs`, and implements :meth:`_inputs`.
+    """
+
+    score: ClassVar[str | None] = "accuracy"
+    _periods: dict[str, tuple[int, int]]
+    _n_steps: int
+    _labels: np.ndarray
+    train_index: np.ndarray
+    eval_index: np.ndarray
+
+    @property
+    def n_steps(self) -> int:
+        return self._n_steps
+
+    def _inputs(self, index: np.ndarray) -> np.ndarray:
+        """Inputs (len(index), n_steps, n_inputs) of the samples ``index``."""
+        raise NotImplementedError
+
+    def _batch(self, index: np.ndarray, conditions: np.ndarray) -> Trials:
+        n = index.size
+        targets = np.zeros((n, self._n_steps, self.n_outputs))
+        mask = np.zeros((n, self._n_steps))
+        resp = slice(*self._periods["response"])
+        targets[np.arange(n), resp, self._labels[index]] = 1.0
+        mask[:, resp] = 1.0
+        return Trials(
+            inputs=self._inputs(index),
+            targets=targets,
+            mask=mask,
+            periods=dict(self._periods),
+            conditions=conditions,
+            dt=self.dt,
+        )
+
+    def trials(self, rng: np.random.Generator, n: int) -> Trials:
+        """``n`` training trials, samples drawn uniformly with replacement from the
+        training part (conditions −1)."""
+        index = self.train_index[rng.integers(self.train_index.size, size=n)]
+        return self._batch(index, np.full(n, -1, dtype=np.int64))
+
+    def eval_trials(self) -> Trials:
+        """The held-out samples in ``eval_index`` order (conditions 0 … n_eval − 1)."""
+        n = self.eval_index.size
+        return self._batch(self.eval_index, np.arange(n, dtype=np.int64))
 
 
 def whole_steps(duration: float, dt: float, key: str) -> int:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bioperturb.schema import param
-from bioperturb.tasks.base import Task, Trials, consecutive_periods
+from bioperturb.tasks.base import DataSetTask, consecutive_periods
 
 __all__ = ["ClassifyTask", "load_dataset", "DATASETS"]
 
@@ -52,7 +52,7 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
     return features, labels
 
 
-class ClassifyTask(Task):
+class ClassifyTask(DataSetTask):
     """Classify one sample of a shipped data set, held as input for the whole trial.
 
     Periods: ``stimulus`` (the sample alone, ``stimulus_duration``), ``response`` (the
@@ -66,7 +66,6 @@ class ClassifyTask(Task):
     """
 
     name: ClassVar[str] = "classify"
-    score: ClassVar[str | None] = "accuracy"
 
     @dataclass(frozen=True)
     class Params:
@@ -127,10 +126,10 @@ class ClassifyTask(Task):
         if held.size >= labels.size:
             raise ValueError(f"eval_fraction: {params.eval_fraction} leaves no training samples")
         #: indices (into the data set) of the evaluation samples, in data-set order
-        self.eval_samples = held
+        self.eval_index = held
         #: indices of the samples training trials draw from
-        self.train_samples = np.setdiff1d(np.arange(labels.size), held)
-        train = features[self.train_samples]
+        self.train_index = np.setdiff1d(np.arange(labels.size), held)
+        train = features[self.train_index]
         if params.standardise:
             centre, spread = train.mean(axis=0), train.std(axis=0)
         else:
@@ -147,34 +146,6 @@ class ClassifyTask(Task):
     def n_outputs(self) -> int:
         return self._classes
 
-    @property
-    def n_steps(self) -> int:
-        return self._n_steps
-
-    def _batch(self, index: np.ndarray, conditions: np.ndarray) -> Trials:
-        n = index.size
-        inputs = np.repeat(self._features[index][:, None, :], self._n_steps, axis=1)
-        targets = np.zeros((n, self._n_steps, self._classes))
-        mask = np.zeros((n, self._n_steps))
-        resp = slice(*self._periods["response"])
-        targets[np.arange(n), resp, self._labels[index]] = 1.0
-        mask[:, resp] = 1.0
-        return Trials(
-            inputs=inputs,
-            targets=targets,
-            mask=mask,
-            periods=dict(self._periods),
-            conditions=conditions,
-            dt=self.dt,
-        )
-
-    def trials(self, rng: np.random.Generator, n: int) -> Trials:
-        """``n`` training trials, samples drawn uniformly with replacement from the
-        training part (conditions −1)."""
-        index = self.train_samples[rng.integers(self.train_samples.size, size=n)]
-        return self._batch(index, np.full(n, -1, dtype=np.int64))
-
-    def eval_trials(self) -> Trials:
-        """The held-out samples in data-set order (conditions 0 … n_eval − 1)."""
-        n = self.eval_samples.size
-        return self._batch(self.eval_samples, np.arange(n, dtype=np.int64))
+    def _inputs(self, index: np.ndarray) -> np.ndarray:
+        """The sample, held for the whole trial."""
+        return np.repeat(self._features[index][:, None, :], self._n_steps, axis=1)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bioperturb.schema import param
-from bioperturb.tasks.base import Task, Trials, whole_steps
+from bioperturb.tasks.base import DataSetTask, Trials, whole_steps
 
 __all__ = ["SequentialDigitsTask", "load_digits"]
 
@@ -48,7 +48,7 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-class SequentialDigitsTask(Task):
+class SequentialDigitsTask(DataSetTask):
     """Classify an 8×8 digit presented as a sequence, answering after the last element.
 
     Periods: ``stimulus`` (the image, one row or one pixel per ``step_duration``),
@@ -62,7 +62,6 @@ class SequentialDigitsTask(Task):
     """
 
     name: ClassVar[str] = "digits"
-    score: ClassVar[str | None] = "accuracy"
 
     @dataclass(frozen=True)
     class Params:
@@ -123,9 +122,9 @@ class SequentialDigitsTask(Task):
         images, labels = load_digits()
         split = np.random.default_rng(params.split_seed).permutation(labels.size)
         #: indices (into the data set) of the held-out evaluation images, in their order
-        self.eval_images = np.sort(split[: params.n_eval])
+        self.eval_index = np.sort(split[: params.n_eval])
         #: indices (into the data set) of the images training trials draw from
-        self.train_images = np.sort(split[params.n_eval :])
+        self.train_index = np.sort(split[params.n_eval :])
         #: the flattened image's pixels in presentation order (raster unless permuted)
         self.pixel_order = np.arange(SIDE * SIDE)
         if params.permute:
@@ -144,42 +143,13 @@ class SequentialDigitsTask(Task):
     def n_outputs(self) -> int:
         return N_CLASSES
 
-    @property
-    def n_steps(self) -> int:
-        return self._n_steps
-
     def labels(self, trials: Trials) -> np.ndarray:
         """The class (n_trials,) of each trial, read from its targets."""
         return trials.targets[:, self._periods["response"][0]].argmax(axis=-1)
 
-    def _batch(self, index: np.ndarray, conditions: np.ndarray) -> Trials:
-        n = index.size
-        inputs = np.zeros((n, self._n_steps, self.n_inputs))
+    def _inputs(self, index: np.ndarray) -> np.ndarray:
+        inputs = np.zeros((index.size, self._n_steps, self.n_inputs))
         stim = slice(*self._periods["stimulus"])
         # each element held for step_duration
         inputs[:, stim] = np.repeat(self._sequence[index], self._per_element, axis=1)
-        inputs *= self.params.input_scale
-        targets = np.zeros((n, self._n_steps, N_CLASSES))
-        mask = np.zeros((n, self._n_steps))
-        resp = slice(*self._periods["response"])
-        targets[np.arange(n), resp, self._labels[index]] = 1.0
-        mask[:, resp] = 1.0
-        return Trials(
-            inputs=inputs,
-            targets=targets,
-            mask=mask,
-            periods=dict(self._periods),
-            conditions=conditions,
-            dt=self.dt,
-        )
-
-    def trials(self, rng: np.random.Generator, n: int) -> Trials:
-        """``n`` training trials, images drawn uniformly with replacement from the
-        training part (conditions −1)."""
-        index = self.train_images[rng.integers(self.train_images.size, size=n)]
-        return self._batch(index, np.full(n, -1, dtype=np.int64))
-
-    def eval_trials(self) -> Trials:
-        """The ``n_eval`` held-out images in data-set order (conditions 0 … n_eval − 1)."""
-        n = self.eval_images.size
-        return self._batch(self.eval_images, np.arange(n, dtype=np.int64))
+        return inputs * self.params.input_scale

@@ -158,3 +158,22 @@ def test_paper_rnn_quick_runs_the_new_task_and_methods(tmp_path):
     with xr.open_dataset(tmp_path / "temporal_credit.nc") as ds:
         assert list(ds["task"].values) == ["digits"]
         assert ((ds["score"] >= 0) & (ds["score"] <= 1)).all()
+
+
+@pytest.mark.slow
+def test_paper_ff_quick_runs_feed_forward_stacks_beside_bp(tmp_path):
+    """benchmarks/paper/ff.py: a feed-forward task and a decorrelated rule beside BP, with
+    the stacks' own decorrelation rate and the table's note that `bptt` is BP there."""
+    spec = importlib.util.spec_from_file_location("paper_ff", BENCHMARKS / "paper" / "ff.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--quick", "--workers", "1", "--tasks", "ff_breast_cancer", "--rules", "danp"]
+    assert bench.main([*argv, "--seeds", "1", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "temporal_credit.md").read_text()
+    assert text.startswith("## Feed-forward stacks")
+    assert "is backpropagation" in text and "decor_lr): 0.0002" in text
+    assert "| `bptt` |" in text and "| `danp` |" in text
+    tc = sys.modules["temporal_credit"]
+    danp = tc.make_protocol("ff_breast_cancer", "danp", 1, True, None)
+    assert danp.model.kind == "mlp" and list(danp.model.layers) == [8, 8]
+    assert danp.model.decor_lr == 0.0002

@@ -17,7 +17,7 @@ from bioperturb.tasks import TASKS
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 #: where each model kind's [model] table is documented
-MODEL_DOCS = {"rate": "network.md", "lif": "network-spiking.md"}
+MODEL_DOCS = {"rate": "network.md", "lif": "network-spiking.md", "mlp": "network-mlp.md"}
 
 PARAMS = (
     [pytest.param(cls.Params, id=f"rule-{name}") for name, cls in sorted(RULES.items())]

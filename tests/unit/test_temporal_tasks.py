@@ -513,29 +513,29 @@ def test_digits_rows_show_the_image_row_by_row_then_ask_for_its_class(rng):
     trials = task.eval_trials()
     assert trials.periods == {"stimulus": (0, 16), "response": (16, 20)}
     assert (task.n_inputs, task.n_outputs, task.n_steps) == (8, 10, 20)
-    for k, image in enumerate(task.eval_images):
+    for k, image in enumerate(task.eval_index):
         # row r during steps 2r, 2r + 1; nothing during the response
         np.testing.assert_array_equal(trials.inputs[k, :16], 2 * np.repeat(images[image], 2, 0))
         assert not trials.inputs[k, 16:].any()
         assert not trials.targets[k, :16].any() and not trials.mask[k, :16].any()
         assert (trials.targets[k, 16:].argmax(-1) == labels[image]).all()
         assert (trials.targets[k, 16:].sum(-1) == 1).all() and (trials.mask[k, 16:] == 1).all()
-    assert np.array_equal(task.labels(trials), labels[task.eval_images])
+    assert np.array_equal(task.labels(trials), labels[task.eval_index])
 
 
 def test_digits_split_holds_out_the_eval_images_from_training(rng):
     task = make(SequentialDigitsTask, n_eval=300)
-    assert task.eval_images.size == 300 and task.train_images.size == 1497
-    assert not np.intersect1d(task.eval_images, task.train_images).size
+    assert task.eval_index.size == 300 and task.train_index.size == 1497
+    assert not np.intersect1d(task.eval_index, task.train_index).size
     images, _ = load_digits()
     drawn = task.trials(rng, 400).inputs[:, :16:2]  # one step per row
     flat = images.reshape(1797, -1)
-    train = set(task.train_images.tolist())
+    train = set(task.train_index.tolist())
     seen = [set(np.flatnonzero((flat == x.ravel()).all(1)).tolist()) for x in drawn]
     assert all(match & train for match in seen)  # each drawn image is a training image
     assert len(set().union(*seen)) > 300
     other = make(SequentialDigitsTask, n_eval=300, split_seed=1)
-    assert not np.array_equal(task.eval_images, other.eval_images)
+    assert not np.array_equal(task.eval_index, other.eval_index)
 
 
 def test_digits_pixels_in_raster_or_a_fixed_permuted_order():
@@ -544,7 +544,7 @@ def test_digits_pixels_in_raster_or_a_fixed_permuted_order():
     permuted = make(SequentialDigitsTask, order="pixels", step_duration=0.001, permute=True)
     a, b = raster.eval_trials(), permuted.eval_trials()
     assert raster.n_inputs == 1 and raster.n_steps == 64 + 4
-    first = images[raster.eval_images[0]].ravel()
+    first = images[raster.eval_index[0]].ravel()
     np.testing.assert_array_equal(a.inputs[0, :64, 0], first)
     order = permuted.pixel_order
     assert sorted(order) == list(range(64)) and not np.array_equal(order, np.arange(64))
