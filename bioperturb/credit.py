@@ -184,9 +184,12 @@ def credit_diagnostics(
         cos_single.append(
             np.where(n_ok > 0, np.nansum(single, axis=0) / np.maximum(n_ok, 1), np.nan)
         )
-    pr, rms = delta_statistics(
-        w0, tt.inputs, dt=model.dt, tau=model.tau, sigma=model.sigma, b=b, seed=protocol.seed
-    )
+    if getattr(model, "hold_noise", False):  # one held draw per trial: not the white-noise
+        pr = rms = np.full(T, np.nan)  # process delta_statistics simulates
+    else:
+        pr, rms = delta_statistics(
+            w0, tt.inputs, dt=model.dt, tau=model.tau, sigma=model.sigma, b=b, seed=protocol.seed
+        )
     coords = {
         "horizon": ("horizon", steps, {"units": "1", "long_name": "BPTT truncation (steps)"}),
         "matrix": list(CREDIT_MATRICES),
