@@ -25,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TASKS = ["copy", "mackey_glass", "digits"]
-RULES = ["td_anp", "danp", "danp_trace", "np", "np_trace", "wp", "readout_only"]
+RULES = ["td_anp", "td_anp_trace", "danp", "danp_trace", "np", "np_trace", "wp", "readout_only"]
 
 
 def _temporal_credit():
