@@ -162,3 +162,15 @@ def test_classify_splits_stratified_and_standardises_on_the_training_part():
     assert ev.mask[:, :2].sum() == 0 and np.all(ev.mask[:, 2] == 1)
     with pytest.raises(ValueError, match="eval_fraction"):
         task_cls.Params(eval_fraction=1.0).check()
+
+
+def test_short_trials_run_hundreds_per_runtime_block():
+    """Every net.run re-creates Brian2's code objects: a stack's 3-step trials run
+    ⌊2000 / 3⌋ per block, a 100-step trial keeps the 20 of MAX_BLOCK."""
+    from bioperturb.engines.runtime import RuntimeEngine
+    from bioperturb.engines.standalone import StandaloneEngine
+
+    runtime = RuntimeEngine.__new__(RuntimeEngine)
+    assert runtime.block_trials(3) == 666 and runtime.block_trials(100) == 20
+    standalone = StandaloneEngine.__new__(StandaloneEngine)
+    assert standalone.block_trials(3) == StandaloneEngine.MAX_BLOCK
