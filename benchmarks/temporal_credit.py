@@ -103,14 +103,11 @@ MODEL: dict[str, dict[str, Any]] = {
     "danp": {"decorrelate": ["input", "recurrent"], "decor_lr": 0.002},
 }
 MODEL["danp_trace"] = MODEL["dnp"] = MODEL["danp"]
-#: task label -> [model] keys that replace a decorrelated rule's above: the feed-forward
-#: stacks diverged at 0.002 (ANP-decorrelated on digits, trial 1,202) and 0.02 (trial 61)
 #: the tasks on feed-forward stacks (model.kind = "mlp"), where BPTT is BP
 FEED_FORWARD = ("ff_digits", "ff_breast_cancer")
-TASK_MODEL: dict[str, dict[str, Any]] = {
-    "ff_digits": {"decor_lr": 0.0002},
-    "ff_breast_cancer": {"decor_lr": 0.0002},
-}
+#: task label -> [model] keys that replace a decorrelated rule's above: the feed-forward
+#: stacks diverged at 0.002 (ANP-decorrelated on digits, trial 1,202) and 0.02 (trial 61)
+TASK_MODEL: dict[str, dict[str, Any]] = {task: {"decor_lr": 0.0002} for task in FEED_FORWARD}
 #: variance reduction (training.batch = 2 twins of one trial per update): independent twins,
 #: and antithetic pairs (the second twin gets −ξ; runtime engine)
 _TWINS = {"batch": 2, "repeat": True}

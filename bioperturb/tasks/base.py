@@ -8,12 +8,21 @@ A trial is a sequence of ``n_steps`` Euler steps of length ``dt`` with inputs
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Trials", "Task", "DataSetTask", "whole_steps", "consecutive_periods"]
+__all__ = [
+    "Trials",
+    "Task",
+    "DataSetTask",
+    "DATASETS",
+    "load_dataset",
+    "whole_steps",
+    "consecutive_periods",
+]
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,34 @@ class Task:
         raise NotImplementedError
 
 
+#: data set name → scikit-learn loader
+DATASETS = {
+    "digits": "load_digits",
+    "breast_cancer": "load_breast_cancer",
+    "wine": "load_wine",
+    "iris": "load_iris",
+}
+
+
+@functools.cache
+def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features (n, d) and labels (n,) of a shipped data set, in its order (read-only);
+    ``ValueError("name: …")`` if scikit-learn is not installed."""
+    try:
+        import sklearn.datasets
+    except ImportError:
+        raise ValueError(
+            f"name: this task reads the {name} data set from scikit-learn, which is not "
+            "installed: pip install 'bioperturb[digits]'"
+        ) from None
+    data = getattr(sklearn.datasets, DATASETS[name])()
+    features = np.asarray(data.data, dtype=np.float64)
+    labels = np.asarray(data.target, dtype=np.int64)
+    features.setflags(write=False)
+    labels.setflags(write=False)
+    return features, labels
+
+
 class DataSetTask(Task):
     """A classification task over a fixed data set, split into training and evaluation.
 
@@ -154,6 +191,10 @@ class DataSetTask(Task):
     def _inputs(self, index: np.ndarray) -> np.ndarray:
         """Inputs (len(index), n_steps, n_inputs) of the samples ``index``."""
         raise NotImplementedError
+
+    def labels(self, trials: Trials) -> np.ndarray:
+        """The class (n_trials,) of each trial, read from its targets."""
+        return trials.targets[:, self._periods["response"][0]].argmax(axis=-1)
 
     def _batch(self, index: np.ndarray, conditions: np.ndarray) -> Trials:
         n = index.size

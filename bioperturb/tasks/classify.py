@@ -13,43 +13,15 @@ the loss counts. scikit-learn is an optional extra (``pip install 'bioperturb[di
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from bioperturb.schema import param
-from bioperturb.tasks.base import DataSetTask, consecutive_periods
+from bioperturb.tasks.base import DATASETS, DataSetTask, consecutive_periods, load_dataset
 
-__all__ = ["ClassifyTask", "load_dataset", "DATASETS"]
-
-#: data set name → scikit-learn loader
-DATASETS = {
-    "digits": "load_digits",
-    "breast_cancer": "load_breast_cancer",
-    "wine": "load_wine",
-    "iris": "load_iris",
-}
-
-
-@functools.cache
-def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features (n, d) and labels (n,) of a shipped data set, in its order (read-only);
-    ``ValueError("name: …")`` if scikit-learn is not installed."""
-    try:
-        import sklearn.datasets
-    except ImportError:
-        raise ValueError(
-            "name: the 'classify' task reads its data from scikit-learn, which is not "
-            "installed: pip install 'bioperturb[digits]'"
-        ) from None
-    data = getattr(sklearn.datasets, DATASETS[name])()
-    features = np.asarray(data.data, dtype=np.float64)
-    labels = np.asarray(data.target, dtype=np.int64)
-    features.setflags(write=False)
-    labels.setflags(write=False)
-    return features, labels
+__all__ = ["ClassifyTask"]
 
 
 class ClassifyTask(DataSetTask):

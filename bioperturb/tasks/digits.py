@@ -11,14 +11,13 @@ optional extra (``pip install 'bioperturb[digits]'``).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from bioperturb.schema import param
-from bioperturb.tasks.base import DataSetTask, Trials, whole_steps
+from bioperturb.tasks.base import DataSetTask, load_dataset, whole_steps
 
 __all__ = ["SequentialDigitsTask", "load_digits"]
 
@@ -29,22 +28,12 @@ PIXEL_MAX = 16.0
 N_CLASSES = 10
 
 
-@functools.cache
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """The 1,797 images (n, 8, 8) as floats in [0, 1] and their labels (n,), in the data
-    set's order; ``ValueError("name: …")`` if scikit-learn is not installed."""
-    try:
-        from sklearn.datasets import load_digits as sklearn_digits
-    except ImportError:
-        raise ValueError(
-            "name: the 'digits' task reads its images from scikit-learn, which is not "
-            "installed: pip install 'bioperturb[digits]'"
-        ) from None
-    data = sklearn_digits()
-    images = np.asarray(data.images, dtype=np.float64) / PIXEL_MAX
-    labels = np.asarray(data.target, dtype=np.int64)
+    set's order (read-only; :func:`~bioperturb.tasks.base.load_dataset`)."""
+    features, labels = load_dataset("digits")
+    images = (features / PIXEL_MAX).reshape(labels.size, SIDE, SIDE)
     images.setflags(write=False)
-    labels.setflags(write=False)
     return images, labels
 
 
@@ -142,10 +131,6 @@ class SequentialDigitsTask(DataSetTask):
     @property
     def n_outputs(self) -> int:
         return N_CLASSES
-
-    def labels(self, trials: Trials) -> np.ndarray:
-        """The class (n_trials,) of each trial, read from its targets."""
-        return trials.targets[:, self._periods["response"][0]].argmax(axis=-1)
 
     def _inputs(self, index: np.ndarray) -> np.ndarray:
         inputs = np.zeros((index.size, self._n_steps, self.n_inputs))

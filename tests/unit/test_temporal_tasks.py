@@ -13,6 +13,7 @@ from bioperturb.tasks import (
     MackeyGlassTask,
     PerceptualDecisionTask,
 )
+from bioperturb.tasks.base import load_dataset
 from bioperturb.tasks.digits import SequentialDigitsTask, load_digits
 from bioperturb.tasks.mackey_glass import mackey_glass_series
 from tests.unit.test_tasks import assert_well_formed
@@ -577,11 +578,11 @@ def test_digits_without_scikit_learn_is_a_one_line_error(monkeypatch):
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
-    load_digits.cache_clear()
+    load_dataset.cache_clear()
     monkeypatch.setattr(builtins, "__import__", no_sklearn)
     try:
         with pytest.raises(ValueError, match=r"^name: .*pip install 'bioperturb\[digits\]'$"):
             make(SequentialDigitsTask)
     finally:
         monkeypatch.undo()
-        load_digits.cache_clear()
+        load_dataset.cache_clear()
