@@ -95,6 +95,9 @@ RULES: dict[str, dict[str, Any]] = {
     "wp": {"name": "wp"},
     # NP with decorrelation (Dalm et al. 2024's DNP; its [model] keys below)
     "dnp": {"name": "np"},
+    # iterative NP on feed-forward stacks, one layer per noisy pass, and its decorrelated form
+    "inp": {"name": "inp"},
+    "dinp": {"name": "inp"},
 }
 #: rule label -> the [model] keys it sets: decorrelating lateral weights for DANP, at a
 #: tenth of protocols/pattern_danp_rate.toml's rate (its dt is 1 ms; at the memory tasks'
@@ -102,7 +105,7 @@ RULES: dict[str, dict[str, Any]] = {
 MODEL: dict[str, dict[str, Any]] = {
     "danp": {"decorrelate": ["input", "recurrent"], "decor_lr": 0.002},
 }
-MODEL["danp_trace"] = MODEL["dnp"] = MODEL["danp"]
+MODEL["danp_trace"] = MODEL["dnp"] = MODEL["dinp"] = MODEL["danp"]
 #: the tasks on feed-forward stacks (model.kind = "mlp"), where BPTT is BP
 FEED_FORWARD = ("ff_digits", "ff_breast_cancer")
 #: task label -> [model] keys that replace a decorrelated rule's above: the feed-forward
@@ -118,6 +121,9 @@ for _base in ("np_trace", "np_trace_trial_end", "miconi"):
     for _label, _keys in (("twins", _TWINS), ("antithetic", _PAIRS)):
         RULES[f"{_base}_{_label}"] = RULES[_base]
         TRAINING[f"{_base}_{_label}"] = _keys
+#: INP as the paper runs it: each sample once per layer (the stacks here have 2 layers),
+#: one update per sample — two trials on the trial axis per sample
+TRAINING["inp"] = TRAINING["dinp"] = _TWINS
 #: the rules of the committed table (--rules adds the others)
 DEFAULT_RULES = ["td_anp", "td_anp_trace", "np", "np_trace", "np_trace_trial_end", "readout_only"]
 _CONTROL = {"name": "none"}  # forward passes only: the BPTT reference's template run
@@ -135,8 +141,12 @@ WHAT = {
     "danp_trace": "decorrelated TD-ANP with a whole-trial trace (readout τ_e = 0)",
     "wp": "weight perturbation (σ_w = 1e-3, trial-end signal)",
     "dnp": "decorrelated NP (τ_e = 0, dense signal; decorrelation of input and r)",
+    "inp": "iterative NP: each sample run once per layer, one layer perturbed per run",
+    "dinp": "decorrelated iterative NP (decorrelation of every layer's input)",
 }
 for _label in TRAINING:
+    if _label in WHAT:
+        continue
     _base, _, _kind = _label.rpartition("_")
     WHAT[_label] = WHAT[_base] + (
         "; 2 independent twins per update" if _kind == "twins" else "; antithetic pairs ±ξ"

@@ -444,7 +444,8 @@ def _check_rule_support(protocol: Protocol, where: str) -> None:
 
     rule_cls = get_rule(protocol.rule_name)
     name = protocol.rule_name
-    if model_family(protocol.model.kind) not in rule_cls.model_kinds:
+    kind = protocol.model.kind
+    if kind not in rule_cls.model_kinds and model_family(kind) not in rule_cls.model_kinds:
         raise ConfigError(
             where,
             "rule.name",

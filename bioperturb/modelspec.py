@@ -43,7 +43,7 @@ class ModelSpec:
     #: the dataclass of the ``[model]`` table
     config: ClassVar[type]
     #: the builtin kind whose network it is a variant of (``"rate"``, ``"lif"``): rules run
-    #: on the families they list (``Rule.model_kinds``), and ``compare``, the credit
+    #: on the families or kinds they list (``Rule.model_kinds``), and ``compare``, the credit
     #: diagnostics and the fused C++ treat it as that family
     family: ClassVar[str]
     #: engines that run it (``[engine] name``)

@@ -274,6 +274,8 @@ def cell_support(rule: Any) -> str | None:
         return "it is not a perturbation rule with a broadcast signal"
     if rule.noise != "white" or rule.noisy_weight != "w" or rule.per_condition:
         return "its exploration is not a perturbation of the units' states"
+    if getattr(rule, "noise_gate", None) is not None:
+        return "its perturbation is gated by the layers of a feed-forward stack"
     if getattr(rule, "trial", False):
         return "its per-time-point baselines need repeated trials (use baseline = 'temporal')"
     if rule.signal != "dense":

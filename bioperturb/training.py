@@ -260,7 +260,7 @@ class Trainer:
         for name, w in self.engine.weight_values().items():
             if not np.all(np.isfinite(w)):
                 raise DivergedError(f"{name} is not finite after trial {trial}")
-            if np.max(np.abs(w)) > limit:
+            if w.size and np.max(np.abs(w)) > limit:
                 raise DivergedError(
                     f"|{name}| exceeds training.max_weight = {limit} after trial {trial}"
                 )

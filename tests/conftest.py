@@ -33,8 +33,38 @@ def make_protocol(model: dict[str, Any] | None = None, **overrides: Any):
     if model is not None:
         data["model"] = dict(model)
     for key, value in overrides.items():
-        apply_override(data, key.replace("__", "."), value, "<test>")
+        apply_override(data, key.replace("__", "."), copy.deepcopy(value), "<test>")
     return protocol_from_mapping(data, "<test>")
+
+
+#: a feed-forward stack on the iris data (3-step trials), for rules that run only there
+STACK: dict[str, Any] = {
+    "model": {"preset": "mlp", "layers": [4, 3]},
+    "task": {
+        "name": "classify",
+        "dataset": "iris",
+        "stimulus_duration": "2 ms",
+        "response_duration": "1 ms",
+    },
+    "output__record_dt": "1 ms",
+}
+LIF_SMALL: dict[str, Any] = {"preset": "lif_rnn", "n_hidden": 12}
+
+
+def on_rule_network(rule: str, lif: dict[str, Any] = LIF_SMALL, **overrides: Any) -> dict:
+    """``make_protocol`` keyword arguments that put ``rule`` on a network it runs on: the
+    shared rate network, else ``lif`` (a spiking rule), else :data:`STACK` (a rule that
+    lists only ``"mlp"``; the ``task__*`` overrides of the pattern task are dropped)."""
+    from bioperturb.rules import get_rule
+
+    kinds = get_rule(rule).model_kinds
+    if "rate" in kinds:
+        return overrides
+    if "lif" in kinds:
+        return {"model": lif, **overrides}
+    pytest.importorskip("sklearn")
+    kept = {k: v for k, v in overrides.items() if not k.startswith("task__")}
+    return {**kept, **STACK}
 
 
 @pytest.fixture
@@ -59,7 +89,7 @@ def tiny_toml(**overrides: Any) -> str:
     """TOML text of :data:`TINY` with dotted overrides written ``table__key=value``."""
     data = copy.deepcopy(TINY)
     for key, value in overrides.items():
-        apply_override(data, key.replace("__", "."), value, "<test>")
+        apply_override(data, key.replace("__", "."), copy.deepcopy(value), "<test>")
     return tomli_w.dumps(data)
 
 

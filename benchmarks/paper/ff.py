@@ -1,5 +1,6 @@
 """Reproducing Dalm, van Gerven & Ahmad (2024), the feed-forward half: node perturbation
-(NP), its decorrelated form (DNP), activity-based NP (ANP), decorrelated ANP (DANP),
+(NP), its decorrelated form (DNP), iterative NP (INP, DINP: one layer perturbed per
+run, each sample run once per layer), activity-based NP (ANP), decorrelated ANP (DANP),
 weight perturbation (WP) and a readout-only control beside backpropagation (BP), on
 feed-forward stacks of tanh layers (``model.kind = "mlp"``).
 
@@ -28,7 +29,7 @@ sys.path.insert(0, str(HERE))
 from rnn import _temporal_credit  # noqa: E402  (benchmarks/paper is not a package)
 
 TASKS = ["ff_digits", "ff_breast_cancer"]
-RULES = ["np", "dnp", "td_anp", "danp", "wp", "readout_only"]
+RULES = ["np", "dnp", "inp", "dinp", "td_anp", "danp", "wp", "readout_only"]
 
 
 def main(argv: list[str] | None = None) -> int:

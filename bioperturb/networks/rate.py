@@ -128,6 +128,8 @@ class Tape:
     condition : (rows,), the condition label of the trial a row belongs to (0 in row 0)
     sign : (rows,), the sign of the node noise: −1 on the second twin of an antithetic
         pair (``training.antithetic``), else 1
+    trial : (rows,), the index of the training trial a row belongs to (0 on evaluation
+        trials and row 0); rules that cycle through something by trial read it
     kinds : list of ("eval", condition, eval_index) or ("train", trial_index, None)
     n_steps : steps per trial
     """
@@ -144,6 +146,7 @@ class Tape:
     n_steps: int = 0
     condition: np.ndarray | None = None
     sign: np.ndarray | None = None
+    trial: np.ndarray | None = None
 
     @classmethod
     def blank(cls, n_trials: int, n_steps: int, n_in: int, n_out: int) -> Tape:
@@ -161,6 +164,7 @@ class Tape:
             n_steps=n_steps,
             condition=np.zeros(n_rows),
             sign=np.ones(n_rows),
+            trial=np.zeros(n_rows),
         )
 
     @classmethod
@@ -187,6 +191,7 @@ class Tape:
             tape.condition[sl] = trials.conditions[row]
             if kind == "train":
                 tape.noise[sl] = 1.0
+                tape.trial[sl] = index
                 tape.learn[sl.stop - 1] = 1.0
                 if antithetic and trained % 2:
                     tape.sign[sl] = -1.0
@@ -433,15 +438,22 @@ def build_rate_network(
     if getattr(model, "hold_noise", False):
         hidden_eqs += Equations("noise_hold : 1")
         check_settled(model, tape.mask[1:].reshape(-1, tape.n_steps))
+    layers = tuple(getattr(model, "layers", ()))
+    if layers:  # a feed-forward stack: each unit's layer 0 … L − 1 (rules may gate by it)
+        hidden_eqs += Equations("layer : 1 (constant)")
+        ns["n_layers"] = len(layers)
     if fuse is not None and fuse.batched:
         hidden_eqs += Equations("fused_a : 1\nfused_b : 1")
         handle.batched = ("W_rec",)  # no per-synapse trace on W_rec (add_weight_synapses)
     hidden = NeuronGroup(n_hidden, hidden_eqs, method="euler", clock=clock, name="hidden")
     hidden.b = model.bias
     hidden.sigma = model.sigma
+    if layers:
+        hidden.layer = np.repeat(np.arange(len(layers)), layers)
     if rule.node_noise:
         hold = trial_clock if getattr(model, "hold_noise", False) else None
-        add_node_noise(hidden, noisy, rule.noise, training.antithetic, hold=hold)
+        gate = getattr(rule, "noise_gate", None)
+        add_node_noise(hidden, noisy, rule.noise, training.antithetic, hold=hold, gate=gate)
     hidden.run_regularly(
         f"r_prev = {rvar}\nr = tanh(h)" + ("\nr_n = tanh(h_n)" if twin else ""),
         when="after_groups",
@@ -536,6 +548,8 @@ def tape_namespace(model: Any, rule: Any, training: Any, tape: Tape):
     }
     if getattr(rule, "per_condition", False):
         ns["cond_at"] = TimedArray(tape.condition, dt=tdt, name="tape_condition")
+    if getattr(rule, "per_trial", False):
+        ns["trial_at"] = TimedArray(tape.trial, dt=tdt, name="tape_trial")
     if training.antithetic:
         ns["sign_at"] = TimedArray(tape.sign, dt=tdt, name="tape_sign")
     ns.update(rule.namespace(tape.inputs.shape[1], model.n_hidden, tape.targets.shape[1]))
@@ -562,6 +576,7 @@ def add_node_noise(
     kind: str = "white",
     antithetic: bool = False,
     hold: Clock | None = None,
+    gate: str | None = None,
 ) -> None:
     """Noise on ``target`` as a separate step after the deterministic one.
 
@@ -577,8 +592,13 @@ def add_node_noise(
     white draw per unit is made at every trial boundary into ``noise_hold`` (a variable the
     group must have) and added every step of the trial: a static perturbation of the
     whole forward pass.
+
+    ``gate`` (a rule's ``noise_gate``): an expression in the group's variables and the
+    namespace that multiplies the increment, e.g. iterative NP's one layer per trial.
     """
     sign = "\nnoise_h = noise_h * sign_at(t)" if antithetic else ""
+    if gate is not None:
+        sign += f"\nnoise_h = noise_h * ({gate})"
     noise = NOISE_KINDS[kind]
     if hold is not None:
         if kind != "white" or antithetic:
@@ -675,7 +695,10 @@ def add_weight_synapses(
         syn = Synapses(pre, post, eqs, clock=handle.clock, name=name.lower(), **kwargs)
         if name in handle.masks:  # sparse: only the existing synapses (post, pre)
             post_idx, pre_idx = np.nonzero(handle.masks[name])
-            syn.connect(i=pre_idx, j=post_idx)
+            if len(post_idx):
+                syn.connect(i=pre_idx, j=post_idx)
+            else:  # none (a one-layer stack's W_rec): connected, with no synapse
+                syn.connect(condition="False")
         else:
             syn.connect()
         handle.synapses[name] = syn

@@ -6,6 +6,7 @@ from __future__ import annotations
 from bioperturb.registry import Registry, decorator_for
 from bioperturb.rules.base import Rule
 from bioperturb.rules.eprop import EProp
+from bioperturb.rules.inp import IterativeNP
 from bioperturb.rules.miconi import Miconi
 from bioperturb.rules.none import NoPlasticity
 from bioperturb.rules.np import NodePerturbation
@@ -26,6 +27,7 @@ RULES = Registry(
         for cls in (
             TDANP,
             NodePerturbation,
+            IterativeNP,
             WeightPerturbation,
             OnlineANP,
             Miconi,

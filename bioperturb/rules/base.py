@@ -43,7 +43,8 @@ class Rule:
     noise: ClassVar[str] = "white"
     #: whether the rule reads the trial's condition label (TimedArray ``cond_at``)
     per_condition: ClassVar[bool] = False
-    #: model kinds the rule runs on, and whether the standalone engine runs it
+    #: model kinds the rule runs on (a family such as "rate" takes every kind of that
+    #: family; a kind such as "mlp" only itself), and whether the standalone engine runs it
     model_kinds: ClassVar[tuple[str, ...]] = ("rate", "lif")
     standalone: ClassVar[bool] = True
     #: the weight the noisy twin sees (weight perturbation adds a per-synapse offset)

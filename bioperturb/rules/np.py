@@ -55,6 +55,9 @@ class NodePerturbation(TDANP):
         "W_out": "nrm_y_post * (y_n_post - y_post) * r_pre",
     }
 
+    #: factor of the hidden layers' estimate (iterative NP: the number of layers)
+    GAIN = "1"
+
     def normalisers(self) -> dict[str, str]:
         return {"hidden": "1", "readout": "1 / (dd_y + eps_anp)"}
 
@@ -63,7 +66,8 @@ class NodePerturbation(TDANP):
         if group == "hidden":
             from brian2 import Equations
 
+            gain = "" if self.GAIN == "1" else f"{self.GAIN} * "
             eqs += Equations(
-                "inv_var = state_gain / (sigma**2 * 2 * dt / tau + eps_anp) : 1 (shared)"
+                f"inv_var = {gain}state_gain / (sigma**2 * 2 * dt / tau + eps_anp) : 1 (shared)"
             )
         return eqs

@@ -21,7 +21,7 @@ from bioperturb.dataset import read_dataset
 from bioperturb.rules import RULES
 from bioperturb.runs import run_protocol
 from bioperturb.training import Trainer
-from tests.conftest import make_protocol, tiny_toml
+from tests.conftest import make_protocol, on_rule_network, tiny_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,14 +87,11 @@ def test_resume_is_identical_for_every_rule(tmp_path, rule, extra):
     """Whatever state a rule or decorrelation layer keeps is in the checkpoint (a LIF
     network for a rule that does not run on the rate network)."""
     lif = {"preset": "lif_rnn", "n_hidden": 12, "input_scale": 4.0}
+    keys = dict(task__duration="40 ms", training__n_trials=3, training__eval_every=2)
     protocol = make_protocol(
-        model=None if "rate" in RULES[rule].model_kinds else lif,
         rule__name=rule,
-        task__duration="40 ms",
-        training__n_trials=3,
-        training__eval_every=2,
         training__checkpoint_every=1,
-        **extra,
+        **on_rule_network(rule, lif, **keys, **extra),
     )
     resumed_runs_match(protocol, tmp_path, resume_after=(1,))
 

@@ -16,7 +16,7 @@ import pytest
 from bioperturb.rules import RULES, get_rule
 from bioperturb.tasks import TASKS, Trials, get_task
 from bioperturb.training import Trainer
-from tests.conftest import EXAMPLES, kept_registries, make_protocol
+from tests.conftest import EXAMPLES, kept_registries, make_protocol, on_rule_network
 
 TASK_NAMES = [*TASKS.names(), "interval_task:IntervalTask"]
 RULE_NAMES = [*RULES.names(), "my_rule:RateANP"]
@@ -74,13 +74,12 @@ def test_task_contract(name):
 def silent(name: str, **overrides):
     """The shared tiny protocol with the rule's exploration switched off (a LIF network
     for a rule that does not run on the rate network)."""
-    cls = get_rule(name)
-    keys = {k.replace(".", "__"): v for k, v in cls.silent.items()}
-    lif = {"preset": "lif_rnn", "n_hidden": 12}
+    keys = {k.replace(".", "__"): v for k, v in get_rule(name).silent.items()}
     return make_protocol(
-        model=None if "rate" in cls.model_kinds else lif,
         rule={"name": name},
-        **{"training__lr": 1.0, "output__alignment": False, **overrides, **keys},
+        **on_rule_network(
+            name, **{"training__lr": 1.0, "output__alignment": False, **overrides, **keys}
+        ),
     )
 
 
