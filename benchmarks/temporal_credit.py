@@ -98,6 +98,9 @@ RULES: dict[str, dict[str, Any]] = {
     # iterative NP on feed-forward stacks, one layer per noisy pass, and its decorrelated form
     "inp": {"name": "inp"},
     "dinp": {"name": "inp"},
+    # decorrelated BP: run_rule trains the JAX reference with the decorrelation of
+    # MODEL["dbp"] on the trials of this forward-only control
+    "dbp": {"name": "none"},
 }
 #: rule label -> the [model] keys it sets: decorrelating lateral weights for DANP, at a
 #: tenth of protocols/pattern_danp_rate.toml's rate (its dt is 1 ms; at the memory tasks'
@@ -105,7 +108,7 @@ RULES: dict[str, dict[str, Any]] = {
 MODEL: dict[str, dict[str, Any]] = {
     "danp": {"decorrelate": ["input", "recurrent"], "decor_lr": 0.002},
 }
-MODEL["danp_trace"] = MODEL["dnp"] = MODEL["dinp"] = MODEL["danp"]
+MODEL["danp_trace"] = MODEL["dnp"] = MODEL["dinp"] = MODEL["dbp"] = MODEL["danp"]
 #: the tasks on feed-forward stacks (model.kind = "mlp"), where BPTT is BP
 FEED_FORWARD = ("ff_digits", "ff_breast_cancer")
 #: task label -> [model] keys that replace a decorrelated rule's above: the feed-forward
@@ -142,6 +145,7 @@ WHAT = {
     "wp": "weight perturbation (σ_w = 1e-3, trial-end signal)",
     "dnp": "decorrelated NP (τ_e = 0, dense signal; decorrelation of input and r)",
     "inp": "iterative NP: each sample run once per layer, one layer perturbed per run",
+    "dbp": "decorrelated BP: the JAX reference reading every layer's decorrelated input",
     "dinp": "decorrelated iterative NP (decorrelation of every layer's input)",
 }
 for _label in TRAINING:
@@ -154,8 +158,16 @@ for _label in TRAINING:
 LEVEL = 0.9
 
 
-def make_protocol(task: str, rule: str | None, seed: int, quick: bool, trials: int | None):
-    """The task's protocol with ``rule``'s table (None: keep it), ``seed`` and options."""
+def make_protocol(
+    task: str,
+    rule: str | None,
+    seed: int,
+    quick: bool,
+    trials: int | None,
+    model_of: str | None = None,
+):
+    """The task's protocol with ``rule``'s table (None: keep it), ``seed`` and options;
+    ``model_of``: take the [model] keys of that label instead of ``rule``'s."""
     import tomllib
 
     from bioperturb.config import protocol_from_mapping
@@ -175,8 +187,8 @@ def make_protocol(task: str, rule: str | None, seed: int, quick: bool, trials: i
     }
     if rule in TRAINING:
         data["training"].update(TRAINING[rule])
-    if rule in MODEL:
-        data["model"].update(MODEL[rule], **TASK_MODEL.get(task, {}))
+    if (model_of or rule) in MODEL:
+        data["model"].update(MODEL[model_of or rule], **TASK_MODEL.get(task, {}))
     if rule is not None and not get_rule(data["rule"]["name"]).standalone:
         data["engine"] = {"name": "runtime"}  # e.g. Miconi's baselines
     elif data["training"].get("antithetic"):
@@ -207,15 +219,16 @@ def run_rule(task: str, rule: str, seed: int, quick: bool, trials: int | None) -
     from bioperturb.training import Trainer
 
     tic = time.perf_counter()
-    if rule == "bptt":
+    if rule in ("bptt", "dbp"):
         from bioperturb.compare import reference_dataset
 
         # the reference takes its trials, initial weights and Dataset layout from a
-        # trainer that has run: the no-plasticity control (forward passes only) supplies it
-        trainer = Trainer(make_protocol(task, "none", seed, quick, trials))
+        # trainer that has run: the no-plasticity control (forward passes only) supplies
+        # it, with DBP's decorrelation settings for DBP
+        trainer = Trainer(make_protocol(task, "none", seed, quick, trials, model_of=rule))
         trainer.run(progress=False)
         lr = make_protocol(task, None, seed, quick, trials).training.lr
-        ds = reference_dataset(trainer, lr=lr)
+        ds = reference_dataset(trainer, lr=lr, decorrelated=rule == "dbp")
     else:
         ds = Trainer(make_protocol(task, rule, seed, quick, trials)).run(progress=False)
     out = _curves(ds, task)
@@ -372,6 +385,8 @@ def _style(rule: str) -> tuple[str, str]:
 
     if rule == "readout_only":
         return "#999999", ":"
+    if rule == "dbp":
+        return method_color("bptt"), "--"
     if rule in MODEL:
         return method_color(RULES[rule]["name"]), "--"
     return method_color(rule), "-"
@@ -427,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         for rule in ["bptt", *args.rules]
     ]
     tic = time.perf_counter()
-    credit_jobs = [(t, r) for t in args.tasks for r in args.rules if args.draws > 0]
+    credit_jobs = [(t, r) for t in args.tasks for r in args.rules if args.draws > 0 and r != "dbp"]
     runs = args.out / "runs"
     tag = "_quick" if args.quick else ""
 

@@ -13,7 +13,7 @@ import xarray as xr
 
 from bioperturb.dataset import Records, run_dataset
 from bioperturb.modelspec import model_family
-from bioperturb.networks.rate import connectivity
+from bioperturb.networks.rate import LATERAL, connectivity
 from bioperturb.training import Trainer
 
 __all__ = ["reference_dataset", "combine_methods", "compare_protocol", "comparator_protocol"]
@@ -74,12 +74,20 @@ def _reference_run(
     )
 
 
-def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float | None = None):
+def reference_dataset(
+    trainer: Trainer,
+    optimizer: str | None = None,
+    lr: float | None = None,
+    decorrelated: bool = False,
+):
     """Train the BPTT rate reference on ``trainer``'s trials; return a Dataset like the rule's.
 
     ``optimizer`` and ``lr`` default to the protocol's training settings. For a LIF
     protocol the reference is a rate RNN (:func:`reference_model`); see also
-    :func:`surrogate_dataset`.
+    :func:`surrogate_dataset`. ``decorrelated``: decorrelated BP(TT) (DBP; Dalm et al.) —
+    the reference reads its inputs through the protocol's decorrelation
+    (``model.decorrelate``, ``model.decor_lr``), learnt by the network's local rule
+    (:class:`bioperturb.reference.BPTTTrainer`'s ``lateral``); the rule label is ``"dbp"``.
     """
     from bioperturb.reference import forward
 
@@ -87,6 +95,17 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
     model, weights0 = reference_model(trainer)
     tt, ev = trainer.train_trials, trainer.eval_set
     kw = dict(dt=model.dt, tau=model.tau, b=np.full(model.n_hidden, model.bias))
+    masks = connectivity(weights0, model)
+    decor = {}
+    if decorrelated:
+        sites = tuple(getattr(p.model, "decorrelate", ()))
+        if not sites or model_family(p.model.kind) != "rate":
+            raise ValueError(
+                "decorrelated: the protocol's rate model needs model.decorrelate (its sites "
+                "and decor_lr are the reference's)"
+            )
+        names = [LATERAL[site][0] for site in sites]
+        decor = dict(lateral={n: masks.get(n, True) for n in names}, decor_lr=p.model.decor_lr)
     res = _train_reference(
         trainer,
         weights0,
@@ -94,13 +113,14 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
         (ev.inputs, ev.targets, ev.mask),
         optimizer,
         lr,
-        masks=connectivity(weights0, model),
+        masks=masks,
+        **decor,
         **kw,
     )
     steps = trainer.experiment.sample_steps
     traces = []
-    for w in res["weights_eval"]:
-        _, r, y = (np.asarray(x) for x in forward(w, ev.inputs, **kw))
+    for w, d in zip(res["weights_eval"], res["lateral_eval"], strict=True):
+        _, r, y = (np.asarray(x) for x in forward({**w, **d}, ev.inputs, **kw))
         traces.append(
             {
                 "activity": list(r[:, steps][..., trainer.record_units]),
@@ -114,7 +134,12 @@ def reference_dataset(trainer: Trainer, optimizer: str | None = None, lr: float 
             f"rate RNN, N = {model.n_hidden}, tau = tau_m = {model.tau} s, other parameters "
             f"from models/rate_rnn.toml"
         )
-    ds.attrs["rule"] = "bptt"
+    ds.attrs["rule"] = "dbp" if decor else "bptt"
+    if decor:
+        ds.attrs["reference_decorrelation"] = (
+            f"{', '.join(decor['lateral'])} learnt by the local rule, decor_lr = "
+            f"{decor['decor_lr']:g}"
+        )
     return ds
 
 

@@ -281,18 +281,12 @@ class Trainer:
 
         tt = self.train_trials[trial]
         b = np.full(p.model.n_hidden, p.model.bias)
-        weights, inputs = self.network.get_weights(), tt.inputs
-        # decorrelation: the trial runs with W D and D_in u (D moves only at its end)
-        lateral = self.network.get_lateral()
-        if "D_in" in lateral:
-            inputs = inputs @ lateral["D_in"].T
-        if "D_rec" in lateral:
-            weights["W_rec"] = weights["W_rec"] @ lateral["D_rec"]
+        # decorrelation: the trial runs with W_rec D_rec and W_in D_in (D moves only at its
+        # end); the reference takes the D's as fixed weights and differentiates through them
+        weights = {**self.network.get_weights(), **self.network.get_lateral()}
         grad = gradient_at(
-            weights, inputs, tt.targets, tt.mask, dt=p.model.dt, tau=p.model.tau, b=b
+            weights, tt.inputs, tt.targets, tt.mask, dt=p.model.dt, tau=p.model.tau, b=b
         )
-        if "D_rec" in lateral:  # ∂L/∂W = ∂L/∂(W D) · Dᵀ
-            grad["W_rec"] = grad["W_rec"] @ lateral["D_rec"].T
         for name, mask in self.network.masks.items():  # sparse: only existing synapses
             if name in grad:  # (not the lateral D of a feed-forward stack)
                 grad[name] = np.where(mask, grad[name], 0.0)

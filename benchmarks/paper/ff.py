@@ -1,7 +1,8 @@
 """Reproducing Dalm, van Gerven & Ahmad (2024), the feed-forward half: node perturbation
 (NP), its decorrelated form (DNP), iterative NP (INP, DINP: one layer perturbed per
 run, each sample run once per layer), activity-based NP (ANP), decorrelated ANP (DANP),
-weight perturbation (WP) and a readout-only control beside backpropagation (BP), on
+weight perturbation (WP) and a readout-only control beside backpropagation (BP) and
+decorrelated BP (DBP: the JAX reference reading every layer's decorrelated input), on
 feed-forward stacks of tanh layers (``model.kind = "mlp"``).
 
 Data sets that ship with scikit-learn stand in for the paper's MNIST and CIFAR-10: the
@@ -29,7 +30,7 @@ sys.path.insert(0, str(HERE))
 from rnn import _temporal_credit  # noqa: E402  (benchmarks/paper is not a package)
 
 TASKS = ["ff_digits", "ff_breast_cancer"]
-RULES = ["np", "dnp", "inp", "dinp", "td_anp", "danp", "wp", "readout_only"]
+RULES = ["dbp", "np", "dnp", "inp", "dinp", "td_anp", "danp", "wp", "readout_only"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,6 +100,11 @@ class BPTTTrainer:
     dynamics : another model with the same weights (e.g.
         :class:`bioperturb.reference.lif.LIFDynamics`): it supplies ``loss_fn``,
         ``loss_args`` and ``evaluate``; ``tau`` and ``b`` are then unused
+    lateral : {``"D_rec"`` | ``"D_in"``: (post, pre) mask} — decorrelated BP (DBP): W_rec
+        and W_in read r̂ = D_rec r and û = D_in u, D = I at the start, and after every
+        update D moves by the Brian2 network's local rule, ΔD_ij = −η_d ⟨x̂_i x̂_j⟩_trial
+        off the diagonal and within the mask (per trial of the batch, summed)
+    decor_lr : η_d of that rule (``model.decor_lr``)
     """
 
     def __init__(
@@ -114,9 +119,13 @@ class BPTTTrainer:
         train: Iterable[str] = ("W_in", "W_rec", "W_out"),
         dynamics: Any = None,
         masks: Mapping[str, Any] | None = None,
+        lateral: Mapping[str, Any] | None = None,
+        decor_lr: float = 0.0,
     ):
         w = _m._as_weights(weights0)
         self.dynamics = dynamics
+        if lateral and dynamics is not None:
+            raise ValueError("lateral: decorrelation is part of the rate dynamics only")
         train = (train,) if isinstance(train, str) else tuple(train)
         unknown = [k for k in train if k not in _m.WEIGHT_KEYS]
         if unknown or not train or len(set(train)) != len(train):
@@ -140,6 +149,17 @@ class BPTTTrainer:
         }
         loss_fn = _m._batch_loss if dynamics is None else dynamics.loss_fn
         self._step = _compiled_step(self.optimizer, self.train, loss_fn)
+        # decorrelation (DBP): D = I at the start, moved by the local anti-Hebbian rule of
+        # the Brian2 network after every update (docs/rules/decorrelation.md)
+        n_of = {"D_rec": w["W_rec"].shape[0], "D_in": w["W_in"].shape[1]}
+        self._lateral_mask = {}
+        for key, mask in (lateral or {}).items():
+            if key not in _m.LATERAL_KEYS:
+                raise ValueError(f"lateral: unknown matrix {key!r} (known: {_m.LATERAL_KEYS})")
+            mask = np.broadcast_to(np.asarray(mask, dtype=np.float64), (n_of[key],) * 2)
+            self._lateral_mask[key] = mask * (1.0 - np.eye(n_of[key]))  # diagonal fixed at 1
+        self._lateral = {k: np.eye(n_of[k]) for k in self._lateral_mask}
+        self.decor_lr = float(decor_lr)
 
     @property
     def weights(self) -> dict[str, np.ndarray]:
@@ -147,9 +167,28 @@ class BPTTTrainer:
         merged = {**self._params, **self._fixed}
         return {k: np.array(merged[k], dtype=np.float64) for k in _m.WEIGHT_KEYS}
 
+    @property
+    def lateral(self) -> dict[str, np.ndarray]:
+        """Current decorrelation matrices D (``D_rec``, ``D_in``; empty without them)."""
+        return {k: d.copy() for k, d in self._lateral.items()}
+
+    def _decorrelate(self, inputs) -> None:
+        """ΔD_ij = −η_d Σ_trials (1/T) Σ_t x̂_i,t x̂_j,t (i ≠ j, within the mask) from this
+        batch's pass at the weights and D it ran with (x̂ = D r, or D_in u)."""
+        u = np.asarray(inputs, dtype=np.float64)
+        u = u[None] if u.ndim == 2 else u
+        w = {**self._params, **self._fixed, **self._lateral}
+        _, h0 = _m._bias_h0(w, u.shape[0], self._b, None)
+        _, r, _ = _m._forward_jit(w, u, self._alpha, self._b, h0)
+        src = {"D_rec": np.asarray(r), "D_in": u}
+        for key, d in self._lateral.items():
+            x = src[key] @ d.T
+            corr = np.einsum("bti,btj->ij", x, x) / x.shape[1]
+            self._lateral[key] = d - self.decor_lr * corr * self._lateral_mask[key]
+
     def _args(self, inputs, targets, mask):
         u, ys, m = _batchify(inputs, targets, mask)
-        w = {**self._params, **self._fixed}
+        w = {**self._params, **self._fixed, **self._lateral}
         if self.dynamics is not None:
             return self.dynamics.loss_args(w, u, ys, m)
         u = _m._as_inputs(w, u)
@@ -165,18 +204,20 @@ class BPTTTrainer:
         """
         params, state, loss = self._step(
             self._params,
-            self._fixed,
+            {**self._fixed, **self._lateral},
             self._masks,
             self._opt_state,
             *self._args(inputs, targets, mask),
         )
         jax.block_until_ready((params, state, loss))
+        if self._lateral:  # from the pass just made, then the new weights
+            self._decorrelate(inputs)
         self._params, self._opt_state = params, state
         return float(loss)
 
     def evaluate(self, inputs, targets, mask) -> float:
         """Noise-free batch loss at the current weights; no update."""
-        w = {**self._params, **self._fixed}
+        w = {**self._params, **self._fixed, **self._lateral}
         if self.dynamics is not None:
             return self.dynamics.evaluate(w, *_batchify(inputs, targets, mask))
         return float(_m._batch_loss_jit(w, *self._args(inputs, targets, mask)))
@@ -214,7 +255,8 @@ def train_bptt(
       measured with ``time.perf_counter`` after ``jax.block_until_ready``; excludes
       making the trial and evaluating
     - ``weights``: final weights dict; ``weights_eval``: list of weights dicts at the
-      evaluation points
+      evaluation points; ``lateral_eval``: the decorrelation matrices there (empty dicts
+      without ``lateral``)
     """
     n_trials, eval_every = int(n_trials), int(eval_every)
     if n_trials < 0:
@@ -226,11 +268,12 @@ def train_bptt(
     points = list(range(0, n_trials, eval_every)) + [n_trials]
     loss = np.full(n_trials, np.nan)
     wall = np.full(n_trials, np.nan)
-    eval_loss, weights_eval = [], []
+    eval_loss, weights_eval, lateral_eval = [], [], []
 
     def record():
         eval_loss.append(trainer.evaluate(*ev))
         weights_eval.append(trainer.weights)
+        lateral_eval.append(trainer.lateral)
 
     record()  # point 0
     next_point = 1
@@ -249,4 +292,5 @@ def train_bptt(
         "wall_time": wall,
         "weights": trainer.weights,
         "weights_eval": weights_eval,
+        "lateral_eval": lateral_eval,
     }

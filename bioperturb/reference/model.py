@@ -11,7 +11,9 @@ The dynamics are exactly (Euler step ``dt``, time constant ``tau``, tanh rate)::
 
     trial loss = sum_t L_t / max(sum_t m_t, 1);  batch loss = mean over trials
 
-Weights are a dict ``{"W_in": (N, n_in), "W_rec": (N, N), "W_out": (n_out, N)}``;
+Weights are a dict ``{"W_in": (N, n_in), "W_rec": (N, N), "W_out": (n_out, N)}``, and
+optionally fixed decorrelation matrices ``D_rec`` (N, N) and ``D_in`` (n_in, n_in) that
+W_rec and W_in then read through (W_rec D_rec r_t, W_in D_in u_t);
 ``b`` (N,) is a fixed bias (zeros by default).  Arrays are batched over trials:
 inputs (n_trials, T, n_in), targets (n_trials, T, n_out), mask (n_trials, T).
 
@@ -39,6 +41,7 @@ import numpy as np  # noqa: E402
 
 __all__ = [
     "WEIGHT_KEYS",
+    "LATERAL_KEYS",
     "forward",
     "loss_t",
     "loss_per_trial",
@@ -52,14 +55,24 @@ __all__ = [
 ]
 
 WEIGHT_KEYS = ("W_in", "W_rec", "W_out")
+#: decorrelation matrices (docs/rules/decorrelation.md) the dynamics take when given
+LATERAL_KEYS = ("D_rec", "D_in")
 
 
 # --------------------------------------------------------------------------- pure JAX
 
 
 def _scan(weights, inputs, alpha, b, h0):
-    """Run the dynamics; returns h_t, r_t, y_t for t = 0..T-1, time-major (T, B, .)."""
+    """Run the dynamics; returns h_t, r_t, y_t for t = 0..T-1, time-major (T, B, .).
+
+    With decorrelation matrices among the weights (``D_rec``, ``D_in``; held fixed), W_rec
+    reads r̂ = D_rec r and W_in reads û = D_in u: W_rec D_rec r and W_in D_in u.
+    """
     W_in, W_rec, W_out = weights["W_in"], weights["W_rec"], weights["W_out"]
+    if "D_rec" in weights:
+        W_rec = W_rec @ weights["D_rec"]
+    if "D_in" in weights:
+        inputs = inputs @ weights["D_in"].T
 
     def step(h, u):
         r = jnp.tanh(h)
@@ -151,8 +164,16 @@ def _as_weights(weights: Mapping[str, Any]) -> dict[str, np.ndarray]:
     missing = [k for k in WEIGHT_KEYS if k not in weights]
     if missing:
         raise KeyError(f"weights lack {missing}; expected keys {list(WEIGHT_KEYS)}")
-    w = {k: np.asarray(weights[k], dtype=np.float64) for k in WEIGHT_KEYS}
+    w = {
+        k: np.asarray(weights[k], dtype=np.float64)
+        for k in (*WEIGHT_KEYS, *LATERAL_KEYS)
+        if k in weights
+    }
     n = w["W_rec"].shape[0]
+    n_in = w["W_in"].shape[-1]
+    for key, size in (("D_rec", n), ("D_in", n_in)):
+        if key in w and w[key].shape != (size, size):
+            raise ValueError(f"{key} must be ({size}, {size}), got {w[key].shape}")
     if w["W_rec"].shape != (n, n):
         raise ValueError(f"W_rec must be square, got {w['W_rec'].shape}")
     if w["W_in"].ndim != 2 or w["W_in"].shape[0] != n:

@@ -162,18 +162,24 @@ def test_paper_rnn_quick_runs_the_new_task_and_methods(tmp_path):
 
 @pytest.mark.slow
 def test_paper_ff_quick_runs_feed_forward_stacks_beside_bp(tmp_path):
-    """benchmarks/paper/ff.py: a feed-forward task and a decorrelated rule beside BP, with
-    the stacks' own decorrelation rate and the table's note that `bptt` is BP there."""
+    """benchmarks/paper/ff.py: a feed-forward task, decorrelated ANP, decorrelated
+    iterative NP (two runs per sample) and decorrelated BP beside BP, with the stacks' own
+    decorrelation rate and the table's note that `bptt` is BP there."""
     spec = importlib.util.spec_from_file_location("paper_ff", BENCHMARKS / "paper" / "ff.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    argv = ["--quick", "--workers", "1", "--tasks", "ff_breast_cancer", "--rules", "danp"]
+    argv = ["--quick", "--workers", "1", "--tasks", "ff_breast_cancer"]
+    argv += ["--rules", "danp", "dinp", "dbp"]
     assert bench.main([*argv, "--seeds", "1", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "temporal_credit.md").read_text()
     assert text.startswith("## Feed-forward stacks")
     assert "is backpropagation" in text and "decor_lr): 0.0002" in text
-    assert "| `bptt` |" in text and "| `danp` |" in text
+    assert all(f"| `{rule}` |" in text for rule in ("bptt", "danp", "dinp", "dbp"))
     tc = sys.modules["temporal_credit"]
     danp = tc.make_protocol("ff_breast_cancer", "danp", 1, True, None)
     assert danp.model.kind == "mlp" and list(danp.model.layers) == [8, 8]
     assert danp.model.decor_lr == 0.0002
+    dinp = tc.make_protocol("ff_breast_cancer", "dinp", 1, True, None)
+    assert dinp.rule_name == "inp" and dinp.training.batch == 2 and dinp.training.repeat
+    dbp = tc.make_protocol("ff_breast_cancer", "none", 1, True, None, model_of="dbp")
+    assert dbp.model.decorrelate and dbp.model.decor_lr == 0.0002

@@ -377,3 +377,43 @@ def test_decorrelated_rule_learns_no_worse_than_without(rule):
     assert start_d == start  # D = I until the first training trial ends
     assert decor < 0.5 * start, (decor, start)
     assert decor < 1.3 * plain, (decor, plain)
+
+
+def test_decorrelated_reference_learns_d_like_the_network_and_dbp_learns():
+    """DBP's reference (issue 19): with W frozen (lr = 0) its D after every training trial
+    and its evaluation losses are the Brian2 network's (rule ``none``, same trials); with a
+    learning rate it trains, and its D moves off I."""
+    from bioperturb.compare import reference_dataset
+
+    eta = 0.05
+    trainer = Trainer(
+        make_protocol(
+            rule__name="none",
+            model__decorrelate=BOTH,
+            model__decor_lr=eta,
+            model__sigma=0.0,  # the reference's pass is noise-free
+            training__n_trials=6,
+            training__eval_every=3,
+            output__alignment=False,
+            **CORRELATED,
+        )
+    )
+    ds = trainer.run(progress=False)
+    ref = reference_dataset(trainer, lr=0.0, decorrelated=True)
+    assert ref.attrs["rule"] == "dbp"
+    assert all(name in ref.attrs["reference_decorrelation"] for name in ("D_rec", "D_in"))
+    np.testing.assert_allclose(ref["eval_loss"], ds["eval_loss"], rtol=1e-10)
+    from bioperturb.reference import BPTTTrainer
+
+    tt = trainer.train_trials
+    masks = {"D_rec": True, "D_in": True}
+    bp = BPTTTrainer(trainer.weights0, dt=1e-3, tau=0.01, lr=0.0, lateral=masks, decor_lr=eta)
+    for i in range(6):
+        bp.step(tt.inputs[i], tt.targets[i], tt.mask[i])
+    for name in ("D_rec", "D_in"):
+        np.testing.assert_allclose(bp.lateral[name], ds[name].values[-1], rtol=1e-10, atol=1e-14)
+        assert np.abs(off_diagonal(bp.lateral[name])).max() > 1e-3, name
+    learnt = reference_dataset(trainer, lr=0.01, decorrelated=True)
+    assert learnt["eval_loss"].values[-1] < learnt["eval_loss"].values[0]
+    with pytest.raises(ValueError, match="model.decorrelate"):
+        reference_dataset(Trainer(make_protocol(rule__name="none")), decorrelated=True)
