@@ -92,6 +92,8 @@ RULES: dict[str, dict[str, Any]] = {
     # the paper's decorrelated TD-ANP (its [model] keys below) and weight perturbation
     "danp": {"name": "td_anp"},
     "danp_trace": {"name": "td_anp", "tau_e": _WHOLE, "tau_e_out": "0 s"},
+    # the same with a quieter perturbation (model.sigma = 0.02; Mackey–Glass probe)
+    "danp_trace_quiet": {"name": "td_anp", "tau_e": _WHOLE, "tau_e_out": "0 s"},
     "wp": {"name": "wp"},
     # NP with decorrelation (Dalm et al. 2024's DNP; its [model] keys below)
     "dnp": {"name": "np"},
@@ -109,6 +111,7 @@ MODEL: dict[str, dict[str, Any]] = {
     "danp": {"decorrelate": ["input", "recurrent"], "decor_lr": 0.002},
 }
 MODEL["danp_trace"] = MODEL["dnp"] = MODEL["dinp"] = MODEL["dbp"] = MODEL["danp"]
+MODEL["danp_trace_quiet"] = {**MODEL["danp"], "sigma": 0.02}
 #: the tasks on feed-forward stacks (model.kind = "mlp"), where BPTT is BP
 FEED_FORWARD = ("ff_digits", "ff_breast_cancer")
 #: task label -> [model] keys that replace a decorrelated rule's above: the feed-forward
@@ -120,10 +123,12 @@ _TWINS = {"batch": 2, "repeat": True}
 _PAIRS = {**_TWINS, "antithetic": True}
 #: rule label -> the [training] keys it sets
 TRAINING: dict[str, dict[str, Any]] = {}
-for _base in ("np_trace", "np_trace_trial_end", "miconi"):
+for _base in ("np_trace", "np_trace_trial_end", "miconi", "danp_trace"):
     for _label, _keys in (("twins", _TWINS), ("antithetic", _PAIRS)):
         RULES[f"{_base}_{_label}"] = RULES[_base]
         TRAINING[f"{_base}_{_label}"] = _keys
+        if _base in MODEL:
+            MODEL[f"{_base}_{_label}"] = MODEL[_base]
 #: INP as the paper runs it: each sample once per layer (the stacks here have 2 layers),
 #: one update per sample — two trials on the trial axis per sample
 TRAINING["inp"] = TRAINING["dinp"] = _TWINS
@@ -142,6 +147,7 @@ WHAT = {
     "rflo_symmetric": "RFLO with symmetric feedback B = W_outᵀ; per-neuron signal",
     "danp": "decorrelated TD-ANP (τ_e = 0, dense signal; decorrelation of input and r)",
     "danp_trace": "decorrelated TD-ANP with a whole-trial trace (readout τ_e = 0)",
+    "danp_trace_quiet": "decorrelated TD-ANP with a whole-trial trace, σ = 0.02",
     "wp": "weight perturbation (σ_w = 1e-3, trial-end signal)",
     "dnp": "decorrelated NP (τ_e = 0, dense signal; decorrelation of input and r)",
     "inp": "iterative NP: each sample run once per layer, one layer perturbed per run",
@@ -165,9 +171,11 @@ def make_protocol(
     quick: bool,
     trials: int | None,
     model_of: str | None = None,
+    lr: float | None = None,
 ):
     """The task's protocol with ``rule``'s table (None: keep it), ``seed`` and options;
-    ``model_of``: take the [model] keys of that label instead of ``rule``'s."""
+    ``model_of``: take the [model] keys of that label instead of ``rule``'s; ``lr``:
+    every method's learning rate instead of the protocol's."""
     import tomllib
 
     from bioperturb.config import protocol_from_mapping
@@ -203,6 +211,8 @@ def make_protocol(
         data["engine"] = {"name": "runtime", "codegen": "numpy"}
     if trials is not None:
         data["training"]["n_trials"] = trials
+    if lr is not None:
+        data["training"]["lr"] = lr
     return protocol_from_mapping(data, str(path), path.parent)
 
 
@@ -214,7 +224,9 @@ def _curves(ds: xr.Dataset, task: str) -> dict[str, np.ndarray]:
     }
 
 
-def run_rule(task: str, rule: str, seed: int, quick: bool, trials: int | None) -> dict:
+def run_rule(
+    task: str, rule: str, seed: int, quick: bool, trials: int | None, lr: float | None = None
+) -> dict:
     """Train one rule; with ``rule == "bptt"`` the reference on the same trials."""
     from bioperturb.training import Trainer
 
@@ -227,10 +239,10 @@ def run_rule(task: str, rule: str, seed: int, quick: bool, trials: int | None) -
         # it, with DBP's decorrelation settings for DBP
         trainer = Trainer(make_protocol(task, "none", seed, quick, trials, model_of=rule))
         trainer.run(progress=False)
-        lr = make_protocol(task, None, seed, quick, trials).training.lr
+        lr = make_protocol(task, None, seed, quick, trials, lr=lr).training.lr
         ds = reference_dataset(trainer, lr=lr, decorrelated=rule == "dbp")
     else:
-        ds = Trainer(make_protocol(task, rule, seed, quick, trials)).run(progress=False)
+        ds = Trainer(make_protocol(task, rule, seed, quick, trials, lr=lr)).run(progress=False)
     out = _curves(ds, task)
     out.update(task=task, rule=rule, seed=seed, wall=time.perf_counter() - tic)
     out["status"] = ds.attrs.get("status", "completed")
@@ -426,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rules", nargs="+", default=DEFAULT_RULES, choices=list(RULES))
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     ap.add_argument("--trials", type=int, default=None, help="training trials (default: protocol)")
+    ap.add_argument("--lr", type=float, default=None, help="all methods' rate (default: protocol)")
     # finished runs are kept in <out>/runs/*.json: the same command computes only what is missing
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--draws", type=int, default=300, help="draws per credit diagnostic (0: skip)")
@@ -444,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     tic = time.perf_counter()
     credit_jobs = [(t, r) for t in args.tasks for r in args.rules if args.draws > 0 and r != "dbp"]
     runs = args.out / "runs"
-    tag = "_quick" if args.quick else ""
+    tag = ("_quick" if args.quick else "") + (f"_lr{args.lr:g}" if args.lr is not None else "")
 
     def run_path(task: str, rule: str, seed: int) -> Path:
         return runs / f"{task}_{rule}_{seed}{tag}.json"
@@ -453,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         return runs / f"credit_{task}_{rule}_{args.draws}{tag}.json"
 
     if args.workers == 1:  # in this process (the CI smoke test)
-        results = [cached(run_path(*job), run_rule, *job, args.quick, args.trials) for job in jobs]
+        results = [
+            cached(run_path(*job), run_rule, *job, args.quick, args.trials, args.lr) for job in jobs
+        ]
         credit = [
             cached(credit_path(*job), run_credit, *job, args.quick, args.draws)
             for job in credit_jobs
@@ -464,7 +479,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx = multiprocessing.get_context("spawn")  # Brian2 and JAX in fresh processes
         with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
             futures = [
-                pool.submit(cached, run_path(*job), run_rule, *job, args.quick, args.trials)
+                pool.submit(
+                    cached, run_path(*job), run_rule, *job, args.quick, args.trials, args.lr
+                )
                 for job in jobs
             ]
             credit_futures = [
@@ -489,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         command += f" --rules {' '.join(args.rules)}"
     if args.trials is not None:
         command += f" --trials {args.trials}"
+    if args.lr is not None:
+        command += f" --lr {args.lr:g}"
     run_minutes = sum(float(r.get("wall", 0.0)) for r in results) / 60
     header = (
         f"## {args.title}\n\n"
