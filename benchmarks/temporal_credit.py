@@ -172,10 +172,11 @@ def make_protocol(
     trials: int | None,
     model_of: str | None = None,
     lr: float | None = None,
+    hidden: int | None = None,
 ):
     """The task's protocol with ``rule``'s table (None: keep it), ``seed`` and options;
     ``model_of``: take the [model] keys of that label instead of ``rule``'s; ``lr``:
-    every method's learning rate instead of the protocol's."""
+    every method's learning rate instead of the protocol's; ``hidden``: its network size."""
     import tomllib
 
     from bioperturb.config import protocol_from_mapping
@@ -213,6 +214,8 @@ def make_protocol(
         data["training"]["n_trials"] = trials
     if lr is not None:
         data["training"]["lr"] = lr
+    if hidden is not None:
+        data["model"]["n_hidden"] = hidden
     return protocol_from_mapping(data, str(path), path.parent)
 
 
@@ -225,7 +228,13 @@ def _curves(ds: xr.Dataset, task: str) -> dict[str, np.ndarray]:
 
 
 def run_rule(
-    task: str, rule: str, seed: int, quick: bool, trials: int | None, lr: float | None = None
+    task: str,
+    rule: str,
+    seed: int,
+    quick: bool,
+    trials: int | None,
+    lr: float | None = None,
+    hidden: int | None = None,
 ) -> dict:
     """Train one rule; with ``rule == "bptt"`` the reference on the same trials."""
     from bioperturb.training import Trainer
@@ -237,12 +246,14 @@ def run_rule(
         # the reference takes its trials, initial weights and Dataset layout from a
         # trainer that has run: the no-plasticity control (forward passes only) supplies
         # it, with DBP's decorrelation settings for DBP
-        trainer = Trainer(make_protocol(task, "none", seed, quick, trials, model_of=rule))
+        none = make_protocol(task, "none", seed, quick, trials, model_of=rule, hidden=hidden)
+        trainer = Trainer(none)
         trainer.run(progress=False)
         lr = make_protocol(task, None, seed, quick, trials, lr=lr).training.lr
         ds = reference_dataset(trainer, lr=lr, decorrelated=rule == "dbp")
     else:
-        ds = Trainer(make_protocol(task, rule, seed, quick, trials, lr=lr)).run(progress=False)
+        protocol = make_protocol(task, rule, seed, quick, trials, lr=lr, hidden=hidden)
+        ds = Trainer(protocol).run(progress=False)
     out = _curves(ds, task)
     out.update(task=task, rule=rule, seed=seed, wall=time.perf_counter() - tic)
     out["status"] = ds.attrs.get("status", "completed")
@@ -439,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     ap.add_argument("--trials", type=int, default=None, help="training trials (default: protocol)")
     ap.add_argument("--lr", type=float, default=None, help="all methods' rate (default: protocol)")
+    ap.add_argument("--hidden", type=int, default=None, help="network size (default: protocol)")
     # finished runs are kept in <out>/runs/*.json: the same command computes only what is missing
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--draws", type=int, default=300, help="draws per credit diagnostic (0: skip)")
@@ -458,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     credit_jobs = [(t, r) for t in args.tasks for r in args.rules if args.draws > 0 and r != "dbp"]
     runs = args.out / "runs"
     tag = ("_quick" if args.quick else "") + (f"_lr{args.lr:g}" if args.lr is not None else "")
+    tag += f"_n{args.hidden}" if args.hidden is not None else ""
 
     def run_path(task: str, rule: str, seed: int) -> Path:
         return runs / f"{task}_{rule}_{seed}{tag}.json"
@@ -466,9 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         return runs / f"credit_{task}_{rule}_{args.draws}{tag}.json"
 
     if args.workers == 1:  # in this process (the CI smoke test)
-        results = [
-            cached(run_path(*job), run_rule, *job, args.quick, args.trials, args.lr) for job in jobs
-        ]
+        extra = (args.quick, args.trials, args.lr, args.hidden)
+        results = [cached(run_path(*job), run_rule, *job, *extra) for job in jobs]
         credit = [
             cached(credit_path(*job), run_credit, *job, args.quick, args.draws)
             for job in credit_jobs
@@ -480,7 +492,14 @@ def main(argv: list[str] | None = None) -> int:
         with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
             futures = [
                 pool.submit(
-                    cached, run_path(*job), run_rule, *job, args.quick, args.trials, args.lr
+                    cached,
+                    run_path(*job),
+                    run_rule,
+                    *job,
+                    args.quick,
+                    args.trials,
+                    args.lr,
+                    args.hidden,
                 )
                 for job in jobs
             ]
@@ -508,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
         command += f" --trials {args.trials}"
     if args.lr is not None:
         command += f" --lr {args.lr:g}"
+    if args.hidden is not None:
+        command += f" --hidden {args.hidden}"
     run_minutes = sum(float(r.get("wall", 0.0)) for r in results) / 60
     header = (
         f"## {args.title}\n\n"
