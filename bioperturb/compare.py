@@ -328,6 +328,8 @@ def compare_protocol(
     its ``status``; the reference is not trained.
 
     Returns the combined Dataset (``method`` = [rule name, *with_rules, "bptt"], plus
+    "dbp" for a rate protocol with ``model.decorrelate``: the reference reading the same
+    decorrelated inputs, D learnt by the same rule (:func:`reference_dataset`), and
     "bptt_surrogate" for a LIF protocol with current-based synapses: surrogate-gradient
     BPTT of the LIF network itself) and its path. With ``output.figures`` also
     ``<name>_compare_trials.png``, ``<name>_compare_time.png`` (learning curves against
@@ -363,6 +365,11 @@ def compare_protocol(
     bptt_ds.attrs["bptt_optimizer"] = bptt_optimizer or protocol.training.optimizer
     bptt_ds.attrs["bptt_lr"] = protocol.training.lr if bptt_lr is None else bptt_lr
     runs["bptt"] = bptt_ds
+    if getattr(protocol.model, "decorrelate", ()) and model_family(protocol.model.kind) == "rate":
+        runs["dbp"] = dbp = reference_dataset(
+            trainer, optimizer=bptt_optimizer, lr=bptt_lr, decorrelated=True
+        )
+        dbp.attrs.update({k: bptt_ds.attrs[k] for k in ("bptt_optimizer", "bptt_lr")})
     if not trainer.experiment.model_spec.exact_gradient and (
         getattr(protocol.model, "synapse", None) == "current"
     ):

@@ -417,3 +417,17 @@ def test_decorrelated_reference_learns_d_like_the_network_and_dbp_learns():
     assert learnt["eval_loss"].values[-1] < learnt["eval_loss"].values[0]
     with pytest.raises(ValueError, match="model.decorrelate"):
         reference_dataset(Trainer(make_protocol(rule__name="none")), decorrelated=True)
+
+
+def test_compare_adds_decorrelated_bp_to_a_decorrelated_protocol(tmp_path):
+    from bioperturb.compare import compare_protocol
+
+    protocol = make_protocol(
+        model__decorrelate=BOTH, training__n_trials=2, training__eval_every=2, **CORRELATED
+    )
+    ds, _ = compare_protocol(protocol, out_dir=tmp_path, progress=False)
+    assert list(ds["method"].values) == ["td_anp", "bptt", "dbp"]
+    dbp = ds["eval_loss"].sel({"method": "dbp"}).values
+    assert np.all(np.isfinite(dbp)) and not np.array_equal(
+        dbp, ds["eval_loss"].sel({"method": "bptt"}).values
+    )
