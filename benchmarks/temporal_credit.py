@@ -129,9 +129,6 @@ for _base in ("np_trace", "np_trace_trial_end", "miconi", "danp_trace"):
         TRAINING[f"{_base}_{_label}"] = _keys
         if _base in MODEL:
             MODEL[f"{_base}_{_label}"] = MODEL[_base]
-#: INP as the paper runs it: each sample once per layer (the stacks here have 2 layers),
-#: one update per sample — two trials on the trial axis per sample
-TRAINING["inp"] = TRAINING["dinp"] = _TWINS
 #: the rules of the committed table (--rules adds the others)
 DEFAULT_RULES = ["td_anp", "td_anp_trace", "np", "np_trace", "np_trace_trial_end", "readout_only"]
 _CONTROL = {"name": "none"}  # forward passes only: the BPTT reference's template run
@@ -155,8 +152,6 @@ WHAT = {
     "dinp": "decorrelated iterative NP (decorrelation of every layer's input)",
 }
 for _label in TRAINING:
-    if _label in WHAT:
-        continue
     _base, _, _kind = _label.rpartition("_")
     WHAT[_label] = WHAT[_base] + (
         "; 2 independent twins per update" if _kind == "twins" else "; antithetic pairs ±ξ"
@@ -216,6 +211,9 @@ def make_protocol(
         data["training"]["lr"] = lr
     if hidden is not None:
         data["model"]["n_hidden"] = hidden
+    if data["rule"]["name"] == "inp":  # as the paper runs it: each sample once per layer,
+        # one update per sample (L trials on the trial axis per sample)
+        data["training"].update(batch=len(data["model"]["layers"]), repeat=True)
     return protocol_from_mapping(data, str(path), path.parent)
 
 
@@ -249,7 +247,8 @@ def run_rule(
         none = make_protocol(task, "none", seed, quick, trials, model_of=rule, hidden=hidden)
         trainer = Trainer(none)
         trainer.run(progress=False)
-        lr = make_protocol(task, None, seed, quick, trials, lr=lr).training.lr
+        if lr is None:
+            lr = make_protocol(task, None, seed, quick, trials).training.lr
         ds = reference_dataset(trainer, lr=lr, decorrelated=rule == "dbp")
     else:
         protocol = make_protocol(task, rule, seed, quick, trials, lr=lr, hidden=hidden)
@@ -478,8 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     def credit_path(task: str, rule: str) -> Path:
         return runs / f"credit_{task}_{rule}_{args.draws}{tag}.json"
 
+    extra = (args.quick, args.trials, args.lr, args.hidden)  # run_rule's options
     if args.workers == 1:  # in this process (the CI smoke test)
-        extra = (args.quick, args.trials, args.lr, args.hidden)
         results = [cached(run_path(*job), run_rule, *job, *extra) for job in jobs]
         credit = [
             cached(credit_path(*job), run_credit, *job, args.quick, args.draws)
@@ -490,19 +489,7 @@ def main(argv: list[str] | None = None) -> int:
 
         ctx = multiprocessing.get_context("spawn")  # Brian2 and JAX in fresh processes
         with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
-            futures = [
-                pool.submit(
-                    cached,
-                    run_path(*job),
-                    run_rule,
-                    *job,
-                    args.quick,
-                    args.trials,
-                    args.lr,
-                    args.hidden,
-                )
-                for job in jobs
-            ]
+            futures = [pool.submit(cached, run_path(*job), run_rule, *job, *extra) for job in jobs]
             credit_futures = [
                 pool.submit(cached, credit_path(*job), run_credit, *job, args.quick, args.draws)
                 for job in credit_jobs
