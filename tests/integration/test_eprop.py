@@ -13,10 +13,10 @@ from tests.conftest import make_protocol
 from tests.integration.test_spiking import LIF, LIF_MODEL
 
 
-def estimates(rule: dict, g: float, n: int = 2):
+def estimates(rule: dict, g: float, n: int = 2, model: dict | None = None):
     """(trainer, per-trial estimates) at frozen weights, N = 16, no noise."""
     protocol = make_protocol(
-        model={**LIF_MODEL, "g": g, "sigma": 0.0},
+        model={**LIF_MODEL, "g": g, "sigma": 0.0, **(model or {})},
         rule={"name": "eprop", **rule},
         seed=3,
         training__n_trials=n,
