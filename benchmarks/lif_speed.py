@@ -1,14 +1,17 @@
 """Throughput and firing of the twin LIF network: TD-ANP vs forward-only, per network size.
 
 Prints, measured in one run on this machine, for the pattern task with 100 frozen 10 Hz
-Poisson inputs and 1 s trials (dt = 1 ms, Brian2 runtime):
+Poisson inputs and 1 s trials (dt = 1 ms), on each engine asked for (Brian2's runtime
+engine with cython, the compiled standalone program: per-trial share of whole blocks,
+process start and I/O included; its first build is not counted):
   * ms per training trial and trials/s of TD-ANP (clean + noisy twin, event-driven
     currents, per-synapse eligibility, trial-end Adam step) and of the forward-only
     control (rule "none": one network, no twin);
-  * their ratio;
+  * their ratio, and each engine's TD-ANP time over the runtime engine's;
   * the mean firing rate and the fraction of silent neurons at the first evaluation.
 
-Usage: python benchmarks/lif_speed.py [--sizes 100 200 400] [--trials 11]
+Usage: python benchmarks/lif_speed.py [--sizes 100 400 1000] [--trials 11]
+       [--engines runtime standalone]
 Writes benchmarks/results/lif_speed.md. Do not run it while other CPU-heavy jobs run.
 """
 
@@ -19,13 +22,14 @@ import os
 import platform
 from pathlib import Path
 
+import brian2
 import numpy as np
 
 from bioperturb.config import protocol_from_mapping
 from bioperturb.training import Trainer
 
 
-def protocol(n_hidden: int, rule: str, n_trials: int, codegen: str):
+def protocol(n_hidden: int, rule: str, n_trials: int, engine: str, codegen: str):
     return protocol_from_mapping(
         {
             "name": f"bench_lif_{rule}_{n_hidden}",
@@ -45,15 +49,18 @@ def protocol(n_hidden: int, rule: str, n_trials: int, codegen: str):
                 "optimizer": "adam",
                 "lr": 1e-3,
             },
-            "engine": {"codegen": codegen},
+            "engine": {"name": engine, "codegen": codegen},
             "output": {"figures": False, "progress": False},
         }
     )
 
 
-def measure(n_hidden: int, rule: str, n_trials: int, codegen: str) -> tuple[float, float, float]:
+def measure(
+    n_hidden: int, rule: str, n_trials: int, engine: str, codegen: str
+) -> tuple[float, float, float]:
     """(median ms per training trial, mean rate in Hz, silent fraction) at the first eval."""
-    ds = Trainer(protocol(n_hidden, rule, n_trials, codegen)).run(progress=False)
+    trainer = Trainer(protocol(n_hidden, rule, n_trials, engine, codegen))  # builds first
+    ds = trainer.run(progress=False)
     wall = ds["wall_time"].values[1:]  # the first trial may include code loading
     rate = ds["rate"].isel(eval_trial=0)
     return 1e3 * float(np.median(wall)), float(rate.mean()), float((rate == 0).mean())
@@ -61,33 +68,43 @@ def measure(n_hidden: int, rule: str, n_trials: int, codegen: str) -> tuple[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 400])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 400, 1000])
     parser.add_argument("--trials", type=int, default=11)
     parser.add_argument("--codegen", default="cython", choices=("cython", "numpy"))
+    parser.add_argument(
+        "--engines", nargs="+", default=["runtime", "standalone"], choices=("runtime", "standalone")
+    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     lines = [
-        "| N | TD-ANP ms/trial | TD-ANP trials/s | forward-only ms/trial | TD-ANP / forward "
-        "| mean rate Hz | silent fraction |",
-        "|" + "---|" * 7,
+        "| N | engine | TD-ANP ms/trial | TD-ANP trials/s | forward-only ms/trial "
+        "| TD-ANP / forward | TD-ANP runtime / this engine | mean rate Hz | silent fraction |",
+        "|" + "---|" * 9,
     ]
     for n in args.sizes:
-        anp, rate, silent = measure(n, "td_anp", args.trials, args.codegen)
-        fwd, _, _ = measure(n, "none", args.trials, args.codegen)
-        lines.append(
-            f"| {n} | {anp:.1f} | {1e3 / anp:.2f} | {fwd:.1f} | {anp / fwd:.2f} | {rate:.1f} "
-            f"| {silent:.2f} |"
-        )
-        print(lines[-1], flush=True)
+        base = None
+        for engine in args.engines:
+            anp, rate, silent = measure(n, "td_anp", args.trials, engine, args.codegen)
+            fwd, _, _ = measure(n, "none", args.trials, engine, args.codegen)
+            base = anp if engine == "runtime" else base
+            speedup = f"{base / anp:.1f}" if base is not None else "—"
+            lines.append(
+                f"| {n} | {engine} | {anp:.1f} | {1e3 / anp:.2f} | {fwd:.1f} | {anp / fwd:.2f} "
+                f"| {speedup} | {rate:.1f} | {silent:.2f} |"
+            )
+            print(lines[-1], flush=True)
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, Brian2 runtime ({args.codegen}), LIF preset, "
-        f"1 s trials at dt = 1 ms, 100 Poisson inputs at 10 Hz, median of {args.trials - 1} "
-        f"trials; load average at start {load:.2f}"
+        f"Python {platform.python_version()}, Brian2 {brian2.__version__} (runtime: "
+        f"{args.codegen}; standalone: one thread, unfused), LIF preset, 1 s trials at "
+        f"dt = 1 ms, 100 Poisson inputs at 10 Hz, Adam, median of {args.trials - 1} trials "
+        f"(the first skipped); load average at start {load:.2f}"
     )
     text = "\n".join(["# LIF trial throughput", "", machine, "", *lines, ""])
     print(text)
-    (Path(__file__).parent / "results" / "lif_speed.md").write_text(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "lif_speed.md").write_text(text)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ Measured in one run on this machine, per network size N, for 1 s trials (dt = 1 
 by 100 frozen 10 Hz Poisson inputs (the pattern task's), with the same initial weights:
 
 * forward: bioperturb's LIF network with ``integration = "exact"`` and no plasticity (rule
-  ``none``, Brian2 runtime, cython) against NEST's ``iaf_psc_exp`` with the same weights
-  (the two produce the same spikes without recurrence: tests/integration/test_nest.py);
+  ``none``; ``--engine standalone``, the default: the compiled program, its first build
+  not counted, or ``runtime``: Brian2 runtime, cython) against NEST's ``iaf_psc_exp`` with
+  the same weights (the two produce the same spikes without recurrence:
+  tests/integration/test_nest.py);
 * e-prop: bioperturb's ``eprop`` rule (random feedback, trial-end Adam step) against NEST's
   ``eprop_iaf_bsshslm_2020`` + ``eprop_readout_bsshslm_2020`` + ``eprop_synapse_bsshslm_2020``
   (update interval = one trial, gradient descent). The two e-prop networks are not the same
@@ -20,6 +22,7 @@ benchmarks/results/nest_speed.md. Needs the ``nest`` extra. Do not run it while 
 CPU-heavy jobs run; state the machine's load with any figure quoted.
 
 Usage: python benchmarks/nest_speed.py [--sizes 100 400] [--trials 10] [--quick]
+       [--engine standalone|runtime]   (--quick: runtime, numpy: nothing to compile)
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 MS = 1e3
 
 
-def protocol(n_hidden: int, rule: str, n_trials: int, quick: bool):
+def protocol(n_hidden: int, rule: str, n_trials: int, quick: bool, engine: str):
     from bioperturb.config import protocol_from_mapping
 
     return protocol_from_mapping(
@@ -54,18 +57,18 @@ def protocol(n_hidden: int, rule: str, n_trials: int, quick: bool):
             },
             "rule": {"name": rule},
             "training": {"n_trials": n_trials, "eval_every": n_trials, "optimizer": "adam"},
-            "engine": {"codegen": "numpy" if quick else "cython"},
+            "engine": {"name": engine, "codegen": "numpy" if quick else "cython"},
             "output": {"figures": False, "progress": False, "alignment": False},
         }
     )
 
 
-def bioperturb_trial(n_hidden: int, rule: str, n_trials: int, quick: bool) -> dict:
+def bioperturb_trial(n_hidden: int, rule: str, n_trials: int, quick: bool, engine: str) -> dict:
     """Median ms per training trial, mean rate (Hz), and what NEST needs to run the same."""
     from bioperturb.reference.lif import LIFDynamics
     from bioperturb.training import Trainer
 
-    trainer = Trainer(protocol(n_hidden, rule, n_trials + 1, quick))
+    trainer = Trainer(protocol(n_hidden, rule, n_trials + 1, quick, engine))
     ds = trainer.run(progress=False)
     m = trainer.protocol.model
     return {
@@ -169,13 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke version (CI)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--engine", default="standalone", choices=("standalone", "runtime"))
     args = ap.parse_args(argv)
     if args.quick:
-        args.sizes, args.trials = [20], 2
+        args.sizes, args.trials, args.engine = [20], 2, "runtime"
     rows = []
     for n in args.sizes:
         for kind, rule in (("forward", "none"), ("eprop", "eprop")):
-            ours = in_process(bioperturb_trial, n, rule, args.trials, args.quick)
+            ours = in_process(bioperturb_trial, n, rule, args.trials, args.quick, args.engine)
             theirs = in_process(nest_trial, kind, ours, args.trials)
             rows.append(
                 f"| {n} | {kind} | {ours['ms']:.1f} | {theirs['ms']:.1f} | "
@@ -188,8 +192,9 @@ def main(argv: list[str] | None = None) -> int:
             "## bioperturb vs NEST 3.10, one thread, 1 s LIF trials",
             "",
             f"`python benchmarks/nest_speed.py --sizes {' '.join(map(str, args.sizes))} "
-            f"--trials {args.trials}{' --quick' if args.quick else ''}`; median ms per trial "
-            f"after one warm-up; load average at the end {load:.2f} on {os.cpu_count()} cores.",
+            f"--trials {args.trials} --engine {args.engine}{' --quick' if args.quick else ''}`; "
+            f"bioperturb on the {args.engine} engine; median ms per trial after one warm-up; "
+            f"load average at the end {load:.2f} on {os.cpu_count()} cores.",
             "",
             "| N | what | bioperturb ms/trial | NEST ms/trial | ratio | bioperturb Hz | NEST Hz |",
             "|---|---|---|---|---|---|---|",

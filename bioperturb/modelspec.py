@@ -112,6 +112,7 @@ class LIFModel(ModelSpec):
     name = "lif"
     family = "lif"
     config = LIFConfig
+    engines = ("runtime", "standalone")
     activity = (
         "synaptic trace r of sampled neurons (τ_s dr/dt = −r, +1 per spike), noise-free evaluation"
     )

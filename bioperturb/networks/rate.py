@@ -89,6 +89,7 @@ class Fusion(Protocol):
 
     currents: bool  # W_rec's summed currents (and the twin's) leave Brian2's code
     batched: bool  # the rule's W_rec accumulation leaves Brian2's code
+    batched_in: bool  # and W_in's (spiking networks only)
     sparse: bool  # W_rec is sparse (absent synapses stored as zeros)
 
     @property
@@ -369,10 +370,13 @@ class RateNetwork:
         syn = self.synapses[name]
         getattr(syn, var)[:] = np.asarray(values)[syn.j[:], syn.i[:]]
 
-    def set_start(self, weights: dict[str, np.ndarray], rule: Any) -> None:
+    def set_start(self, weights: dict[str, np.ndarray] | None, rule: Any) -> None:
         """The run's starting weights and what the rule draws for the run
         (:meth:`~bioperturb.rules.base.Rule.initial_state`, e.g. RFLO's feedback matrix);
-        the standalone engine passes both as a program's initial state instead."""
+        the standalone engine passes both as a program's initial state instead (``weights``
+        None: set nothing)."""
+        if weights is None:
+            return
         self.set_weights(weights)
         for name, variables in rule.initial_state(self.shape).items():
             for var, values in variables.items():
@@ -497,8 +501,7 @@ def build_rate_network(
         rule,
         training,
     )
-    if weights is not None:  # None: set later (standalone programs take them as run args)
-        handle.set_start(weights, rule)
+    handle.set_start(weights, rule)
     if decor:
         ns["decor_lr"] = model.decor_lr
         ns["decor_n_inv"] = 1.0 / tape.n_steps

@@ -127,10 +127,22 @@ def build_spiking_network(
     *,
     record_dt: float,
     record_units: np.ndarray,
+    fuse: Any = None,
+    keep_estimate: bool = True,
 ) -> SpikingNetwork:
-    """Build the twin LIF network for ``tape`` with ``rule`` and the training optimiser."""
+    """Build the twin LIF network for ``tape`` with ``rule`` and the training optimiser.
+
+    ``fuse`` and ``keep_estimate`` as for :func:`~bioperturb.networks.rate.build_rate_network`
+    (the standalone engine passes them). The currents stay event-driven; the plan may take
+    the rule's W_rec and W_in accumulation (``fuse.batched``, ``fuse.batched_in``).
+    """
+    if fuse is not None and (fuse.currents or fuse.sparse):
+        raise ValueError("spiking networks keep Brian2's event-driven currents")
+    batched = fuse is not None and fuse.batched
+    batched_in = fuse is not None and getattr(fuse, "batched_in", False)
     n_hidden, n_in = model.n_hidden, tape.inputs.shape[1]
     handle = SpikingNetwork.for_tape(model, rule, training, tape)
+    handle.keep_estimate = keep_estimate
     handle.masks = connectivity(weights, model) if weights is not None else {}
     ns, clock, trial_clock = handle.namespace, handle.clock, handle.trial_clock
     ns.update(
@@ -186,6 +198,10 @@ def build_spiking_network(
         lines.append(f"deta{suffixes[-1]}/dt = -eta{suffixes[-1]} / tau_syn : 1")
     if "recurrent" in decor:
         lines += [f"rhat{s} : 1" for s in suffixes]
+    # factors of the trial-end GEMM (engines/standalone/fused.py): no per-synapse trace
+    lines += ["fused_a : 1", "fused_b : 1"] if batched else []
+    lines += ["fused_a_in : 1"] if batched_in else []
+    handle.batched = (("W_rec",) if batched else ()) + (("W_in",) if batched_in else ())
     events = {"spike_n": "v_n > v_th"} if twin else {}
     hidden = NeuronGroup(
         n_hidden,
@@ -231,7 +247,7 @@ def build_spiking_network(
     else:
         fire = "rand() < input_rate * clip(stim(t, i), 0, inf) * dt"
     decay = "u : 1" if exact else "du/dt = -u / tau_syn : 1"
-    input_eqs = f"{decay}\nu_prev = {uvar} : 1"
+    input_eqs = f"{decay}\nu_prev = {uvar} : 1" + ("\nfused_b : 1" if batched_in else "")
     if "input" in decor:
         input_eqs += "\nuhat : 1"
     inputs = NeuronGroup(
@@ -310,6 +326,8 @@ def build_spiking_network(
         name="mon_membrane",
     )
     handle.monitors["spikes"] = SpikeMonitor(hidden, name="mon_spikes")
+    if fuse is not None and fuse.active:
+        fuse.install(handle, rule)
     rule_objs = rule.install(handle)
     if model.dale and getattr(rule, "online", False):  # weights move inside the step too
         rule_objs.append(

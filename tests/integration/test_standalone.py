@@ -19,7 +19,7 @@ from brian2.devices.device import RuntimeDevice
 
 from bioperturb.engines.standalone import Kernel, StandaloneEngine, get_kernel
 from bioperturb.training import Trainer
-from tests.conftest import make_protocol
+from tests.conftest import LIF_SMALL, make_protocol
 
 pytestmark = [pytest.mark.slow, pytest.mark.standalone]
 
@@ -142,6 +142,58 @@ def test_resume_is_identical(tmp_path, shared_runs):
         again.restore(tmp_path / f"after{k}.npz")
         assert again.position > 0 and len(again.records.loss) == k
         xr.testing.assert_identical(comparable(again.run()), reference)
+
+
+#: a spiking network on the standalone engine (one program): Poisson inputs, Dale's law,
+#: Adam, a drive that makes the neurons fire
+LIF = dict(
+    model={**LIF_SMALL, "input_coding": "poisson", "dale": True},
+    model__bias=1.1,
+    training__optimizer="adam",
+)
+
+
+@pytest.fixture(scope="module")
+def lif_runs():
+    """One standalone and one runtime run of the LIF protocol."""
+    return Trainer(standalone(**LIF)).run(), Trainer(runtime(**LIF)).run()
+
+
+def test_lif_matches_runtime_spike_for_spike(lif_runs):
+    """Brian2's own code for every LIF object (nothing fused) in one program: the same
+    membrane, the same spikes (unit and step), the same learning as the runtime engine."""
+    sa, rt = lif_runs
+    # the currents stay event-driven; TD-ANP's W_rec and W_in updates are trial-end GEMMs
+    assert sa.attrs["engine"].endswith("-fused-gemm+gemm_in") and "runtime" in rt.attrs["engine"]
+    assert sa.sizes["spike"] > 50 and "membrane" in sa
+    assert np.all(sa["loss_noisy"].values != sa["loss"].values)  # the noise was on
+    assert_same_run(sa, rt)
+    assert np.abs(sa["W_rec"].values[-1] - sa["W_rec"].values[0]).max() > 1e-6
+
+
+def test_eprop_on_the_standalone_engine_matches_runtime():
+    """A rule with a per-neuron signal: Brian2's own code for everything (unfused)."""
+    overrides = dict(LIF, rule__name="eprop")
+    sa = Trainer(standalone(**overrides)).run()
+    assert sa.attrs["engine"].endswith("-unfused")
+    assert_same_run(sa, Trainer(runtime(**overrides)).run())
+
+
+def test_lif_resume_and_any_block_split_are_identical(tmp_path, lif_runs):
+    class OneTrialBlocks(Trainer):
+        max_block = 1
+
+    reference = comparable(lif_runs[0])
+    xr.testing.assert_identical(comparable(OneTrialBlocks(standalone(**LIF)).run()), reference)
+    protocol = standalone(**LIF, training__checkpoint_every=1)
+    trainer = Copying(protocol)
+    trainer.copies = tmp_path
+    trainer.checkpoint_path = tmp_path / "run.ckpt.npz"
+    trainer.run()
+    for k in (2, 3):
+        again = Trainer(protocol)
+        again.restore(tmp_path / f"after{k}.npz")
+        xr.testing.assert_identical(comparable(again.run()).drop_attrs(), reference.drop_attrs())
 
 
 def test_runtime_checkpoint_is_refused_by_the_standalone_engine(tmp_path):

@@ -160,6 +160,30 @@ def test_fusion_plan(rule, overrides, expected):
     )
 
 
+@pytest.mark.parametrize(
+    "rule, overrides, expected",
+    [
+        ("td_anp", {}, (True, True)),
+        ("np", {"rule__tau_e": "5 ms", "rule__signal": "trial_end"}, (True, True)),
+        ("td_anp", {"rule__train": ["W_in", "W_out"]}, (False, True)),
+        ("td_anp", {"rule__apply": "online", "training__optimizer": "sgd"}, (False, False)),
+        ("eprop", {}, (False, False)),
+        ("none", {}, (False, False)),
+    ],
+)
+def test_fusion_plan_of_a_spiking_network(rule, overrides, expected):
+    """LIF: the currents stay event-driven (the plan says so); a separable trial-end update
+    of W_rec and of W_in (as many inputs as units in the LIF benchmarks) is fused."""
+    from bioperturb.engines.standalone.fused import fusion_plan
+    from bioperturb.rules import get_rule
+
+    p = make_protocol({"preset": "lif_rnn", "n_hidden": 12}, rule__name=rule, **overrides)
+    plan = fusion_plan(p.model, get_rule(p.rule_name)(p.rule))
+    assert (plan.batched, plan.batched_in) == expected
+    assert not plan.currents and "event-driven" in plan.reason and not plan.complete
+    assert plan.active == any(expected)
+
+
 def test_separable_products_split_into_post_and_pre_factors():
     """The fused GEMM needs p_ij = a_j b_i; the factors are hidden-group expressions."""
     from bioperturb.rules import get_rule
@@ -225,7 +249,14 @@ def test_result_and_checkpoint_of_an_older_protocol_count_as_the_same_run():
             "runtime",
             "rule 'miconi' is not built",
         ),
-        (GOOD.replace('"rate_rnn"', '"lif_rnn"'), "runtime", "'lif' runs on runtime only"),
+        (GOOD.replace('"rate_rnn"', '"lif_rnn"'), "standalone", None),
+        (
+            GOOD.replace('"rate_rnn"', '"lif_rnn"').replace(
+                "n_hidden = 20", "n_hidden = 20\np_connect = 0.5"
+            ),
+            "runtime",
+            "spiking networks keep Brian2's event-driven synapses",
+        ),
         (GOOD + '[engine]\nname = "runtime"\n', "runtime", None),
         (
             GOOD.replace("n_hidden = 20", "n_hidden = 20\np_connect = 0.5")
@@ -234,7 +265,7 @@ def test_result_and_checkpoint_of_an_older_protocol_count_as_the_same_run():
             "runs sparse W_rec (model.p_connect < 1) only fully fused",
         ),
     ],
-    ids=["rate", "rule", "lif", "explicit", "sparse_unfused"],
+    ids=["rate", "rule", "lif", "lif_sparse", "explicit", "sparse_unfused"],
 )
 def test_engine_auto_is_standalone_where_the_protocol_runs_there(tmp_path, text, engine, why):
     protocol = load_protocol(write(tmp_path, text))

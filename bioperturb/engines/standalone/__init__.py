@@ -224,7 +224,7 @@ class StandaloneEngine(Engine):
         activity = out.activity[samples].reshape(n, per_trial, out.activity.shape[1])
         output = out.output[samples].reshape(n, per_trial, out.output.shape[1])
         evals = [k for k, (kind, _, _) in enumerate(kinds) if kind == "eval"]
-        return Block(
+        block = Block(
             np.diff(clean),
             np.diff(noisy),
             out.loss_t[samples].reshape(n, per_trial),
@@ -232,6 +232,24 @@ class StandaloneEngine(Engine):
             activity=[activity[k] for k in evals],
             output=[output[k] for k in evals],
         )
+        if out.membrane is not None:
+            membrane = out.membrane[samples].reshape(n, per_trial, out.membrane.shape[1])
+            block.membrane = [membrane[k] for k in evals]
+        if out.spikes is not None:
+            block.spikes = [self._trial_spikes(out.spikes, k) for k in evals]
+        return block
+
+    def _trial_spikes(self, spikes: tuple[np.ndarray, np.ndarray], k: int) -> np.ndarray:
+        """(unit, time within the trial) of the block's trial ``k``, as the runtime engine's.
+
+        Every block runs from t = dt (the first: t = 0, the reset step), so trial k of the
+        block starts at (1 + k·steps)·dt.
+        """
+        times, units = spikes
+        dt, steps = self.protocol.model.dt, self.experiment.tape.n_steps
+        step = np.rint(times / dt) - (1 + k * steps)
+        keep = (step >= 0) & (step < steps)
+        return np.column_stack([units[keep], step[keep] * dt])
 
     def weight_values(self) -> dict[str, np.ndarray]:
         net = self.network

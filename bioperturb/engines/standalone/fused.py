@@ -43,9 +43,16 @@ with G_s = 0 would make Brian2's acc NaN but not the fused one (such a state sho
 the losses, which the divergence check reads).
 
 Online updates (``rule.apply = "online"``: the currents are fused, the update stays in
-Brian2's code), weight perturbation (the noisy twin sees w + ψ: nothing is fused) and
-spiking networks keep Brian2's code; ``[engine] fuse`` says whether to fuse
-("auto": where possible; "on": fail where it is not; "off": never).
+Brian2's code) and weight perturbation (the noisy twin sees w + ψ: nothing is fused) keep
+Brian2's code; ``[engine] fuse`` says whether to fuse ("auto": where possible; "on": fail
+where it is not; "off": never).
+
+**Spiking networks** keep their event-driven currents (a spike adds w to its targets' h:
+cheap at a few Hz), so only the accumulation is fused, of W_rec and of W_in alike
+(``FusionPlan.batched_in``; a LIF network's inputs are often as many as its units): the
+per-step, per-synapse trace update is what makes a LIF TD-ANP step cost many forward
+steps (benchmarks/results/lif_speed.md). The W_in factors are a_t on the hidden units and
+b_t on the input units (``u_prev``), the same GEMM with the inputs as rows.
 
 **Sparse W_rec** (``model.p_connect`` < 1) is stored densely with a per-synapse constant
 ``exists`` (a run argument, so one program serves every seed); the C++ keeps row lists of
@@ -93,14 +100,24 @@ class FusionPlan:
     sparse: bool = False
     #: OpenMP threads of the program: the fused calls split their work among them
     threads: int = 1
+    #: W_in's accumulation too (spiking networks, whose inputs are as many as their units)
+    batched_in: bool = False
 
     @property
     def active(self) -> bool:
-        return self.currents or self.batched
+        return self.currents or self.batched or self.batched_in
 
     def describe(self) -> str:
         """Short label for the Dataset's ``engine`` attribute."""
-        parts = [p for p, on in (("currents", self.currents), ("gemm", self.batched)) if on]
+        parts = [
+            p
+            for p, on in (
+                ("currents", self.currents),
+                ("gemm", self.batched),
+                ("gemm_in", self.batched_in),
+            )
+            if on
+        ]
         if not parts:
             return "unfused"
         return ("fused-sparse-" if self.sparse else "fused-") + "+".join(parts)
@@ -120,11 +137,17 @@ def fusion_plan(model: Any, rule: Any) -> FusionPlan:
     from bioperturb.modelspec import model_family
     from bioperturb.rules.perturbation import PerturbationRule
 
-    if model_family(getattr(model, "kind", "rate")) != "rate":
-        return FusionPlan(False, False, "spiking networks keep Brian2's event-driven synapses")
     sparse = getattr(model, "p_connect", 1.0) < 1
     if rule.twin and rule.noisy_weight != "w":
         return FusionPlan(False, False, "the noisy twin sees perturbed weights (rule 'wp')")
+    if model_family(getattr(model, "kind", "rate")) != "rate":
+        # event-driven currents stay; a separable trial-end update of W_rec and W_in is
+        # formed by the GEMM (the per-step, per-synapse trace dominates a LIF TD-ANP step)
+        why = "spiking networks keep Brian2's event-driven synapses"
+        if not (rule.plastic and isinstance(rule, PerturbationRule)):
+            return FusionPlan(False, False, why, sparse=sparse)
+        rec, inp = (rule.batchable(m) for m in ("W_rec", "W_in"))
+        return FusionPlan(False, rec, why, sparse=sparse, batched_in=inp)
     if not rule.plastic or not isinstance(rule, PerturbationRule):
         return FusionPlan(True, False, sparse=sparse)
     if "W_rec" not in rule.params.train:
@@ -188,18 +211,25 @@ def install_fused(handle: Any, rule: Any, plan: FusionPlan) -> None:
     trial_end = dict(clock=handle.trial_clock, when="end")
     if plan.currents:
         call("bp_currents", when="groups", order=-1)
+    factors = dict(when="start", order=4)
+    batched = []
     if plan.batched:
         post, pre = rule.separable_product("W_rec")
         handle.hidden.run_regularly(
-            f"fused_a = {post}\nfused_b = {pre}",
-            when="start",
-            order=4,
-            name="bp_fused_factors",
+            f"fused_a = {post}\nfused_b = {pre}", name="bp_fused_factors", **factors
         )
-        call("bp_record", when="start", order=5)
-        call("bp_accumulate", order=-1, **trial_end)  # before the optimiser step (0)
-        call("bp_restart", order=1, **trial_end)  # the next trial's steps
-        handle.batched = ("W_rec",)
+        batched.append(("W_rec", ""))
+    if plan.batched_in:  # the post factor on the hidden units, the pre factor on the inputs
+        post, pre = rule.separable_product("W_in")
+        handle.hidden.run_regularly(f"fused_a_in = {post}", name="bp_fused_post_in", **factors)
+        handle.inputs.run_regularly(f"fused_b = {pre}", name="bp_fused_pre_in", **factors)
+        batched.append(("W_in", "_in"))
+    for _, m in batched:
+        call(f"bp_record{m}", when="start", order=5)
+        call(f"bp_accumulate{m}", order=-1, **trial_end)  # before the optimiser step (0)
+        call(f"bp_restart{m}", order=1, **trial_end)  # the next trial's steps
+    if batched:
+        handle.batched = tuple(name for name, _ in batched)
     if plan.sparse:  # compact weights again after the optimiser step
         call("bp_refresh", order=2, **trial_end)
     handle.extra_objects.append(calls)
@@ -214,6 +244,7 @@ def fused_header(handle: Any, rule: Any, plan: FusionPlan, device: Any, twin: bo
     hidden, syn = handle.hidden, handle.synapses["W_rec"]
     xvar = "rhat" if "rhat" in hidden.variables else "r"
     n_steps = round(float(handle.trial_clock.dt_) / float(handle.clock.dt_))
+    cur = plan.currents  # without: the current code is compiled out, its arrays unnamed
     code = _HEADER.format(
         N=len(hidden),
         T=n_steps + 1,
@@ -221,25 +252,35 @@ def fused_header(handle: Any, rule: Any, plan: FusionPlan, device: Any, twin: bo
         W=arr(syn, "w"),
         PRE=arr(syn, "_synaptic_pre"),
         POST=arr(syn, "_synaptic_post"),
-        X=arr(hidden, xvar),
-        I=arr(hidden, "I_rec"),
-        XN=arr(hidden, f"{xvar}_n") if twin else "",
-        IN=arr(hidden, "I_rec_n") if twin else "",
+        CURRENTS=int(cur),
+        X=arr(hidden, xvar) if cur else "0",
+        I=arr(hidden, "I_rec") if cur else "0",
+        XN=arr(hidden, f"{xvar}_n") if twin and cur else "0",
+        IN=arr(hidden, "I_rec_n") if twin and cur else "0",
         TW="" if twin else "// ",  # comments out the noisy twin's lines
         SPARSE=int(plan.sparse),
         EXISTS=arr(syn, "exists") if plan.sparse else "0",
     )
-    if plan.batched:
-        batched = _BATCHED.format(
-            A=arr(hidden, "fused_a"),
-            B=arr(hidden, "fused_b"),
-            GATE=arr(hidden, "gate"),
-            ACC=arr(syn, "acc"),
-            DECAY=repr(rule.trace_decay("W_rec", float(handle.clock.dt_))),
-            DENSE="true" if rule.signal == "dense" else "false",
-        )
-        code = code.replace("// @BATCHED@\n", batched)
-    return code
+    batched = []
+    for name, on, m, pre in (
+        ("W_rec", plan.batched, "", hidden),
+        ("W_in", plan.batched_in, "_in", handle.inputs),
+    ):
+        if on:
+            batched.append(
+                _BATCHED.format(
+                    M=m,
+                    NPRE=len(pre),
+                    SP=int(plan.sparse and name == "W_rec"),
+                    A=arr(hidden, f"fused_a{m}"),
+                    B=arr(pre, "fused_b"),
+                    GATE=arr(hidden, "gate"),
+                    ACC=arr(handle.synapses[name], "acc"),
+                    DECAY=repr(rule.trace_decay(name, float(handle.clock.dt_))),
+                    DENSE="true" if rule.signal == "dense" else "false",
+                )
+            )
+    return code.replace("// @BATCHED@\n", "".join(batched))
 
 
 # C++11 (Brian2's standalone flags); str.format fields in braces, C++ braces doubled.
@@ -262,6 +303,7 @@ const long N = {N};    // hidden units
 const long T = {T};    // room for the steps stored per trial (a trial's steps, + 1 spare)
 const long NT = {NT};  // threads: the calls' group has one unit per thread
 #define BP_SPARSE {SPARSE}  // W_rec sparse: work on the synapses with exists != 0 only
+#define BP_CURRENTS {CURRENTS}  // the W_rec currents are fused (rate networks)
 
 inline void fail(const std::string &msg) {{
     std::cerr << "bioperturb (fused W_rec): " << msg << std::endl;
@@ -339,6 +381,7 @@ inline double bp_refresh(const double tid) {{
 }}
 #endif
 
+#if BP_CURRENTS
 // I_j = sum_i w_ij x_i (and the noisy twin's) for thread tid's columns j, in one pass over
 // w; dense: four presynaptic rows at a time, so the outputs are loaded and stored N/4 times.
 inline double bp_currents(const double tid) {{
@@ -387,59 +430,60 @@ inline double bp_currents(const double tid) {{
     }}
     return 0.0;
 }}
+#endif
 // @BATCHED@
 }}  // namespace bioperturb_fused
 #endif
 """
 
 _BATCHED = r"""
+// Matrix W{M} (suffix "{M}": "" for W_rec, "_in" for W_in): NP{M} presynaptic units.
+const long NP{M} = {NPRE};
 // The trial's stored factors (written by thread 0 only) and each thread's work buffers.
-struct Store {{
-    std::vector<double> a, b, g;  // post factors, pre factors (T x N), signal (T)
+struct Store{M} {{
+    std::vector<double> a, b, g;  // post factors (T x N), pre factors (T x NP), signal (T)
     long n;                       // steps stored since the last trial end
-    Store() : a(T * N), b(T * N), g(T), n(0) {{}}
+    Store{M}() : a(T * N), b(T * NP{M}), g(T), n(0) {{}}
 }};
-struct Work {{
+struct Work{M} {{
     std::vector<double> G, pa, pb;  // G_s; packed post and pre factors
     std::vector<long> keep;         // the steps with G_s != 0
-    Work() : G(T), pa(T * N), pb(T * N), keep(T) {{}}
+    Work{M}() : G(T), pa(T * N), pb(T * NP{M}), keep(T) {{}}
 }};
-inline Store &store() {{
-    static Store S;
+inline Store{M} &store{M}() {{
+    static Store{M} S;
     return S;
 }}
-inline Work &work(long tid) {{
-    static std::vector<Work> W(NT);
+inline Work{M} &work{M}(long tid) {{
+    static std::vector<Work{M}> W(NT);
     return W[tid];
 }}
 
 // Store a_t (post factor), b_t (pre factor) and g_t (the broadcast signal) of this step.
-inline double bp_record(const double tid) {{
+inline double bp_record{M}(const double tid) {{
     if (tid != 0) return 0.0;
-    Store &S = store();
+    Store{M} &S = store{M}();
     if (S.n >= T) fail("more steps than a trial between two trial ends");
-    double *a = &S.a[S.n * N], *b = &S.b[S.n * N];
-    for (long j = 0; j < N; j++) {{
-        a[j] = {A}[j];
-        b[j] = {B}[j];
-    }}
+    double *a = &S.a[S.n * N], *b = &S.b[S.n * NP{M}];
+    for (long j = 0; j < N; j++) a[j] = {A}[j];
+    for (long i = 0; i < NP{M}; i++) b[i] = {B}[i];
     S.g[S.n] = {GATE}[0];
     S.n++;
     return 0.0;
 }}
 
 // After the optimiser step: the next trial stores from its first step.
-inline double bp_restart(const double tid) {{
-    if (tid == 0) store().n = 0;
+inline double bp_restart{M}(const double tid) {{
+    if (tid == 0) store{M}().n = 0;
     return 0.0;
 }}
 
 // At the trial's end, before the optimiser step: acc_ij += sum_s G_s a_sj b_si for thread
 // tid's rows i (engines/standalone/fused.py). Every thread derives G and the kept steps itself.
-inline double bp_accumulate(const double tid) {{
-    const Store &S = store();
-    Work &K = work((long)tid);
-    const long n = S.n;
+inline double bp_accumulate{M}(const double tid) {{
+    const Store{M} &S = store{M}();
+    Work{M} &K = work{M}((long)tid);
+    const long n = S.n, NPRE = NP{M};
     if (n == 0) return 0.0;
     const double decay = {DECAY};
     std::vector<double> &G = K.G;
@@ -462,8 +506,8 @@ inline double bp_accumulate(const double tid) {{
     double *pa = &K.pa[0], *pb = &K.pb[0];
     double *__restrict acc = &{ACC}[0];
     long i0, i1;
-    share((long)tid, N, 4, i0, i1);
-#if BP_SPARSE
+    share((long)tid, NPRE, 4, i0, i1);
+#if {SP}
     // for the existing synapses only, in blocks of 128 steps: factors transposed
     // ([unit][step]) so that each synapse is a contiguous dot product over cached panels
     const Layout &L = layout();
@@ -473,7 +517,7 @@ inline double bp_accumulate(const double tid) {{
         for (long k = 0; k < kb; k++) {{
             const long s = keep[k0 + k];
             for (long j = 0; j < N; j++) pa[j * kb + k] = G[s] * a[s * N + j];
-            for (long i = i0; i < i1; i++) pb[i * kb + k] = b[s * N + i];
+            for (long i = i0; i < i1; i++) pb[i * kb + k] = b[s * NPRE + i];
         }}
         for (long i = i0; i < i1; i++) {{
             const double *__restrict bi = pb + i * kb;
@@ -491,14 +535,14 @@ inline double bp_accumulate(const double tid) {{
     // dense: the kept steps packed in panels, post factors G_s a_s in panels of 8 units
     // ([j/8][k][8]), this thread's pre factors in panels of 4 ([i/4][k][4]); then
     // acc (pre-major: acc[i N + j]) += B^T A in 4 x 8 register tiles, steps in blocks of 256
-    const long J8 = N - N % 8, I4 = N - N % 4;
+    const long J8 = N - N % 8, I4 = NPRE - NPRE % 4;
     const long t1 = i1 < I4 ? i1 : I4;  // this thread's whole row tiles: [i0, t1)
     for (long j = 0; j < J8; j += 8)
         for (long k = 0; k < m; k++)
             for (int v = 0; v < 8; v++) pa[j * m + k * 8 + v] = G[keep[k]] * a[keep[k] * N + j + v];
     for (long i = i0; i < t1; i += 4)
         for (long k = 0; k < m; k++)
-            for (int u = 0; u < 4; u++) pb[i * m + k * 4 + u] = b[keep[k] * N + i + u];
+            for (int u = 0; u < 4; u++) pb[i * m + k * 4 + u] = b[keep[k] * NPRE + i + u];
     for (long k0 = 0; k0 < m; k0 += 256) {{
         const long k1 = k0 + 256 < m ? k0 + 256 : m;
         for (long j = 0; j < J8; j += 8)
@@ -514,10 +558,11 @@ inline double bp_accumulate(const double tid) {{
                     for (int v = 0; v < 8; v++) acc[(i + u) * N + j + v] += c[u][v];
             }}
     }}
-    for (long i = i0; i < i1; i++)  // the edges, when N is not a multiple of 4 or 8
+    for (long i = i0; i < i1; i++)  // the edges, when N is not a multiple of 8 or NP of 4
         for (long j = (i < I4 ? J8 : 0); j < N; j++) {{
             double c = 0.0;
-            for (long k = 0; k < m; k++) c += G[keep[k]] * a[keep[k] * N + j] * b[keep[k] * N + i];
+            for (long k = 0; k < m; k++)
+                c += G[keep[k]] * a[keep[k] * N + j] * b[keep[k] * NPRE + i];
             acc[i * N + j] += c;
         }}
     return 0.0;

@@ -66,7 +66,8 @@ from bioperturb.engines.standalone.fused import (
     fused_header,
     protocol_fusion,
 )
-from bioperturb.networks.rate import Tape, build_rate_network
+from bioperturb.modelspec import model_spec
+from bioperturb.networks.rate import Tape
 from bioperturb.optimizers import OPTIMIZER_PARAMS
 from bioperturb.resources import synapse_state_bytes
 from bioperturb.rules import get_rule
@@ -239,7 +240,7 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
     the names of code objects whose names are taken) and the caller's Brian2 state is
     never touched.
     """
-    from brian2 import NeuronGroup, StateMonitor, Synapses, prefs, set_device
+    from brian2 import NeuronGroup, SpikeMonitor, StateMonitor, Synapses, prefs, set_device
     from brian2 import device as dev
     from brian2.core.variables import ArrayVariable
 
@@ -250,7 +251,7 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
     set_device("cpp_standalone", build_on_run=False)
     model, training, tape = spec.placeholders()
     rule = get_rule(p.rule_name)(p.rule)
-    net = build_rate_network(
+    net = model_spec(p.model.kind).build(
         model,
         rule,
         training,
@@ -272,28 +273,41 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
         name="mon_trial_losses",
     )
     objs: list[Any] = [trial_mon]
-    # The runtime engine's activity monitor records fixed indices (compiled in); here a
-    # probe copies r of the sampled units, whose indices are a run argument.
-    net.net.remove(net.monitors["activity"])
+    # The runtime engine's activity (and membrane) monitors record fixed indices (compiled
+    # in); here a probe copies r (and v) of the sampled units, whose indices are a run
+    # argument. A spiking network's spike monitor records every trial of the block; the
+    # engine keeps the evaluation trials' spikes.
+    spiking = "spikes" in net.monitors
+    probed = ["r", "v"] if spiking else ["r"]
+    for name in ("activity", "membrane", "spikes"):
+        if name in net.monitors:
+            net.net.remove(net.monitors[name])
     rec_clock = net.monitors["loss_t"].clock
     probe_mon = None
     if spec.n_record:
         probe = NeuronGroup(
-            spec.n_record, "r : 1\nunit : integer (constant)", clock=rec_clock, name="bp_probe"
+            spec.n_record,
+            "".join(f"{var} : 1\n" for var in probed) + "unit : integer (constant)",
+            clock=rec_clock,
+            name="bp_probe",
         )
         copy = Synapses(
             net.hidden,
             probe,
-            "r_post = int(i == unit_post) * r_pre : 1 (summed)",
+            "\n".join(f"{v}_post = int(i == unit_post) * {v}_pre : 1 (summed)" for v in probed),
             clock=rec_clock,
             name="bp_probe_copy",
         )
         copy.connect()
-        net.schedule_summed(copy, "r", order=5)
+        for var in probed:
+            net.schedule_summed(copy, var, order=5)
         probe_mon = StateMonitor(
-            probe, "r", record=True, clock=rec_clock, when="start", order=6, name="bp_mon_r"
+            probe, probed, record=True, clock=rec_clock, when="start", order=6, name="bp_mon_r"
         )
         objs += [probe, copy, probe_mon]
+    spike_mon = SpikeMonitor(net.hidden, name="bp_mon_spikes") if spiking else None
+    if spike_mon is not None:
+        objs.append(spike_mon)
     # stops the run at the end of the block's last trial (t_stop: a run argument)
     control = NeuronGroup(
         1,
@@ -355,7 +369,7 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
             "size": size,
         }
 
-    skip = {"bp_probe", "bp_probe_copy", "bp_control"}
+    skip = {"bp_probe", "bp_probe_copy", "bp_control", "bp_mon_spikes"}
     state = {}
     for obj in net.net.objects:
         variables = getattr(obj, "variables", None)
@@ -418,6 +432,12 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
             "loss_t": monitor(net.monitors["loss_t"], "L"),
             "output": monitor(net.monitors["output"], "y"),
             "activity": monitor(probe_mon, "r") if probe_mon is not None else None,
+            "membrane": monitor(probe_mon, "v") if spiking and probe_mon is not None else None,
+            "spikes": (
+                {"t": monitor(spike_mon, "t"), "i": monitor(spike_mon, "i")}
+                if spike_mon is not None
+                else None
+            ),
         },
         "n_out": len(net.readout),
         "n_generators": max(threads, 1),
@@ -439,6 +459,10 @@ class BlockResult:
     output: np.ndarray  # (samples, n_out)
     wall: float  # seconds, process start to results read
     sim_time: float  # seconds the compiled network ran (Brian2's own timer)
+    #: spiking networks: v of the sampled units (samples, n_record) and every spike of the
+    #: block as (times in s from the block's start, units)
+    membrane: np.ndarray | None = None
+    spikes: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class Kernel:
@@ -627,7 +651,12 @@ class Kernel:
         else:
             activity = np.zeros((len(loss_t), 0))
         rng = (results_dir / "rng_out").read_text()
-        return BlockResult(state, rng, losses, loss_t, activity, output, 0.0, 0.0)
+        out = BlockResult(state, rng, losses, loss_t, activity, output, 0.0, 0.0)
+        if mons.get("membrane") is not None:
+            out.membrane = array(mons["membrane"], columns=self.spec.n_record)
+        if mons.get("spikes") is not None:
+            out.spikes = (array(mons["spikes"]["t"]), array(mons["spikes"]["i"], "<i4"))
+        return out
 
 
 def _cached_meta(build_dir: Path, key: str) -> dict[str, Any] | None:
