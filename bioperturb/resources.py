@@ -40,6 +40,7 @@ __all__ = [
     "existing_ancestor",
     "human_bytes",
     "synapse_state_bytes",
+    "sparse_slots",
 ]
 
 #: upper bound of the bytes of state per synapse of W_rec, by engine (measured with
@@ -96,6 +97,17 @@ def synapse_state_bytes(syn: Any) -> int:
     return sum(np.dtype(var.dtype).itemsize for var in own.values())
 
 
+def sparse_slots(n_post: int, n_pre: int, p: float) -> int:
+    """Synapses a program stores for a sparse matrix of connection probability ``p``.
+
+    The number of existing synapses is Binomial(n_post · n_pre, p) and changes with the
+    seed, while a compiled program must not: it holds the mean plus 8 standard deviations
+    (and 8) — a seed exceeds that with probability below 1e-15, and is refused if it does.
+    """
+    cells = n_post * n_pre
+    return min(cells, int(np.ceil(cells * p + 8.0 * np.sqrt(cells * p * (1.0 - p)))) + 8)
+
+
 def human_bytes(n: float) -> str:
     """``1536`` -> ``'1.5 KiB'``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
@@ -135,6 +147,9 @@ def estimate(protocol: Protocol, n_steps: int, n_in: int, n_out: int, n_cond: in
     t, o, m = protocol.training, protocol.output, protocol.model
     n = m.n_hidden
     n_evals = t.n_trials // t.eval_every + 1
+    p = getattr(m, "p_connect", 1.0)
+    # W_rec's synapses: what the engine stores (the runtime engine: the existing ones)
+    rec = n * n if p >= 1 else sparse_slots(n, n, p)
     samples = max(1, round(n_steps * m.dt / o.record_dt))
     rows = 1 + (t.n_trials + n_evals * n_cond) * n_steps  # row 0: the reset step
     f8 = 8
@@ -142,7 +157,7 @@ def estimate(protocol: Protocol, n_steps: int, n_in: int, n_out: int, n_cond: in
     parts = {
         "training trials": t.n_trials * n_steps * (n_in + n_out + 1) * f8,
         "tape": 2 * rows * (n_in + n_out + _TAPE_EXTRA) * f8,
-        "synapses": weights * BYTES_PER_SYNAPSE[protocol.engine.name],
+        "synapses": (weights - n * n + rec) * BYTES_PER_SYNAPSE[protocol.engine.name],
         "weights recorded": n_evals * weights * f8,
         "traces recorded": n_evals * n_cond * samples * (o.n_record_units + n_out) * f8
         + t.n_trials * (samples + 3) * f8,

@@ -81,6 +81,7 @@ from bioperturb.optimizers import (
     optimizer_equations,
     optimizer_values,
 )
+from bioperturb.resources import sparse_slots
 
 
 class Fusion(Protocol):
@@ -300,6 +301,9 @@ class RateNetwork:
         self.eval_monitors: tuple[str, ...] = ("activity", "output")
         #: matrices whose rule accumulation the fused engine forms (engines/standalone/fused.py)
         self.batched: tuple[str, ...] = ()
+        #: matrices stored as this many synapse slots, whatever the seed's connectivity
+        #: (the standalone engine's sparse W_rec: engines/standalone/fused.py)
+        self.slots: dict[str, int] = {}
         #: whether plastic synapses keep ``acc_last``, the estimate of the last trial
         self.keep_estimate = True
         #: number of trial condition labels on the tape (``cond_at`` holds 0 … K − 1)
@@ -492,8 +496,9 @@ def build_rate_network(
         summed["W_out"][2].append(f"y_n_post = {wn} * r_n_pre : 1 (summed)")
     if fuse is not None and fuse.currents:
         summed["W_rec"][2].clear()  # the fused call writes I_rec (and I_rec_n)
-    if fuse is not None and fuse.sparse:  # dense storage; the C++ skips absent synapses
-        summed["W_rec"][2].append("exists : 1 (constant)")
+    if fuse is not None and fuse.sparse:  # slots for the existing synapses (fused.py)
+        summed["W_rec"][2].append("cell : integer (constant)")
+        handle.slots["W_rec"] = sparse_slots(n_hidden, n_hidden, model.p_connect)
     groups = {"inputs": inputs, "hidden": hidden, "readout": handle.readout}
     add_weight_synapses(
         handle,
@@ -696,7 +701,11 @@ def add_weight_synapses(
         if away:
             eqs = Equations([eq for eq in eqs.ordered if eq.varname not in away])
         syn = Synapses(pre, post, eqs, clock=handle.clock, name=name.lower(), **kwargs)
-        if name in handle.masks:  # sparse: only the existing synapses (post, pre)
+        if name in handle.slots:  # a program's sparse matrix: which slot is which synapse
+            # is its ``cell`` (a run argument); Brian2's indices are placeholders no code reads
+            k = handle.slots[name]
+            syn.connect(i=np.arange(k) * len(pre) // k, j=np.arange(k) % len(post))
+        elif name in handle.masks:  # sparse: only the existing synapses (post, pre)
             post_idx, pre_idx = np.nonzero(handle.masks[name])
             if len(post_idx):
                 syn.connect(i=pre_idx, j=post_idx)

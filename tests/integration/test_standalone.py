@@ -144,6 +144,14 @@ def test_resume_is_identical(tmp_path, shared_runs):
         xr.testing.assert_identical(comparable(again.run()), reference)
 
 
+#: sparse W_rec (the program of test_every_rule_matches_runtime[sparse])
+SPARSE = {
+    "model__p_connect": 0.4,
+    "rule__tau_e": "4 ms",
+    "model__decorrelate": ["recurrent"],
+    "task__duration": "300 ms",
+}
+
 #: a spiking network on the standalone engine (one program): Poisson inputs, Dale's law,
 #: Adam, a drive that makes the neurons fire
 LIF = dict(
@@ -285,14 +293,9 @@ ADAM_NO_ALIGNMENT = {
         {"engine__fuse": "off"},
         # RFLO: a per-neuron signal, its random feedback matrix part of the initial state
         {"rule__name": "rflo", "training__optimizer": "adam"},
-        # sparse W_rec: dense storage, the fused C++ skips absent synapses (exists = 0)
+        # sparse W_rec: stored in slots, only the existing synapses' (fused C++)
         # (300 steps: the sparse update runs in blocks of 128 steps)
-        {
-            "model__p_connect": 0.4,
-            "rule__tau_e": "4 ms",
-            "model__decorrelate": ["recurrent"],
-            "task__duration": "300 ms",
-        },
+        SPARSE,
     ],
     ids=[
         "none",
@@ -337,6 +340,31 @@ def test_every_rule_matches_runtime(overrides):
         absent = ~rt_trainer.network.masks["W_rec"]
         assert np.all(sa["W_rec"].values[:, absent] == 0)
     assert sa.attrs["engine"].endswith(expect)
+
+
+def test_sparse_w_rec_state_follows_the_synapses_not_n_squared():
+    """The program of test_every_rule_matches_runtime[sparse]: W_rec's per-synapse arrays
+    have the program's slots (the expected count + 8 sd, independent of the seed), the
+    existing synapses first in increasing cell i·N + j, the unused slots 0 throughout."""
+    from bioperturb.resources import sparse_slots
+
+    trainer = Trainer(standalone(**SPARSE))
+    net, meta = trainer.engine.network, trainer.engine.kernel.meta
+    obj = meta["matrices"]["W_rec"]
+    n, p = trainer.protocol.model.n_hidden, trainer.protocol.model.p_connect
+    slots = meta["synapses"][obj]["slots"]
+    assert slots == sparse_slots(n, n, p) < n * n
+    n_exist = int(net.masks["W_rec"].sum())
+    cells = net.cells(obj)
+    assert len(cells) == slots and np.all(cells[n_exist:] == -1)
+    assert np.all(np.diff(cells[:n_exist]) > 0)
+    w0 = net.state[f"{obj}/w"]
+    assert len(w0) == slots and np.all(w0[n_exist:] == 0)
+    np.testing.assert_array_equal(net.get_weights()["W_rec"], trainer.weights0["W_rec"])
+    # cell, w, acc, acc_last besides Brian2's 16 B of indices (SGD)
+    assert meta["synapses"][obj]["bytes_per_synapse"] == 16 + 4 + 3 * 8
+    trainer.run()
+    assert np.all(net.state[f"{obj}/w"][n_exist:] == 0)  # unused slots never learn
 
 
 def test_fused_w_rec_stores_only_what_is_read():

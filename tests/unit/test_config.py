@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bioperturb.config import load_protocol, protocol_from_mapping
@@ -297,3 +298,25 @@ def test_lif_unit_readout_keeps_the_other_weights_and_dale_signs():
     np.testing.assert_array_equal(drawn[1]["W_out"], 0.2 * np.eye(3, 10))
     for name in ("W_in", "W_rec"):
         np.testing.assert_array_equal(drawn[0][name], drawn[1][name])
+
+
+def test_sparse_slots_hold_every_probable_draw_and_refuse_more():
+    """A sparse W_rec's slots (resources.sparse_slots): the expected count + 8 sd, so the
+    program is the seed's; a draw with more synapses than slots is a one-line error."""
+    from types import SimpleNamespace
+
+    from bioperturb.engines.standalone import StandaloneNetwork
+    from bioperturb.resources import sparse_slots
+
+    assert sparse_slots(10_000, 10_000, 0.05) < 1.004 * 0.05 * 10_000**2  # ∝ synapses
+    assert sparse_slots(12, 12, 0.99) == 144  # never more than the full matrix
+    counts = np.random.default_rng(0).binomial(400 * 400, 0.1, size=100_000)
+    assert counts.max() < sparse_slots(400, 400, 0.1)
+    kernel = SimpleNamespace(
+        synapse_order=lambda obj: (np.zeros(4, int), np.zeros(4, int)),
+        meta={"synapses": {"w_rec": {"slots": 3}}},
+    )
+    net = StandaloneNetwork(kernel, {"W_rec": (2, 2)}, {}, {"W_rec": "w_rec"})
+    net.masks = {"W_rec": np.ones((2, 2), bool)}
+    with pytest.raises(ValueError, match="4 synapses, more than the 3 slots"):
+        net.cells("w_rec")

@@ -60,18 +60,45 @@ class StandaloneNetwork:
     lateral: dict[str, str]  # matrix name -> Brian2 object name
     synapses: dict[str, str]
     state: dict[str, np.ndarray] = field(default_factory=dict)
-    #: (post, pre) masks of sparse matrices (W_rec: stored densely, ``exists`` marks them)
+    #: (post, pre) masks of sparse matrices (W_rec: stored in slots, ``cell`` says which)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def _matrix(self, obj: str, var: str, name: str) -> np.ndarray:
+    def slot_order(self, obj: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """(i, j) of the synapses a Synapses object stores, in storage order, and its slots.
+
+        All-to-all: every (i, j), pre-major. A sparse W_rec: its existing synapses in
+        increasing cell i·N + j, in the first of the program's slots (the rest unused).
+        """
         i, j = self.kernel.synapse_order(obj)
+        slots = self.kernel.meta["synapses"][obj].get("slots")
+        if slots is None:
+            return i, j, len(i)
+        pre, post = np.nonzero(self.masks["W_rec"].T)  # pre-major: increasing i N + j
+        if len(pre) > slots:
+            raise ValueError(
+                f"W_rec has {len(pre)} synapses, more than the {slots} slots of the program "
+                "(model.p_connect: an improbable draw; use another seed)"
+            )
+        return pre, post, slots
+
+    def _matrix(self, obj: str, var: str, name: str) -> np.ndarray:
+        i, j, _ = self.slot_order(obj)
         out = np.zeros(self.shape[name])
-        out[j, i] = self.state[f"{obj}/{var}"]
+        out[j, i] = self.state[f"{obj}/{var}"][: len(i)]
         return out
 
     def _vector(self, matrix: np.ndarray, obj: str) -> np.ndarray:
-        i, j = self.kernel.synapse_order(obj)
-        return np.asarray(matrix, dtype=float)[j, i]
+        i, j, slots = self.slot_order(obj)
+        out = np.zeros(slots)
+        out[: len(i)] = np.asarray(matrix)[j, i]
+        return out
+
+    def cells(self, obj: str) -> np.ndarray:
+        """A sparse W_rec's ``cell`` run argument: i·N + j per used slot, then −1."""
+        i, j, slots = self.slot_order(obj)
+        out = np.full(slots, -1, dtype=np.int32)
+        out[: len(i)] = i * self.shape["W_rec"][0] + j
+        return out
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {name: self._matrix(obj, "w", name) for name, obj in self.synapses.items()}
@@ -198,8 +225,8 @@ class StandaloneEngine(Engine):
         values: dict[str, Any] = {"sigma": p.model.sigma, "b": p.model.bias}
         values.update({name: getattr(p.training, name) for name in OPTIMIZER_PARAMS})
         values["unit"] = self.experiment.record_units.astype(np.int32)
-        if "W_rec" in net.masks:  # sparse: which synapses exist, in storage order
-            values["exists"] = net._vector(net.masks["W_rec"], net.synapses["W_rec"])
+        if "W_rec" in net.masks:  # sparse: which synapse each slot holds
+            values["cell"] = net.cells(net.synapses["W_rec"])
         params = {}
         for key in self.kernel.meta["params"]:
             obj, var = key.split("/")

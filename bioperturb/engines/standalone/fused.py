@@ -54,10 +54,14 @@ per-step, per-synapse trace update is what makes a LIF TD-ANP step cost many for
 steps (benchmarks/results/lif_speed.md). The W_in factors are a_t on the hidden units and
 b_t on the input units (``u_prev``), the same GEMM with the inputs as rows.
 
-**Sparse W_rec** (``model.p_connect`` < 1) is stored densely with a per-synapse constant
-``exists`` (a run argument, so one program serves every seed); the C++ keeps row lists of
-the existing synapses and a compact copy of their weights (refreshed after each optimiser
-step) and forms the update as one dot product over the steps per existing synapse.
+**Sparse W_rec** (``model.p_connect`` < 1) is stored as a fixed number of synapse slots,
+:func:`~bioperturb.resources.sparse_slots` (the expected count plus 8 standard deviations,
+so one program serves every seed): slot e holds the synapse ``cell[e]`` = i·N + j (a run
+argument, the existing synapses in increasing order, then −1 for the unused slots). Brian2's
+own indices of these slots are placeholders that no code reads: the C++ does all of
+W_rec's work, reading rows of the slots (row i: the slots with i·N ≤ cell < (i + 1)·N),
+so per-synapse state follows the existing synapses, not N². The update is one dot
+product over the steps per existing synapse.
 
 **Threads**: the calls run on a group of one unit per OpenMP thread; each thread's unit
 index selects its share (output columns for the currents, rows of acc for the update).
@@ -95,8 +99,8 @@ class FusionPlan:
     batched: bool
     #: why (part of) the work stays in Brian2's code; empty when everything is fused
     reason: str = ""
-    #: W_rec is sparse (``model.p_connect`` < 1): dense Brian2 storage, a per-synapse
-    #: constant ``exists`` (a run argument), and C++ loops over the existing synapses only
+    #: W_rec is sparse (``model.p_connect`` < 1): synapse slots whose ``cell`` (a run
+    #: argument) says which synapse each holds; C++ loops over the existing synapses only
     sparse: bool = False
     #: OpenMP threads of the program: the fused calls split their work among them
     threads: int = 1
@@ -230,8 +234,6 @@ def install_fused(handle: Any, rule: Any, plan: FusionPlan) -> None:
         call(f"bp_restart{m}", order=1, **trial_end)  # the next trial's steps
     if batched:
         handle.batched = tuple(name for name, _ in batched)
-    if plan.sparse:  # compact weights again after the optimiser step
-        call("bp_refresh", order=2, **trial_end)
     handle.extra_objects.append(calls)
 
 
@@ -259,7 +261,7 @@ def fused_header(handle: Any, rule: Any, plan: FusionPlan, device: Any, twin: bo
         IN=arr(hidden, "I_rec_n") if twin and cur else "0",
         TW="" if twin else "// ",  # comments out the noisy twin's lines
         SPARSE=int(plan.sparse),
-        EXISTS=arr(syn, "exists") if plan.sparse else "0",
+        CELL=arr(syn, "cell") if plan.sparse else "0",
     )
     batched = []
     for name, on, m, pre in (
@@ -272,6 +274,7 @@ def fused_header(handle: Any, rule: Any, plan: FusionPlan, device: Any, twin: bo
                     M=m,
                     NPRE=len(pre),
                     SP=int(plan.sparse and name == "W_rec"),
+                    CELL=arr(syn, "cell") if plan.sparse and name == "W_rec" else "0",
                     A=arr(hidden, f"fused_a{m}"),
                     B=arr(pre, "fused_b"),
                     GATE=arr(hidden, "gate"),
@@ -302,7 +305,7 @@ namespace bioperturb_fused {{
 const long N = {N};    // hidden units
 const long T = {T};    // room for the steps stored per trial (a trial's steps, + 1 spare)
 const long NT = {NT};  // threads: the calls' group has one unit per thread
-#define BP_SPARSE {SPARSE}  // W_rec sparse: work on the synapses with exists != 0 only
+#define BP_SPARSE {SPARSE}  // W_rec sparse: slots e hold the synapses cell[e] = i N + j
 #define BP_CURRENTS {CURRENTS}  // the W_rec currents are fused (rate networks)
 
 inline void fail(const std::string &msg) {{
@@ -318,48 +321,51 @@ inline void share(long tid, long n, long align, long &begin, long &end) {{
     end = begin + chunk < n ? begin + chunk : n;
 }}
 
-// Sparse W_rec: per presynaptic row i, its existing synapses' postsynaptic units (sorted),
-// and per thread and row the entries whose column lies in the thread's share.
+// Sparse W_rec: row i (presynaptic unit) is the slots [start[i], start[i + 1]); per thread
+// and row the slots whose column j = cell - i N lies in the thread's share.
 struct Layout {{
     std::vector<long> start;  // N + 1
-    std::vector<int> post;    // existing synapses, row by row
-    std::vector<long> first;  // NT * N: first entry of row i in thread t's columns
+    std::vector<long> first;  // NT * N: first slot of row i in thread t's columns
     std::vector<long> last;   // NT * N: one past its last
-    std::vector<double> w;    // the existing weights, compact (refreshed per trial)
 }};
 
-// Checked once per program run (the run arguments are applied before the network runs):
-// the weights must be dense and pre-major (k = i N + j), as Synapses.connect() makes them.
+// Checked once per program run (the run arguments are applied before the network runs).
+// Dense: the weights are all-to-all and pre-major (k = i N + j), as Synapses.connect()
+// makes them. Sparse: the cells increase, then only unused slots (cell = -1) follow.
 inline Layout make_layout() {{
     Layout L;
-    if ((long){W}.size() != N * N) fail("W_rec is not all-to-all");
-    for (long k = 0; k < N * N; k++)
-        if ({PRE}[k] != k / N || {POST}[k] != k % N)
-            fail("W_rec synapses are not in pre-major order");
 #if BP_SPARSE
-    L.start.resize(N + 1);
+    const long K = (long){W}.size();
+    const int32_t *cell = &{CELL}[0];
+    L.start.assign(N + 1, 0);
+    long used = 0, prev = -1;
+    for (; used < K && cell[used] >= 0; used++) {{
+        if ((long)cell[used] <= prev || (long)cell[used] >= N * N)
+            fail("W_rec cells are not increasing cells of the N x N matrix");
+        prev = cell[used];
+        L.start[prev / N + 1]++;
+    }}
+    for (long k = used; k < K; k++)
+        if (cell[k] != -1) fail("W_rec: a used slot after an unused one");
+    for (long i = 0; i < N; i++) L.start[i + 1] += L.start[i];
     L.first.resize(NT * N);
     L.last.resize(NT * N);
-    for (long i = 0; i < N; i++) {{
-        L.start[i] = (long)L.post.size();
-        for (long j = 0; j < N; j++)
-            if ({EXISTS}[i * N + j] != 0.0) L.post.push_back((int)j);
-    }}
-    L.start[N] = (long)L.post.size();
     for (long t = 0; t < NT; t++) {{
         long j0, j1;
         share(t, N, 8, j0, j1);
         for (long i = 0; i < N; i++) {{
             long e = L.start[i];
-            while (e < L.start[i + 1] && L.post[e] < j0) e++;
+            while (e < L.start[i + 1] && cell[e] - i * N < j0) e++;
             L.first[t * N + i] = e;
-            while (e < L.start[i + 1] && L.post[e] < j1) e++;
+            while (e < L.start[i + 1] && cell[e] - i * N < j1) e++;
             L.last[t * N + i] = e;
         }}
     }}
-    L.w.resize(L.post.size());
-    for (long i = 0; i < N; i++)
-        for (long e = L.start[i]; e < L.start[i + 1]; e++) L.w[e] = {W}[i * N + L.post[e]];
+#else
+    if ((long){W}.size() != N * N) fail("W_rec is not all-to-all");
+    for (long k = 0; k < N * N; k++)
+        if ({PRE}[k] != k / N || {POST}[k] != k % N)
+            fail("W_rec synapses are not in pre-major order");
 #endif
     return L;
 }}
@@ -368,18 +374,6 @@ inline Layout &layout() {{
     static Layout L = make_layout();
     return L;
 }}
-
-#if BP_SPARSE
-// Compact copy of the existing weights (thread tid: its columns), after each optimiser step.
-inline double bp_refresh(const double tid) {{
-    Layout &L = layout();
-    const double *w = &{W}[0];
-    for (long i = 0; i < N; i++)
-        for (long e = L.first[(long)tid * N + i]; e < L.last[(long)tid * N + i]; e++)
-            L.w[e] = w[i * N + L.post[e]];
-    return 0.0;
-}}
-#endif
 
 #if BP_CURRENTS
 // I_j = sum_i w_ij x_i (and the noisy twin's) for thread tid's columns j, in one pass over
@@ -395,15 +389,16 @@ inline double bp_currents(const double tid) {{
     for (long j = j0; j < j1; j++) out[j] = 0.0;
     {TW}for (long j = j0; j < j1; j++) outn[j] = 0.0;
 #if BP_SPARSE
-    const int *__restrict post = L.post.empty() ? 0 : &L.post[0];
-    const double *__restrict cw = L.w.empty() ? 0 : &L.w[0];
+    const int32_t *__restrict cell = &{CELL}[0];
+    const double *__restrict cw = &{W}[0];
     const long *first = &L.first[(long)tid * N], *last = &L.last[(long)tid * N];
     for (long i = 0; i < N; i++) {{
         const double xi = x[i];
         {TW}const double xni = xn[i];
         for (long e = first[i]; e < last[i]; e++) {{
-            out[post[e]] += cw[e] * xi;
-            {TW}outn[post[e]] += cw[e] * xni;
+            const long j = cell[e] - i * N;
+            out[j] += cw[e] * xi;
+            {TW}outn[j] += cw[e] * xni;
         }}
     }}
     return 0.0;
@@ -519,14 +514,14 @@ inline double bp_accumulate{M}(const double tid) {{
             for (long j = 0; j < N; j++) pa[j * kb + k] = G[s] * a[s * N + j];
             for (long i = i0; i < i1; i++) pb[i * kb + k] = b[s * NPRE + i];
         }}
+        const int32_t *__restrict cell = &{CELL}[0];
         for (long i = i0; i < i1; i++) {{
             const double *__restrict bi = pb + i * kb;
             for (long e = L.start[i]; e < L.start[i + 1]; e++) {{
-                const long j = L.post[e];
-                const double *__restrict aj = pa + j * kb;
+                const double *__restrict aj = pa + (cell[e] - i * N) * kb;
                 double c = 0.0;
                 for (long k = 0; k < kb; k++) c += bi[k] * aj[k];
-                acc[i * N + j] += c;
+                acc[e] += c;  // slot e
             }}
         }}
     }}

@@ -69,7 +69,7 @@ from bioperturb.engines.standalone.fused import (
 from bioperturb.modelspec import model_spec
 from bioperturb.networks.rate import Tape
 from bioperturb.optimizers import OPTIMIZER_PARAMS
-from bioperturb.resources import synapse_state_bytes
+from bioperturb.resources import sparse_slots, synapse_state_bytes
 from bioperturb.rules import get_rule
 
 if TYPE_CHECKING:
@@ -198,6 +198,9 @@ class KernelSpec:
             "rule": [p.rule_name, dataclasses.asdict(p.rule)],
             "optimizer": t.optimizer,
             "clip": t.max_step > 0,
+            "slots": sparse_slots(p.model.n_hidden, p.model.n_hidden, p.model.p_connect)
+            if getattr(p.model, "p_connect", 1.0) < 1
+            else None,
             "threads": p.engine.threads,
             "fuse": self.fusion.describe(),
             "shape": [self.n_in, self.n_out, self.n_steps, self.capacity],
@@ -353,8 +356,10 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
     # what the parent needs to run the program and read its results, without Brian2
     all_syn = {syn.name: syn for syn in (*net.synapses.values(), *net.lateral.values())}
     # every Synapses object of the network is all-to-all (the rules' storage synapses too)
+    # but a sparse W_rec, stored as a fixed number of slots
+    slots = {net.synapses[name].name: k for name, k in net.slots.items()}
     n_syn = {
-        obj.name: len(obj.source) * len(obj.target)
+        obj.name: slots.get(obj.name, len(obj.source) * len(obj.target))
         for obj in net.net.objects
         if isinstance(obj, Synapses)
     }
@@ -389,10 +394,9 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
     }
     if probe_mon is not None:
         params["bp_probe/unit"] = entry(probe_mon.source.variables["unit"])
-    if "exists" in net.synapses["W_rec"].variables:  # sparse W_rec: its connectivity
-        params[f"{net.synapses['W_rec'].name}/exists"] = entry(
-            net.synapses["W_rec"].variables["exists"]
-        )
+    rec = net.synapses["W_rec"]
+    if "cell" in rec.variables:  # sparse W_rec: which synapse each slot holds
+        params[f"{rec.name}/cell"] = entry(rec.variables["cell"])
     for syn in net.synapses.values():
         for name in OPTIMIZER_PARAMS:
             if name in syn.variables:
@@ -418,6 +422,7 @@ def build_program(spec: KernelSpec, build_dir: Path, key: str) -> None:
             name: {
                 "n_pre": len(syn.source),
                 "n_post": len(syn.target),
+                "slots": slots.get(name),  # None: all-to-all
                 "pre_file": dev.get_array_filename(syn.variables["_synaptic_pre"]),
                 "post_file": dev.get_array_filename(syn.variables["_synaptic_post"]),
                 "bytes_per_synapse": synapse_state_bytes(syn),
@@ -529,7 +534,8 @@ class Kernel:
         return list(self.meta["state"])
 
     def synapse_order(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(i, j) of every synapse of an all-to-all Synapses object, in storage order."""
+        """(i, j) of every synapse of an all-to-all Synapses object, in storage order
+        (a sparse W_rec's slots: :meth:`StandaloneNetwork.slot_order`)."""
         syn = self.meta["synapses"][name]
         n_pre, n_post = syn["n_pre"], syn["n_post"]
         return np.repeat(np.arange(n_pre), n_post), np.tile(np.arange(n_post), n_pre)
@@ -635,6 +641,8 @@ class Kernel:
         state = {key: array(entry) for key, entry in meta["state"].items()}
         if not self._order_checked:
             for name, syn in meta["synapses"].items():
+                if syn.get("slots") is not None:  # placeholders (the C++ reads ``cell``)
+                    continue
                 i, j = self.synapse_order(name)
                 if not (
                     np.array_equal(array(syn["pre_file"], "<i4"), i)
