@@ -6,7 +6,9 @@ engine with cython, the compiled standalone program: per-trial share of whole bl
 process start and I/O included; its first build is not counted):
   * ms per training trial and trials/s of TD-ANP (clean + noisy twin, event-driven
     currents, per-synapse eligibility, trial-end Adam step) and of the forward-only
-    control (rule "none": one network, no twin);
+    control (rule "none": one network, no twin), and of TD-ANP training only W_out (the
+    twin and the rule's per-neuron work without the W_rec/W_in accumulation: the
+    difference to full TD-ANP is what the accumulation costs);
   * their ratio, and each engine's TD-ANP time over the runtime engine's;
   * the mean firing rate and the fraction of silent neurons at the first evaluation.
 
@@ -28,8 +30,12 @@ import numpy as np
 from bioperturb.config import protocol_from_mapping
 from bioperturb.training import Trainer
 
+#: what each column trains: rule name, or (name, plastic matrices)
+RULES = {"td_anp": "td_anp", "none": "none", "readout": ("td_anp", ["W_out"])}
+
 
 def protocol(n_hidden: int, rule: str, n_trials: int, engine: str, codegen: str):
+    name, train = RULES[rule] if isinstance(RULES[rule], tuple) else (RULES[rule], None)
     return protocol_from_mapping(
         {
             "name": f"bench_lif_{rule}_{n_hidden}",
@@ -42,7 +48,7 @@ def protocol(n_hidden: int, rule: str, n_trials: int, engine: str, codegen: str)
                 "n_inputs": 100,
                 "input_rate": "10 Hz",
             },
-            "rule": {"name": rule},
+            "rule": {"name": name, **({"train": train} if train else {})},
             "training": {
                 "n_trials": n_trials,
                 "eval_every": n_trials,
@@ -79,19 +85,21 @@ def main() -> None:
     load = os.getloadavg()[0]
     lines = [
         "| N | engine | TD-ANP ms/trial | TD-ANP trials/s | forward-only ms/trial "
-        "| TD-ANP / forward | TD-ANP runtime / this engine | mean rate Hz | silent fraction |",
-        "|" + "---|" * 9,
+        "| TD-ANP / forward | TD-ANP W_out only ms/trial | TD-ANP runtime / this engine "
+        "| mean rate Hz | silent fraction |",
+        "|" + "---|" * 10,
     ]
     for n in args.sizes:
         base = None
         for engine in args.engines:
             anp, rate, silent = measure(n, "td_anp", args.trials, engine, args.codegen)
             fwd, _, _ = measure(n, "none", args.trials, engine, args.codegen)
+            out, _, _ = measure(n, "readout", args.trials, engine, args.codegen)
             base = anp if engine == "runtime" else base
             speedup = f"{base / anp:.1f}" if base is not None else "—"
             lines.append(
                 f"| {n} | {engine} | {anp:.1f} | {1e3 / anp:.2f} | {fwd:.1f} | {anp / fwd:.2f} "
-                f"| {speedup} | {rate:.1f} | {silent:.2f} |"
+                f"| {out:.1f} | {speedup} | {rate:.1f} | {silent:.2f} |"
             )
             print(lines[-1], flush=True)
     machine = (
