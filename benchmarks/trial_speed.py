@@ -14,7 +14,9 @@ For each network size N (1 s trials at dt = 1 ms, 5 random inputs, 1 readout, Ad
     one jitted JAX ``lax.scan`` and as a numpy per-step loop (float64);
   * ns per synapse-step (ms per trial / (synapses × steps); synapses = N² + N·(n_in + n_out));
   * memory: bytes of per-synapse state (all arrays of the W_rec Synapses object, from the
-    Brian2 variables) and the peak RSS of the simulating process.
+    Brian2 variables), the synapses W_rec stores (N², the existing ones on the runtime
+    engine, the program's slots for a sparse W_rec on the standalone engine) and their
+    state in MB, the peak RSS of the simulating process and of the Python process.
 
 Each measurement runs in its own process (``--worker``), so memory and Brian2 state do not
 leak between them; a standalone program is compiled by a build-only process first (it is
@@ -24,7 +26,8 @@ Usage: python benchmarks/trial_speed.py [--sizes 100 400 1000] [--trials 20]
           [--engines runtime standalone] [--threads 1] [--no-jax]
 Writes benchmarks/results/trial_speed.md. Do not run it while other CPU-heavy jobs run:
 the machine has 2 cores, and a second job distorts timings by up to 10x.
-Sparse W_rec: --p-connect 0.1 --sizes 2000 (results/trial_speed_sparse.md).
+Sparse W_rec: --p-connect 0.05 --sizes 2000 5000 10000 --engines standalone --no-jax
+--trials 3 (results/trial_speed_sparse.md).
 """
 
 from __future__ import annotations
@@ -112,12 +115,15 @@ def worker(
     if engine == "runtime":
         wall = wall[1:]  # the first trial may include code loading
         out["bytes_per_synapse"] = synapse_state_bytes(trainer.network.synapses["W_rec"])
+        out["stored"] = len(trainer.network.synapses["W_rec"])
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         out["rss_mb"] = peak / 1024
         out["rss_growth_mb"] = (peak - rss_before) / 1024
     else:
         meta = trainer.engine.kernel.meta
-        out["bytes_per_synapse"] = meta["synapses"][meta["matrices"]["W_rec"]]["bytes_per_synapse"]
+        rec = meta["synapses"][meta["matrices"]["W_rec"]]
+        out["bytes_per_synapse"] = rec["bytes_per_synapse"]
+        out["stored"] = rec["slots"] or rec["n_pre"] * rec["n_post"]
         out["rss_mb"] = float("nan")
         if rss_file is not None:
             kb = [int(x) for x in Path(rss_file).read_text().split() if x.isdigit()]
@@ -126,6 +132,7 @@ def worker(
         n, tot, sim = np.array(trainer.engine.block_times).sum(axis=0)
         out["sim_ms"] = 1e3 * sim / n
         out["overhead_ms_per_block"] = 1e3 * (tot - sim) / len(trainer.engine.block_times)
+    out["python_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["ms"] = 1e3 * float(np.median(wall))
     out["steps"] = trainer.tape.n_steps
     print(json.dumps(out))
@@ -288,6 +295,8 @@ def main() -> None:
                     "numpy_loop": npl,
                     "vs_twin": anp["ms"] / jt,
                     "bytes": anp["bytes_per_synapse"],
+                    "stored": anp["stored"],
+                    "py_rss": anp["python_rss_mb"],
                     "rss": anp["rss_mb"],
                     "first": res.get("td_anp_first", float("nan")),
                     "build": anp["build_s"] if engine == "standalone" else float("nan"),
@@ -298,16 +307,18 @@ def main() -> None:
         "| N | engine | TD-ANP ms/trial | (simulating) | trials/s | forward-only ms/trial "
         "| TD-ANP / forward | ns per synapse-step | JAX forward ms | JAX BPTT step ms "
         "| TD-ANP / BPTT step | JAX TD-ANP twin ms | TD-ANP / JAX twin | numpy loop ms "
-        "| state B/synapse | peak RSS MB | first build s | cached build s | overhead ms/block |"
+        "| state B/synapse | W_rec synapses stored | W_rec state MB | peak RSS MB "
+        "| Python peak RSS MB | first build s | cached build s | overhead ms/block |"
     )
-    lines = [header, "|" + "---|" * 19]
+    lines = [header, "|" + "---|" * 22]
     for r in rows:
         lines.append(
             f"| {r['N']} | {r['engine']} | {r['anp_ms']:.1f} | {r['anp_sim_ms']:.1f} "
             f"| {r['tps']:.2f} | {r['fwd_ms']:.1f} | {r['ratio']:.2f} | {r['ns_syn_step']:.2f} "
             f"| {r['jax_fwd']:.2f} | {r['jax_bptt']:.2f} | {r['vs_bptt']:.1f} "
             f"| {r['jax_twin']:.2f} | {r['vs_twin']:.1f} | {r['numpy_loop']:.1f} "
-            f"| {r['bytes']:.0f} | {r['rss']:.0f} | {r['first']:.1f} | {r['build']:.2f} "
+            f"| {r['bytes']:.0f} | {r['stored']} | {r['bytes'] * r['stored'] / 2**20:.0f} "
+            f"| {r['rss']:.0f} | {r['py_rss']:.0f} | {r['first']:.1f} | {r['build']:.2f} "
             f"| {r['overhead']:.1f} |"
         )
     cpu = platform.processor() or platform.machine()
@@ -337,9 +348,10 @@ def main() -> None:
         "same network (clean forward pass; one optax Adam step of true BPTT).",
         "Sparse W_rec (model.p_connect < 1): ns per synapse-step counts "
         "the existing synapses; the JAX columns are the dense twin of the same N. See "
-        "results/trial_speed_sparse.md (--sizes 2000 --p-connect 0.1). The standalone "
-        "engine stores sparse W_rec densely (state B/synapse is per stored synapse, N² of "
-        "them) and its fused C++ loops over the existing ones only.",
+        "results/trial_speed_sparse.md. The standalone engine stores a sparse W_rec in "
+        "slots (the expected count + 8 sd; state B/synapse is per slot) and its fused C++ "
+        "works on the existing synapses only; the Python process holds W_rec densely "
+        "(initial and recorded weights: 8 B per matrix entry each).",
         "first build s: the first Trainer of a shape in a process, compiling the program "
         "unless the cache holds it (TD-ANP); cached build s: a Trainer that finds it "
         "(reads kernel.json, copies the binary). overhead ms/block: per run of the "
