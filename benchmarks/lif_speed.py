@@ -105,8 +105,9 @@ def main() -> None:
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, Brian2 {brian2.__version__} (runtime: "
-        f"{args.codegen}; standalone: one thread, unfused), LIF preset, 1 s trials at "
-        f"dt = 1 ms, 100 Poisson inputs at 10 Hz, Adam, median of {args.trials - 1} trials "
+        f"{args.codegen}; standalone: one thread, W_rec and W_in updates fused), LIF "
+        f"preset, 1 s trials at dt = 1 ms, 100 Poisson inputs at 10 Hz, Adam, median of "
+        f"{args.trials - 1} trials "
         f"(the first skipped); load average at start {load:.2f}"
     )
     text = "\n".join(["# LIF trial throughput", "", machine, "", *lines, ""])
