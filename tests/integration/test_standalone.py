@@ -214,6 +214,24 @@ def test_runtime_checkpoint_is_refused_by_the_standalone_engine(tmp_path):
         Trainer(standalone()).restore(path)
 
 
+def test_checkpoint_with_other_sizes_is_refused(tmp_path):
+    """A checkpoint whose arrays do not fit the program (e.g. a sparse W_rec stored densely by
+    an older version) is a one-line config error, not a failure inside the program."""
+    from bioperturb.schema import ConfigError
+
+    trainer = Trainer(standalone())
+    trainer.run()
+    path = trainer.save_checkpoint(tmp_path / "sa.npz")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = dict(data)
+    key = next(k for k in arrays if k.startswith("state/") and k.endswith("/w"))
+    arrays[key] = arrays[key][:-1]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(ConfigError, match="values, the program holds"):
+        Trainer(standalone()).restore(bad)
+
+
 def test_divergence_is_reported():
     ds = Trainer(standalone(training__lr=1e9, training__n_trials=6)).run()
     assert ds.attrs["status"] == "diverged"

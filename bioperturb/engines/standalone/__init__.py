@@ -296,5 +296,14 @@ class StandaloneEngine(Engine):
         if set(state) != set(self.kernel.state_keys):
             diff = sorted(set(state) ^ set(self.kernel.state_keys))
             raise ConfigError(where, "", f"checkpoint does not match the network ({diff[0]})")
+        for key, values in state.items():  # e.g. a sparse W_rec stored densely by an old version
+            size = self.kernel.meta["state"][key]["size"]
+            if np.size(values) != size:
+                raise ConfigError(
+                    where,
+                    "",
+                    f"checkpoint does not match the network ({key}: {np.size(values)} values, "
+                    f"the program holds {size})",
+                )
         self.network.state = state
         self.rng_state = str(arrays["rng/standalone"])
