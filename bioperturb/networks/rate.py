@@ -91,6 +91,7 @@ class Fusion(Protocol):
     currents: bool  # W_rec's summed currents (and the twin's) leave Brian2's code
     batched: bool  # the rule's W_rec accumulation leaves Brian2's code
     batched_in: bool  # and W_in's (spiking networks only)
+    spikes: bool  # a spiking network's W_rec spike propagation (its sparse slots)
     sparse: bool  # W_rec is sparse (stored in slots, engines/standalone/fused.py)
 
     @property

@@ -69,6 +69,7 @@ from bioperturb.networks.rate import (
     standard_monitors,
     unit_readout,
 )
+from bioperturb.resources import sparse_slots
 
 __all__ = ["SpikingNetwork", "build_spiking_network", "init_spiking_weights", "dale_signs"]
 
@@ -134,12 +135,14 @@ def build_spiking_network(
 
     ``fuse`` and ``keep_estimate`` as for :func:`~bioperturb.networks.rate.build_rate_network`
     (the standalone engine passes them). The currents stay event-driven; the plan may take
-    the rule's W_rec and W_in accumulation (``fuse.batched``, ``fuse.batched_in``).
+    the rule's W_rec and W_in accumulation (``fuse.batched``, ``fuse.batched_in``) and, for
+    a sparse W_rec stored in slots, its spike propagation (``fuse.spikes``).
     """
-    if fuse is not None and (fuse.currents or fuse.sparse):
-        raise ValueError("spiking networks keep Brian2's event-driven currents")
+    if fuse is not None and (fuse.currents or fuse.sparse != getattr(fuse, "spikes", False)):
+        raise ValueError("a spiking network's sparse W_rec needs its spikes fused, nothing else")
     batched = fuse is not None and fuse.batched
     batched_in = fuse is not None and getattr(fuse, "batched_in", False)
+    slots = fuse is not None and fuse.sparse  # W_rec in slots, its spikes added by C++
     n_hidden, n_in = model.n_hidden, tape.inputs.shape[1]
     handle = SpikingNetwork.for_tape(model, rule, training, tape)
     handle.keep_estimate = keep_estimate
@@ -298,6 +301,9 @@ def build_spiking_network(
             on_pre["pre_n"] = jump("_n")
             on_event["pre_n"] = "spike_n"
         specs["W_rec"] = (hidden, hidden, [], {"on_pre": on_pre, "on_event": on_event})
+        if slots:  # no Brian2 pathway: the fused bp_spikes reads the slots' cells
+            specs["W_rec"] = (hidden, hidden, ["cell : integer (constant)"], {})
+            handle.slots["W_rec"] = sparse_slots(n_hidden, n_hidden, model.p_connect)
     if model.dale:
         handle.constraints["W_rec"] = DALE_CODE
     add_weight_synapses(handle, specs, rule, training)

@@ -144,9 +144,9 @@ def test_lif_config_errors_are_one_line():
     with pytest.raises(ConfigError, match="model.kind: unknown kind 'izhikevich'"):
         make_protocol(model__kind="izhikevich")
     with pytest.raises(
-        ConfigError, match="engine.name: 'standalone' runs sparse W_rec .* event-driven synapses"
+        ConfigError, match="engine.name: 'standalone' runs sparse W_rec .* Dale's law projects"
     ):
-        lif_protocol(engine__name="standalone", model__p_connect=0.5)
+        lif_protocol(engine__name="standalone", model__p_connect=0.5, model__dale=True)
     with pytest.raises(ConfigError, match="task: input_rate: .* more than one spike per step"):
         lif_protocol(task__input_rate="2 kHz")
 

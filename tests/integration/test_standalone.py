@@ -179,6 +179,28 @@ def test_lif_matches_runtime_spike_for_spike(lif_runs):
     assert np.abs(sa["W_rec"].values[-1] - sa["W_rec"].values[0]).max() > 1e-6
 
 
+def test_sparse_lif_matches_runtime_with_w_rec_in_slots():
+    """A sparse LIF W_rec lives in slots (no Brian2 indices): the C++ adds each spike's row
+    to its targets' currents (bp_spikes) and forms the update; the run is the runtime's."""
+    overrides = dict(
+        model={**LIF_SMALL, "n_hidden": 20, "p_connect": 0.4, "input_coding": "poisson"},
+        model__bias=1.1,
+        training__optimizer="adam",
+    )
+    trainer = Trainer(standalone(**overrides))
+    sa = trainer.run()
+    rt_trainer = Trainer(runtime(**overrides))
+    rt = rt_trainer.run()
+    assert sa.attrs["engine"].endswith("-fused-sparse-spikes+gemm+gemm_in")
+    assert sa.sizes["spike"] > 50
+    assert_same_run(sa, rt)
+    absent = ~rt_trainer.network.masks["W_rec"]
+    assert absent.any() and np.all(sa["W_rec"].values[:, absent] == 0)
+    assert np.abs(sa["W_rec"].values[-1] - sa["W_rec"].values[0]).max() > 1e-6
+    meta = trainer.engine.kernel.meta
+    assert meta["synapses"][meta["matrices"]["W_rec"]]["slots"] < 20 * 20
+
+
 def test_eprop_on_the_standalone_engine_matches_runtime():
     """A rule with a per-neuron signal: Brian2's own code for everything (unfused)."""
     overrides = dict(LIF, rule__name="eprop")

@@ -178,11 +178,19 @@ def test_fusion_plan_of_a_spiking_network(rule, overrides, expected):
     from bioperturb.engines.standalone.fused import fusion_plan
     from bioperturb.rules import get_rule
 
-    p = make_protocol({"preset": "lif_rnn", "n_hidden": 12}, rule__name=rule, **overrides)
+    lif = {"preset": "lif_rnn", "n_hidden": 12}
+    p = make_protocol(lif, rule__name=rule, **overrides)
     plan = fusion_plan(p.model, get_rule(p.rule_name)(p.rule))
     assert (plan.batched, plan.batched_in) == expected
     assert not plan.currents and "event-driven" in plan.reason and not plan.complete
-    assert plan.active == any(expected)
+    assert plan.active == any(expected) and not plan.spikes
+    # sparse: W_rec in slots, its spikes propagated by the C++, complete where the rule's
+    # W_rec update is a trial-end product (or W_rec is not trained)
+    p = make_protocol({**lif, "p_connect": 0.5}, rule__name=rule, **overrides)
+    plan = fusion_plan(p.model, get_rule(p.rule_name)(p.rule))
+    w_rec_stays = "W_rec" in getattr(p.rule, "train", ()) and not expected[0]
+    assert plan.complete == plan.spikes == (not w_rec_stays) and plan.sparse
+    assert bool(plan.reason) == w_rec_stays
 
 
 def test_separable_products_split_into_post_and_pre_factors():
@@ -253,10 +261,10 @@ def test_result_and_checkpoint_of_an_older_protocol_count_as_the_same_run():
         (GOOD.replace('"rate_rnn"', '"lif_rnn"'), "standalone", None),
         (
             GOOD.replace('"rate_rnn"', '"lif_rnn"').replace(
-                "n_hidden = 20", "n_hidden = 20\np_connect = 0.5"
+                "n_hidden = 20", "n_hidden = 20\np_connect = 0.5\ndale = true"
             ),
             "runtime",
-            "spiking networks keep Brian2's event-driven synapses",
+            "Dale's law projects W_rec per presynaptic neuron",
         ),
         (GOOD + '[engine]\nname = "runtime"\n', "runtime", None),
         (
@@ -266,7 +274,7 @@ def test_result_and_checkpoint_of_an_older_protocol_count_as_the_same_run():
             "runs sparse W_rec (model.p_connect < 1) only fully fused",
         ),
     ],
-    ids=["rate", "rule", "lif", "lif_sparse", "explicit", "sparse_unfused"],
+    ids=["rate", "rule", "lif", "lif_sparse_dale", "explicit", "sparse_unfused"],
 )
 def test_engine_auto_is_standalone_where_the_protocol_runs_there(tmp_path, text, engine, why):
     protocol = load_protocol(write(tmp_path, text))

@@ -52,7 +52,12 @@ cheap at a few Hz), so only the accumulation is fused, of W_rec and of W_in alik
 (``FusionPlan.batched_in``; a LIF network's inputs are often as many as its units): the
 per-step, per-synapse trace update is what makes a LIF TD-ANP step cost many forward
 steps (benchmarks/results/lif_speed.md). The W_in factors are a_t on the hidden units and
-b_t on the input units (``u_prev``), the same GEMM with the inputs as rows.
+b_t on the input units (``u_prev``), the same GEMM with the inputs as rows. A *sparse*
+W_rec of a spiking network lives in slots like the rate network's (below), so its spikes
+are propagated here too (``FusionPlan.spikes``, ``bp_spikes`` in the ``synapses`` slot):
+each spike of the step (Brian2's spikespace of ``spike`` and of the twin's ``spike_n``)
+adds its row of slots to its targets' h (conductance synapses: w > 0 to ge, w < 0 to gi),
+what the ``on_pre`` pathways do for a dense W_rec.
 
 **Sparse W_rec** (``model.p_connect`` < 1) is stored as a fixed number of synapse slots,
 :func:`~bioperturb.resources.sparse_slots` (the expected count plus 8 standard deviations,
@@ -106,10 +111,12 @@ class FusionPlan:
     threads: int = 1
     #: W_in's accumulation too (spiking networks, whose inputs are as many as their units)
     batched_in: bool = False
+    #: a spiking network's W_rec spike propagation (its sparse slots carry no Brian2 indices)
+    spikes: bool = False
 
     @property
     def active(self) -> bool:
-        return self.currents or self.batched or self.batched_in
+        return self.currents or self.batched or self.batched_in or self.spikes
 
     def describe(self) -> str:
         """Short label for the Dataset's ``engine`` attribute."""
@@ -117,6 +124,7 @@ class FusionPlan:
             p
             for p, on in (
                 ("currents", self.currents),
+                ("spikes", self.spikes),
                 ("gemm", self.batched),
                 ("gemm_in", self.batched_in),
             )
@@ -129,7 +137,7 @@ class FusionPlan:
     @property
     def complete(self) -> bool:
         """Whether no W_rec work is left to Brian2's code (what sparse W_rec needs)."""
-        return self.currents and (self.batched or not self.reason)
+        return (self.currents or self.spikes) and (self.batched or not self.reason)
 
     def install(self, handle: Any, rule: Any) -> None:
         """:func:`install_fused` with this plan (what the network builder calls)."""
@@ -148,10 +156,20 @@ def fusion_plan(model: Any, rule: Any) -> FusionPlan:
         # event-driven currents stay; a separable trial-end update of W_rec and W_in is
         # formed by the GEMM (the per-step, per-synapse trace dominates a LIF TD-ANP step)
         why = "spiking networks keep Brian2's event-driven synapses"
-        if not (rule.plastic and isinstance(rule, PerturbationRule)):
-            return FusionPlan(False, False, why, sparse=sparse)
-        rec, inp = (rule.batchable(m) for m in ("W_rec", "W_in"))
-        return FusionPlan(False, rec, why, sparse=sparse, batched_in=inp)
+        perturbation = rule.plastic and isinstance(rule, PerturbationRule)
+        rec, inp = (perturbation and rule.batchable(m) for m in ("W_rec", "W_in"))
+        if not sparse:
+            return FusionPlan(False, rec, why, batched_in=inp)
+        # sparse: W_rec lives in slots, so the C++ propagates its spikes and forms its update
+        if getattr(model, "dale", False):
+            why = "Dale's law projects W_rec per presynaptic neuron in Brian2's code"
+        elif getattr(model, "decorrelate", ()):
+            why = "decorrelation sums W_rec's currents every step in Brian2's code"
+        elif rule.plastic and "W_rec" in rule.params.train and not rec:
+            why = "the rule's W_rec update stays in Brian2's code (not a trial-end product)"
+        else:
+            return FusionPlan(False, rec, sparse=True, batched_in=inp, spikes=True)
+        return FusionPlan(False, rec, why, sparse=True, batched_in=inp)
     if not rule.plastic or not isinstance(rule, PerturbationRule):
         return FusionPlan(True, False, sparse=sparse)
     if "W_rec" not in rule.params.train:
@@ -215,6 +233,8 @@ def install_fused(handle: Any, rule: Any, plan: FusionPlan) -> None:
     trial_end = dict(clock=handle.trial_clock, when="end")
     if plan.currents:
         call("bp_currents", when="groups", order=-1)
+    if plan.spikes:  # where Brian2's pathways add w (W_in's still do)
+        call("bp_spikes", when="synapses", order=-1)
     factors = dict(when="start", order=4)
     batched = []
     if plan.batched:
@@ -263,6 +283,7 @@ def fused_header(handle: Any, rule: Any, plan: FusionPlan, device: Any, twin: bo
         SPARSE=int(plan.sparse),
         CELL=arr(syn, "cell") if plan.sparse else "0",
     )
+    code = code.replace("// @SPIKES@\n", _spikes_code(handle, plan, arr) if plan.spikes else "")
     batched = []
     for name, on, m, pre in (
         ("W_rec", plan.batched, "", hidden),
@@ -284,6 +305,54 @@ def fused_header(handle: Any, rule: Any, plan: FusionPlan, device: Any, twin: bo
                 )
             )
     return code.replace("// @BATCHED@\n", "".join(batched))
+
+
+def _spikes_code(handle: Any, plan: FusionPlan, arr: Any) -> str:
+    """C++ of ``bp_spikes``: each spike of this step adds its W_rec row to its targets'
+    currents (conductance synapses: w > 0 opens ge, w < 0 gi), for each twin, as Brian2's
+    ``on_pre`` pathways would; thread tid adds into its share of the targets."""
+    hidden, syn = handle.hidden, handle.synapses["W_rec"]
+    cond = "ge" in hidden.variables
+    twins = [("", "_spikespace")] + ([("_n", "_spike_nspace")] if "v_n" in hidden.variables else [])
+    loops = []
+    for s, space in twins:
+        if cond:
+            add = (
+                f"if (x > 0.0) {arr(hidden, f'ge{s}')}[j] += x; "
+                f"else {arr(hidden, f'gi{s}')}[j] += -x;"
+            )
+        else:
+            add = f"{arr(hidden, f'h{s}')}[j] += x;"
+        loops.append(
+            _SPIKES_LOOP.format(SPACE=arr(hidden, space), ADD=add, W=arr(syn, "w"))
+        )
+    return _SPIKES.format(LOOPS="".join(loops), CELL=arr(syn, "cell"))
+
+
+_SPIKES = r"""
+// Sparse W_rec of a spiking network: this step's spikes (Brian2's spikespace of the clean
+// spike and of the twin's spike_n: the indices, their count at [N]) add their rows.
+inline double bp_spikes(const double tid) {{
+    const Layout &L = layout();
+    const int32_t *__restrict cell = &{CELL}[0];
+    const long *first = &L.first[(long)tid * N], *last = &L.last[(long)tid * N];
+{LOOPS}    return 0.0;
+}}
+"""
+
+_SPIKES_LOOP = r"""    {{
+        const int32_t *space = {SPACE};
+        const long count = space[N];
+        for (long s = 0; s < count; s++) {{
+            const long i = space[s];
+            for (long e = first[i]; e < last[i]; e++) {{
+                const long j = cell[e] - i * N;
+                const double x = {W}[e];
+                {ADD}
+            }}
+        }}
+    }}
+"""
 
 
 # C++11 (Brian2's standalone flags); str.format fields in braces, C++ braces doubled.
@@ -426,6 +495,7 @@ inline double bp_currents(const double tid) {{
     return 0.0;
 }}
 #endif
+// @SPIKES@
 // @BATCHED@
 }}  // namespace bioperturb_fused
 #endif
