@@ -323,9 +323,7 @@ def _spikes_code(handle: Any, plan: FusionPlan, arr: Any) -> str:
             )
         else:
             add = f"{arr(hidden, f'h{s}')}[j] += x;"
-        loops.append(
-            _SPIKES_LOOP.format(SPACE=arr(hidden, space), ADD=add, W=arr(syn, "w"))
-        )
+        loops.append(_SPIKES_LOOP.format(SPACE=arr(hidden, space), ADD=add, W=arr(syn, "w")))
     return _SPIKES.format(LOOPS="".join(loops), CELL=arr(syn, "cell"))
 
 
